@@ -1,0 +1,82 @@
+//! The commands, as typed steps: read the model, get the hardware, plan, report. `main` calls these.
+
+use std::io::Write;
+
+use crate::cli::{HardwareSource, PlanRequest};
+use crate::engine::Engine;
+use crate::error::Failure;
+use crate::facts::{self, ModelFacts};
+use crate::hardware::{self, Hardware};
+use crate::plan::{self, DEFAULT_GPU_RESERVE_BYTES};
+use crate::report::{self, PlanReport};
+use crate::{gguf, probe};
+
+/// Read and understand the model file (safe Rust only; llama.cpp never sees an unchecked file).
+pub fn read_facts(path: &std::path::Path) -> Result<ModelFacts, Failure> {
+    let model = gguf::read_model(path)?;
+    Ok(facts::from_model(&model)?)
+}
+
+pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let facts = read_facts(&req.model)?;
+    let mut engine = None;
+    let hardware: Hardware = match &req.hardware {
+        HardwareSource::Profile(p) => hardware::load_profile(p)?,
+        HardwareSource::Hypothetical {
+            vram_bytes,
+            ram_bytes,
+        } => hardware::hypothetical(vram_bytes, *ram_bytes),
+        HardwareSource::ThisMachine => {
+            let e = Engine::init(verbose)?;
+            let hw = probe::measure(&e)?;
+            engine = Some(e);
+            hw
+        }
+    };
+    let plan = plan::plan(&facts, &hardware, &req.policy)?;
+    let llama_fit = match (&engine, req.compare_llama) {
+        (Some(e), true) => {
+            let reserve = req
+                .policy
+                .gpu_reserve_bytes
+                .first()
+                .copied()
+                .unwrap_or(DEFAULT_GPU_RESERVE_BYTES);
+            let min_ctx = req.policy.min_ctx_tokens.min(facts.n_ctx_train) as u32;
+            Some(e.llama_fit(&req.model, min_ctx, reserve as usize)?)
+        }
+        _ => None,
+    };
+    let report = PlanReport {
+        model: report::model_summary(&req.model.display().to_string(), &facts),
+        hardware: &hardware,
+        plan: &plan,
+        llama_args: plan.llama_args(),
+        llama_fit: llama_fit.as_ref(),
+    };
+    let text = if req.json {
+        report::plan_json(&report)
+    } else {
+        report::plan_text(&report)
+    };
+    write_out(out, &text)
+}
+
+pub fn run_devices(json: bool, verbose: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let engine = Engine::init(verbose)?;
+    let hw = probe::measure(&engine)?;
+    let text = if json {
+        report::devices_json(&hw)
+    } else {
+        report::devices_text(&hw)
+    };
+    write_out(out, &text)
+}
+
+fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        // A closed pipe (`run-fit plan … | head`) is the reader's choice, not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| Failure::Internal(e.into())),
+    }
+}

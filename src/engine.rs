@@ -1,0 +1,262 @@
+//! The only module that calls llama.cpp (`llama_cpp_2` and, where the safe crate has no API, its sys
+//! crate). Everything llama.cpp-specific that churns between releases is kept behind these functions.
+
+use std::collections::VecDeque;
+use std::ffi::{CStr, CString, c_char, c_void};
+use std::path::Path;
+use std::pin::pin;
+use std::sync::Mutex;
+
+use anyhow::{Context, Result, anyhow};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::{LlamaBackendDeviceType, list_llama_ggml_backend_devices};
+use llama_cpp_sys_2 as sys;
+
+use crate::hardware::{Device, DeviceKind};
+
+/// Lines llama.cpp logged most recently, kept to classify failures and to read buffer sizes.
+static LOG_TAIL: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+static LOG_ECHO: Mutex<bool> = Mutex::new(false);
+const LOG_TAIL_LINES: usize = 400;
+
+extern "C" fn on_log(_level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+    if text.is_null() {
+        return;
+    }
+    // SAFETY: llama.cpp passes a NUL-terminated string valid for the duration of the call.
+    let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    if *LOG_ECHO.lock().unwrap_or_else(|e| e.into_inner()) {
+        eprint!("{line}");
+    }
+    let mut tail = LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner());
+    if tail.len() == LOG_TAIL_LINES {
+        tail.pop_front();
+    }
+    tail.push_back(line.into_owned());
+}
+
+/// An initialised llama.cpp backend. Only one may exist at a time.
+pub struct Engine {
+    _backend: LlamaBackend,
+}
+
+impl Engine {
+    /// Start llama.cpp. Its logs are kept quiet unless `echo_logs` (run-fit's -v).
+    pub fn init(echo_logs: bool) -> Result<Engine> {
+        *LOG_ECHO.lock().unwrap_or_else(|e| e.into_inner()) = echo_logs;
+        // SAFETY: installing a plain C callback before any other llama.cpp call.
+        unsafe {
+            sys::llama_log_set(Some(on_log), std::ptr::null_mut());
+        }
+        let backend = LlamaBackend::init().context("starting llama.cpp")?;
+        Ok(Engine { _backend: backend })
+    }
+
+    /// Offload devices as llama.cpp sees them (the CPU is measured separately by `probe`: llama.cpp
+    /// reports physical RAM as free and ignores container limits).
+    pub fn devices(&self) -> Vec<Device> {
+        list_llama_ggml_backend_devices()
+            .into_iter()
+            .filter_map(|d| {
+                let kind = match d.device_type {
+                    LlamaBackendDeviceType::Gpu => DeviceKind::Gpu,
+                    LlamaBackendDeviceType::IntegratedGpu => DeviceKind::IntegratedGpu,
+                    LlamaBackendDeviceType::Accelerator => DeviceKind::Accelerator,
+                    LlamaBackendDeviceType::Cpu | LlamaBackendDeviceType::Unknown => return None,
+                };
+                // BLAS and similar accelerators hold no memory of their own; they are not offload targets.
+                if d.memory_total == 0 {
+                    return None;
+                }
+                Some(Device {
+                    name: d.name,
+                    description: d.description,
+                    backend: d.backend,
+                    kind,
+                    free_bytes: d.memory_free as u64,
+                    total_bytes: d.memory_total as u64,
+                    bandwidth_gb_per_s: None,
+                })
+            })
+            .collect()
+    }
+
+    /// llama.cpp's own fit (`common_fit_params`) on the same file: its choice of -ngl and -c.
+    pub fn llama_fit(
+        &self,
+        model: &Path,
+        n_ctx_min_tokens: u32,
+        margin_bytes: usize,
+    ) -> Result<LlamaFit> {
+        let path = path_cstring(model)?;
+        let mut mparams = pin!(LlamaModelParams::default());
+        let mut cparams = LlamaContextParams::default().with_n_ctx(None);
+        let mut margins = vec![margin_bytes; llama_cpp_2::max_devices()];
+        let result = mparams.as_mut().fit_params(
+            &path,
+            &mut cparams,
+            &mut margins,
+            n_ctx_min_tokens,
+            sys::GGML_LOG_LEVEL_ERROR,
+        );
+        let fitted = result.is_ok();
+        let n_ctx = result.map(|r| r.n_ctx).unwrap_or(0);
+        Ok(LlamaFit {
+            n_gpu_layers: mparams.n_gpu_layers(),
+            n_ctx_tokens: n_ctx,
+            fitted,
+        })
+    }
+
+    /// Load `model` for real on the CPU (mmap on, weight repacking off so the mapped weights stay
+    /// mapped) and create a context; return the buffer sizes llama.cpp reported. The ground truth of
+    /// the accuracy benchmark.
+    pub fn measure_buffers(
+        &self,
+        model: &Path,
+        n_ctx_tokens: u32,
+        flash_attn: bool,
+    ) -> Result<Buffers> {
+        let path = path_cstring(model)?;
+        LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        // SAFETY: plain calls into llama.cpp's C API with parameters from its own default constructors;
+        // every pointer is checked for null and freed exactly once below.
+        unsafe {
+            let mut mp = sys::llama_model_default_params();
+            mp.n_gpu_layers = 0;
+            mp.use_extra_bufts = false;
+            let m = sys::llama_model_load_from_file(path.as_ptr(), mp);
+            if m.is_null() {
+                return Err(anyhow!("llama.cpp could not load {}", model.display()));
+            }
+            let mut cp = sys::llama_context_default_params();
+            cp.n_ctx = n_ctx_tokens;
+            cp.n_threads = 1;
+            cp.n_threads_batch = 1;
+            cp.flash_attn_type = if flash_attn {
+                sys::LLAMA_FLASH_ATTN_TYPE_ENABLED
+            } else {
+                sys::LLAMA_FLASH_ATTN_TYPE_DISABLED
+            };
+            let ctx = sys::llama_init_from_model(m, cp);
+            let result = if ctx.is_null() {
+                Err(anyhow!(
+                    "llama.cpp could not create a context of {n_ctx_tokens} tokens"
+                ))
+            } else {
+                sys::llama_free(ctx);
+                Ok(parse_buffers(
+                    &LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()),
+                ))
+            };
+            sys::llama_model_free(m);
+            result
+        }
+    }
+}
+
+/// What llama.cpp's own fit chose.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LlamaFit {
+    pub n_gpu_layers: i32,
+    pub n_ctx_tokens: u32,
+    /// False when llama.cpp reported that nothing fits (it then loads with its defaults anyway).
+    pub fitted: bool,
+}
+
+/// Buffer sizes llama.cpp logged while loading, summed over buffer names, in bytes.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct Buffers {
+    pub model_bytes: u64,
+    pub kv_bytes: u64,
+    pub compute_bytes: u64,
+    pub output_bytes: u64,
+}
+
+/// Read "… model buffer size = 92.12 MiB", "… KV buffer size = …", "… compute buffer size = …" and
+/// "… output buffer size = …" lines (MiB with two decimals: 10 KiB resolution).
+fn parse_buffers(lines: &VecDeque<String>) -> Buffers {
+    let mut b = Buffers::default();
+    for line in lines {
+        let Some((label, value)) = line.split_once(" buffer size = ") else {
+            continue;
+        };
+        let Some(mib) = value
+            .trim()
+            .strip_suffix("MiB")
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        else {
+            continue;
+        };
+        let bytes = (mib * 1024.0 * 1024.0).round() as u64;
+        let slot = if label.ends_with("model") {
+            &mut b.model_bytes
+        } else if label.ends_with("KV") {
+            &mut b.kv_bytes
+        } else if label.ends_with("compute") {
+            &mut b.compute_bytes
+        } else if label.ends_with(" output") {
+            &mut b.output_bytes
+        } else {
+            continue;
+        };
+        *slot += bytes;
+    }
+    b
+}
+
+fn path_cstring(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| anyhow!("{}: the path contains a NUL byte", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gguf::types::TYPES;
+
+    #[test]
+    fn type_table_matches_the_linked_ggml() {
+        for t in TYPES {
+            // SAFETY: pure lookups in ggml's static type table for ids it defines.
+            let (blck, size) = unsafe {
+                (
+                    sys::ggml_blck_size(t.id as _),
+                    sys::ggml_type_size(t.id as _),
+                )
+            };
+            assert_eq!(
+                (blck as u64, size as u64),
+                (t.block_elems, t.block_bytes),
+                "{}",
+                t.name
+            );
+        }
+        assert_eq!(
+            TYPES.len() as u32 + 8,
+            sys::GGML_TYPE_COUNT,
+            "a type was added to ggml"
+        );
+    }
+
+    #[test]
+    fn buffer_lines_are_summed_by_kind() {
+        let lines: VecDeque<String> = [
+            "load_tensors:   CPU_Mapped model buffer size =    92.12 MiB\n",
+            "llama_kv_cache:        CPU KV buffer size =    45.00 MiB\n",
+            "llama_context:        CPU  output buffer size =     0.19 MiB\n",
+            "sched_reserve:        CPU compute buffer size =   104.50 MiB\n",
+            "unrelated line\n",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let b = parse_buffers(&lines);
+        assert_eq!(b.model_bytes, (92.12f64 * 1048576.0).round() as u64);
+        assert_eq!(b.kv_bytes, 45 << 20);
+        assert_eq!(b.compute_bytes, (104.5 * 1048576.0) as u64);
+        assert_eq!(b.output_bytes, (0.19f64 * 1048576.0).round() as u64);
+    }
+}

@@ -1,0 +1,54 @@
+//! Failure classes and their exit codes (documented in README.md). Callers branch on these; anything
+//! else is an internal error with context.
+
+use std::process::ExitCode;
+
+use crate::facts::FactsError;
+use crate::gguf::GgufError;
+use crate::hardware::ProfileError;
+use crate::plan::PlanError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Model(#[from] GgufError),
+    #[error(transparent)]
+    Unsupported(#[from] FactsError),
+    #[error(transparent)]
+    Profile(#[from] ProfileError),
+    #[error("{}", plan_message(.0))]
+    DoesNotFit(#[from] PlanError),
+    #[error("{0:#}")]
+    Internal(#[from] anyhow::Error),
+}
+
+fn plan_message(e: &PlanError) -> String {
+    match e.suggestions() {
+        [] => e.to_string(),
+        s => format!("{e}; what would fit: {}", s.join("; ")),
+    }
+}
+
+impl Failure {
+    /// 1 internal, 2 usage, 3 unreadable or broken model file, 4 unsupported model, 5 does not fit,
+    /// 6 bad hardware profile.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Internal(_) => 1,
+            Failure::Usage(_) => 2,
+            Failure::Model(_) => 3,
+            Failure::Unsupported(_) => 4,
+            Failure::DoesNotFit(_) => 5,
+            Failure::Profile(_) => 6,
+        }
+    }
+
+    /// One line: a message that says what is wrong and what to do.
+    pub fn report(&self) -> ExitCode {
+        let message = self.to_string().replace('\n', " ");
+        eprintln!("run-fit: error: {message}");
+        ExitCode::from(self.exit_code())
+    }
+}

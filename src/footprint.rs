@@ -1,0 +1,215 @@
+//! Bytes a configuration needs on each device and on the host. Pure arithmetic over [`ModelFacts`].
+//!
+//! Weights are exact (tensor sizes, placed as llama.cpp places them); the KV cache is exact (llama.cpp's
+//! cell counts and row sizes); the compute buffer is an estimate of the peak of live activations in one
+//! ubatch, calibrated against llama.cpp's own reservations — see `docs/MEMORY-MODEL.md`.
+
+use serde::Serialize;
+
+use crate::facts::ModelFacts;
+use crate::gguf::GgmlType;
+use crate::gguf::types::{F16, F32};
+
+/// llama.cpp pads the context (and the sliding-window cache) to a multiple of 256 cells.
+pub const CTX_PAD_TOKENS: u64 = 256;
+
+/// One candidate configuration, in llama.cpp's terms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Layers on each GPU, in device order; the output layer counts as the last layer (llama.cpp's -ngl).
+    pub gpu_layers: Vec<u32>,
+    pub n_ctx_tokens: u64,
+    pub cache_k: GgmlType,
+    pub cache_v: GgmlType,
+    pub n_ubatch_tokens: u64,
+    pub flash_attn: bool,
+    pub n_seq: u64,
+}
+
+impl Config {
+    pub fn n_gpu_layers(&self) -> u32 {
+        self.gpu_layers.iter().sum()
+    }
+}
+
+/// What one device (or the host) holds for a configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Bytes {
+    pub weights: u64,
+    pub kv: u64,
+    pub compute: u64,
+}
+
+impl Bytes {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv + self.compute
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Footprint {
+    pub devices: Vec<Bytes>,
+    pub host: Bytes,
+}
+
+/// Where each of the n_layer + 1 layers (the last is the output layer) lives: `Some(device)` or the host.
+pub fn placement(n_layer: u32, gpu_layers: &[u32]) -> Vec<Option<usize>> {
+    let total = n_layer + 1;
+    let n_gpu: u32 = gpu_layers.iter().sum::<u32>().min(total);
+    let first_gpu = total - n_gpu;
+    let mut owners = vec![None; first_gpu as usize];
+    for (device, &count) in gpu_layers.iter().enumerate() {
+        owners.extend(std::iter::repeat_n(Some(device), count as usize));
+    }
+    owners.truncate(total as usize);
+    owners
+}
+
+/// KV cells a layer holds: the padded context, or for a sliding-window layer only the window
+/// (llama_kv_cache_iswa: pad256(min(n_ctx, n_swa · n_seq + n_ubatch))).
+pub fn kv_cells(facts: &ModelFacts, config: &Config, layer: usize) -> u64 {
+    let n_ctx = config.n_ctx_tokens.next_multiple_of(CTX_PAD_TOKENS);
+    match &facts.sliding_window {
+        Some(sw) if sw.layers.get(layer).copied().unwrap_or(false) => n_ctx
+            .min(sw.window_tokens * config.n_seq + config.n_ubatch_tokens)
+            .next_multiple_of(CTX_PAD_TOKENS),
+        _ => n_ctx,
+    }
+}
+
+/// KV cache (or recurrent state) bytes of one layer.
+pub fn kv_layer_bytes(facts: &ModelFacts, config: &Config, layer: usize) -> u64 {
+    if let Some(rec) = &facts.recurrent
+        && rec.layers.get(layer).copied().unwrap_or(false)
+    {
+        return rec.state_bytes_per_seq * config.n_seq.max(1);
+    }
+    let heads = facts.n_head_kv.get(layer).copied().unwrap_or(0);
+    if heads == 0 {
+        return 0;
+    }
+    let per_cell = config.cache_k.row_bytes(facts.head_dim_k * heads)
+        + config.cache_v.row_bytes(facts.head_dim_v * heads);
+    kv_cells(facts, config, layer) * per_cell
+}
+
+/// KV bytes of the whole model for one token of context, at full (non-window) size: the figure users compare.
+pub fn kv_bytes_per_token(facts: &ModelFacts, cache_k: GgmlType, cache_v: GgmlType) -> f64 {
+    let per_layer = |heads: u64| {
+        (cache_k.row_bytes(facts.head_dim_k * heads) + cache_v.row_bytes(facts.head_dim_v * heads))
+            as f64
+    };
+    facts.n_head_kv.iter().map(|&h| per_layer(h)).sum()
+}
+
+/// The compute buffer a backend reserves for one ubatch. See docs/MEMORY-MODEL.md for the derivation.
+///
+/// ggml's allocator reuses memory, so the buffer is the peak of simultaneously live activations:
+/// the attention mask (and without flash attention the KQ scores), the FFN intermediates, and on the
+/// device with the output layer the logits of every token in the ubatch.
+pub fn compute_bytes(
+    facts: &ModelFacts,
+    config: &Config,
+    has_layers: bool,
+    has_output: bool,
+) -> u64 {
+    if !has_layers && !has_output {
+        return 0;
+    }
+    let f32b = F32.block_bytes;
+    let ub = config.n_ubatch_tokens;
+    let n_kv = config.n_ctx_tokens.next_multiple_of(CTX_PAD_TOKENS);
+    let n_head = facts.n_head.iter().copied().max().unwrap_or(0);
+    let head_dim = facts.head_dim_k.max(facts.head_dim_v);
+    // Residual stream, its norm and the attention output: a few n_embd-wide rows per token.
+    let residual = 3 * facts.n_embd * ub * f32b;
+    let mask = n_kv
+        * ub
+        * if config.flash_attn {
+            F16.block_bytes
+        } else {
+            f32b
+        };
+    let attention = if config.flash_attn {
+        // Q, K, V projections and the attention output.
+        3 * n_head * head_dim * ub * f32b
+    } else {
+        // KQ scores and their softmax, per head, over the whole cache.
+        n_kv * ub * n_head * f32b + 2 * n_head * head_dim * ub * f32b
+    };
+    let experts = facts.n_expert_used.max(1);
+    let ffn = 3 * facts.n_ff * ub * f32b * if facts.n_expert > 0 { experts } else { 1 };
+    let logits = if has_output {
+        facts.n_vocab * ub * f32b
+    } else {
+        0
+    };
+    let layers_peak = if has_layers { attention.max(ffn) } else { 0 };
+    residual + mask + layers_peak.max(logits)
+}
+
+/// The full footprint of `config`.
+pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
+    let owners = placement(facts.n_layer, &config.gpu_layers);
+    let mut devices = vec![Bytes::default(); config.gpu_layers.len()];
+    let mut host = Bytes {
+        weights: facts.weights.input_bytes,
+        ..Bytes::default()
+    };
+    let n_layer = facts.n_layer as usize;
+    for (layer, owner) in owners.iter().enumerate() {
+        let slot = match owner {
+            Some(d) => &mut devices[*d],
+            None => &mut host,
+        };
+        if layer < n_layer {
+            slot.weights += facts.weights.layer_bytes[layer];
+            slot.kv += kv_layer_bytes(facts, config, layer);
+        } else if owner.is_some() {
+            slot.weights += facts.weights.output_bytes;
+        } else {
+            // On the host a tied output reuses the embedding's mapping.
+            slot.weights += facts.weights.output_bytes - facts.weights.tied_embedding_bytes;
+        }
+    }
+    for (d, bytes) in devices.iter_mut().enumerate() {
+        let has_layers = owners[..n_layer].contains(&Some(d));
+        let has_output = owners[n_layer] == Some(d);
+        bytes.compute = compute_bytes(facts, config, has_layers, has_output);
+    }
+    let host_has_layers = owners[..n_layer].contains(&None);
+    let host_has_output = owners[n_layer].is_none();
+    host.compute = if devices.is_empty() || config.n_gpu_layers() == 0 {
+        compute_bytes(facts, config, host_has_layers, host_has_output)
+    } else {
+        // With a GPU in use the host buffer only stages inputs and CPU-layer activations; the large
+        // matrix products of CPU layers are offloaded to the GPU for whole batches.
+        let residual = 3 * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes;
+        residual
+            + if host_has_output {
+                facts.n_vocab * config.n_ubatch_tokens * F32.block_bytes
+            } else {
+                0
+            }
+    };
+    Footprint { devices, host }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placement_puts_the_output_layer_first_on_the_gpu() {
+        // -ngl 1 offloads only the output layer (llama_model::load_tensors: i_gpu_start = n_layer + 1 - ngl).
+        assert_eq!(placement(3, &[1]), vec![None, None, None, Some(0)]);
+        assert_eq!(placement(3, &[0]), vec![None, None, None, None]);
+        assert_eq!(
+            placement(3, &[2, 2]),
+            vec![Some(0), Some(0), Some(1), Some(1)]
+        );
+        assert_eq!(placement(3, &[1, 2]), vec![None, Some(0), Some(1), Some(1)]);
+        // asking for more than exists is capped, as llama.cpp does
+        assert_eq!(placement(2, &[9]), vec![Some(0), Some(0), Some(0)]);
+    }
+}

@@ -1,0 +1,352 @@
+//! Plain data about a machine: what the planner plans against. Filled by `probe` (the real machine)
+//! or by a profile (`profiles/*.toml`, a machine you don't have). The planner never asks the system.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    Gpu,
+    IntegratedGpu,
+    Accelerator,
+}
+
+/// One GPU (or other offload device) as llama.cpp sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Device {
+    pub name: String,
+    pub description: String,
+    pub backend: String,
+    pub kind: DeviceKind,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Memory bandwidth, for speed estimates; None when unknown.
+    pub bandwidth_gb_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Host {
+    pub total_bytes: u64,
+    /// What a new process can use without swapping: MemAvailable, capped by the container's limit.
+    pub available_bytes: u64,
+    pub swap_free_bytes: u64,
+    pub threads: u32,
+    pub bandwidth_gb_per_s: Option<f64>,
+    /// Apple silicon and other unified-memory machines: GPU allocations come out of host RAM too.
+    pub unified_memory: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Hardware {
+    /// Where the numbers come from: "this machine", a profile name, or "hypothetical".
+    pub source: String,
+    pub devices: Vec<Device>,
+    pub host: Host,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Profiles
+
+/// Profiles shipped in `profiles/`, built into the binary so `--profile NAME` works from anywhere.
+pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
+    ("rtx3060-12g", include_str!("../profiles/rtx3060-12g.toml")),
+    ("rtx4090-64g", include_str!("../profiles/rtx4090-64g.toml")),
+    (
+        "2x-rtx3090-128g",
+        include_str!("../profiles/2x-rtx3090-128g.toml"),
+    ),
+    ("m2-pro-32g", include_str!("../profiles/m2-pro-32g.toml")),
+    ("cpu-16g", include_str!("../profiles/cpu-16g.toml")),
+    ("h100-80g", include_str!("../profiles/h100-80g.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("unknown profile '{name}'; use one of {known} or a path to a .toml file")]
+    Unknown { name: String, known: String },
+    #[error("{file}: cannot read ({source})")]
+    Unreadable {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: {message}")]
+    Invalid {
+        file: String,
+        line: usize,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: String,
+    host: HostSpec,
+    #[serde(default)]
+    gpu: Vec<GpuSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostSpec {
+    #[serde(deserialize_with = "de_bytes")]
+    ram: u64,
+    /// Default: ram minus 10 % for the OS and desktop.
+    #[serde(default, deserialize_with = "de_opt_bytes")]
+    available: Option<u64>,
+    #[serde(default)]
+    threads: Option<u32>,
+    #[serde(default)]
+    bandwidth_gb_per_s: Option<f64>,
+    #[serde(default)]
+    unified_memory: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuSpec {
+    name: String,
+    #[serde(default = "default_backend")]
+    backend: String,
+    #[serde(default)]
+    integrated: bool,
+    #[serde(deserialize_with = "de_bytes")]
+    total: u64,
+    /// Default: total minus what a driver and a desktop typically hold (3 %).
+    #[serde(default, deserialize_with = "de_opt_bytes")]
+    free: Option<u64>,
+    #[serde(default)]
+    bandwidth_gb_per_s: Option<f64>,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn default_backend() -> String {
+    "CUDA".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// "12GiB", "11.5 GiB", "64GB" (powers of ten, as vendors write them) → bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a size; write it like 12GiB or 11.5GB"))?;
+    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kib" => 1024.0,
+        "kb" => 1e3,
+        "m" | "mib" => 1024.0 * 1024.0,
+        "mb" => 1e6,
+        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
+        "tb" => 1e12,
+        other => {
+            return Err(format!(
+                "'{other}' in '{text}' is not a unit; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
+            ));
+        }
+    };
+    Ok((value * scale).round() as u64)
+}
+
+fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_bytes(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_bytes(d).map(Some)
+}
+
+/// Resolve `--profile NAME|FILE` and parse it.
+pub fn load_profile(name_or_path: &str) -> Result<Hardware, ProfileError> {
+    if let Some((name, text)) = BUILTIN_PROFILES.iter().find(|(n, _)| *n == name_or_path) {
+        return parse_profile(text, &format!("profiles/{name}.toml"));
+    }
+    let path = Path::new(name_or_path);
+    if !name_or_path.ends_with(".toml") && !path.exists() {
+        let known = BUILTIN_PROFILES
+            .iter()
+            .map(|(n, _)| *n)
+            .collect::<Vec<_>>()
+            .join(", ");
+        return Err(ProfileError::Unknown {
+            name: name_or_path.to_string(),
+            known,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Unreadable {
+        file: name_or_path.to_string(),
+        source,
+    })?;
+    parse_profile(&text, name_or_path)
+}
+
+pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
+    let spec: ProfileFile = toml::from_str(text).map_err(|e| {
+        let line = e
+            .span()
+            .map(|s| text[..s.start].matches('\n').count() + 1)
+            .unwrap_or(1);
+        ProfileError::Invalid {
+            file: file.to_string(),
+            line,
+            message: e.message().replace('\n', " "),
+        }
+    })?;
+    let invalid = |message: String| ProfileError::Invalid {
+        file: file.to_string(),
+        line: 1,
+        message,
+    };
+    let mut devices = Vec::new();
+    for gpu in &spec.gpu {
+        let free = gpu.free.unwrap_or(gpu.total - gpu.total / 33);
+        if free > gpu.total {
+            return Err(invalid(format!(
+                "gpu '{}': free is larger than total",
+                gpu.name
+            )));
+        }
+        for _ in 0..gpu.count {
+            devices.push(Device {
+                name: format!("{}{}", gpu.backend, devices.len()),
+                description: gpu.name.clone(),
+                backend: gpu.backend.clone(),
+                kind: if gpu.integrated {
+                    DeviceKind::IntegratedGpu
+                } else {
+                    DeviceKind::Gpu
+                },
+                free_bytes: free,
+                total_bytes: gpu.total,
+                bandwidth_gb_per_s: gpu.bandwidth_gb_per_s,
+            });
+        }
+    }
+    let h = &spec.host;
+    let available = h.available.unwrap_or(h.ram - h.ram / 10);
+    if available > h.ram {
+        return Err(invalid("host: available is larger than ram".into()));
+    }
+    Ok(Hardware {
+        source: format!("profile {}", spec.name),
+        devices,
+        host: Host {
+            total_bytes: h.ram,
+            available_bytes: available,
+            swap_free_bytes: 0,
+            threads: h.threads.unwrap_or(8),
+            bandwidth_gb_per_s: h.bandwidth_gb_per_s,
+            unified_memory: h.unified_memory,
+        },
+    })
+}
+
+/// `--vram 12GiB[,8GiB] --ram 32GiB`: a hypothetical machine with fully free memory.
+pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
+    Hardware {
+        source: "hypothetical machine".into(),
+        devices: vram_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| Device {
+                name: format!("GPU{i}"),
+                description: "hypothetical GPU".into(),
+                backend: "CUDA".into(),
+                kind: DeviceKind::Gpu,
+                free_bytes: bytes,
+                total_bytes: bytes,
+                bandwidth_gb_per_s: None,
+            })
+            .collect(),
+        host: Host {
+            total_bytes: ram_bytes,
+            available_bytes: ram_bytes,
+            swap_free_bytes: 0,
+            threads: 8,
+            bandwidth_gb_per_s: None,
+            unified_memory: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_profile_file_is_built_in_and_parses() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let mut on_disk: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                e.unwrap()
+                    .path()
+                    .file_stem()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned()
+            })
+            .collect();
+        on_disk.sort();
+        let mut built_in: Vec<String> = BUILTIN_PROFILES
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .collect();
+        built_in.sort();
+        assert_eq!(on_disk, built_in);
+        for (name, _) in BUILTIN_PROFILES {
+            let hw = load_profile(name).unwrap();
+            assert!(hw.host.available_bytes > 0, "{name}");
+        }
+    }
+
+    #[test]
+    fn sizes_parse_in_both_unit_families() {
+        assert_eq!(parse_bytes("12GiB").unwrap(), 12 << 30);
+        assert_eq!(
+            parse_bytes("11.5 GiB").unwrap(),
+            (11.5 * (1u64 << 30) as f64) as u64
+        );
+        assert_eq!(parse_bytes("64GB").unwrap(), 64_000_000_000);
+        assert!(parse_bytes("12 gigs").unwrap_err().contains("not a unit"));
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn bad_profiles_name_the_line_and_key() {
+        let err = parse_profile(
+            "name = \"x\"\n[host]\nram = \"32GiB\"\nramm = 3\n",
+            "p.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("p.toml:4:") && err.contains("ramm"),
+            "{err}"
+        );
+        let err = parse_profile("name = \"x\"\n[host]\nram = \"32 parsecs\"\n", "p.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("p.toml:3:") && err.contains("parsecs"),
+            "{err}"
+        );
+        assert!(matches!(
+            load_profile("nope"),
+            Err(ProfileError::Unknown { .. })
+        ));
+    }
+}

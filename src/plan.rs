@@ -1,0 +1,612 @@
+//! The planner: model facts + hardware + policy → the configuration to load, with reasons.
+//!
+//! Pure: no I/O, no clock, no FFI. Rules, in order:
+//! 1. every device keeps its reserve and never exceeds an absolute budget;
+//! 2. layers first: the most layers that fit at the minimum context;
+//! 3. then the largest context that keeps those layers, up to the target;
+//! 4. the host must hold what stays on the CPU without swapping;
+//! 5. user pins are honoured exactly, or the plan is refused with the number that does not fit.
+
+use serde::Serialize;
+
+use crate::facts::ModelFacts;
+use crate::footprint::{self, Bytes, CTX_PAD_TOKENS, Config, Footprint};
+use crate::gguf::GgmlType;
+use crate::gguf::types::F16;
+use crate::hardware::Hardware;
+
+pub const MIB: u64 = 1 << 20;
+pub const GIB: u64 = 1 << 30;
+/// Per GPU, on top of what the device already reports as used: cuBLAS/cuDNN workspaces, the memory
+/// pool growing past llama.cpp's reservation, fragmentation. llama.cpp's --fit uses 1024 MiB, Ollama
+/// 457 MiB plus a spare layer; 512 MiB was enough in our GPU runs (docs/MEMORY-MODEL.md).
+pub const DEFAULT_GPU_RESERVE_BYTES: u64 = 512 * MIB;
+/// The host keeps room for the OS, run-fit itself, llama.cpp's code and thread stacks.
+pub const DEFAULT_HOST_RESERVE_BYTES: u64 = GIB;
+pub const DEFAULT_MIN_CTX_TOKENS: u64 = 4096;
+/// The context target when the model was trained on more: the KV cache is zeroed at load and attention
+/// cost grows with it, so a larger default would slow every start for a length few chats reach.
+pub const DEFAULT_MAX_CTX_TOKENS: u64 = 32768;
+pub const DEFAULT_UBATCH_TOKENS: u64 = 512;
+
+/// What the user pinned; None means "plan it".
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Pins {
+    pub n_gpu_layers: Option<u32>,
+    pub n_ctx_tokens: Option<u64>,
+    pub cache_k: Option<GgmlType>,
+    pub cache_v: Option<GgmlType>,
+    /// Proportions per device, as llama.cpp's -ts.
+    pub tensor_split: Option<Vec<f64>>,
+    pub flash_attn: Option<bool>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Policy {
+    /// One value for every device, or one per device.
+    pub gpu_reserve_bytes: Vec<u64>,
+    pub host_reserve_bytes: u64,
+    /// Absolute ceiling of what run-fit may use on each device (`--vram-budget`).
+    pub vram_budget_bytes: Option<Vec<u64>>,
+    pub min_ctx_tokens: u64,
+    pub max_ctx_tokens: u64,
+    pub n_ubatch_tokens: u64,
+    pub n_seq: u64,
+    pub allow_swap: bool,
+    pub pins: Pins,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            gpu_reserve_bytes: vec![DEFAULT_GPU_RESERVE_BYTES],
+            host_reserve_bytes: DEFAULT_HOST_RESERVE_BYTES,
+            vram_budget_bytes: None,
+            min_ctx_tokens: DEFAULT_MIN_CTX_TOKENS,
+            max_ctx_tokens: DEFAULT_MAX_CTX_TOKENS,
+            n_ubatch_tokens: DEFAULT_UBATCH_TOKENS,
+            n_seq: 1,
+            allow_swap: false,
+            pins: Pins::default(),
+        }
+    }
+}
+
+/// One device's side of the plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceUse {
+    pub name: String,
+    pub layers: u32,
+    pub bytes: Bytes,
+    pub reserve_bytes: u64,
+    pub free_bytes: u64,
+    /// What the plan may use: free − reserve, capped by the budget.
+    pub usable_bytes: u64,
+    /// usable − used; negative only in a refused plan.
+    pub headroom_bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HostUse {
+    pub layers: u32,
+    pub bytes: Bytes,
+    pub reserve_bytes: u64,
+    pub available_bytes: u64,
+    pub usable_bytes: u64,
+    pub headroom_bytes: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    pub config: Config,
+    pub devices: Vec<DeviceUse>,
+    pub host: HostUse,
+    /// n_layer + 1: llama.cpp counts the output layer as one more layer.
+    pub max_layers: u32,
+    pub reasons: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Plan {
+    /// The same choice as llama.cpp arguments.
+    pub fn llama_args(&self) -> Vec<String> {
+        let c = &self.config;
+        let mut args = vec![
+            "-ngl".into(),
+            c.n_gpu_layers().to_string(),
+            "-c".into(),
+            c.n_ctx_tokens.to_string(),
+        ];
+        if c.gpu_layers.iter().filter(|&&l| l > 0).count() > 1 {
+            let ts: Vec<String> = c.gpu_layers.iter().map(u32::to_string).collect();
+            args.extend(["-ts".into(), ts.join(",")]);
+        }
+        if c.cache_k != F16 {
+            args.extend(["-ctk".into(), c.cache_k.name.to_ascii_lowercase()]);
+        }
+        if c.cache_v != F16 {
+            args.extend(["-ctv".into(), c.cache_v.name.to_ascii_lowercase()]);
+        }
+        args.extend(["-fa".into(), if c.flash_attn { "on" } else { "off" }.into()]);
+        if c.n_ubatch_tokens != DEFAULT_UBATCH_TOKENS {
+            args.extend(["-ub".into(), c.n_ubatch_tokens.to_string()]);
+        }
+        args
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlanError {
+    #[error("{0}")]
+    BadPin(String),
+    #[error("{what} does not fit: {detail}")]
+    PinDoesNotFit { what: String, detail: String },
+    #[error(
+        "the model does not fit this machine even with 0 GPU layers at {ctx_tokens} tokens of context: {detail}"
+    )]
+    NothingFits {
+        ctx_tokens: u64,
+        detail: String,
+        suggestions: Vec<String>,
+    },
+    #[error(
+        "the part that stays on the CPU needs {needed} of RAM but {usable} is usable, so it would swap; {advice}"
+    )]
+    WouldSwap {
+        needed: String,
+        usable: String,
+        advice: String,
+    },
+}
+
+impl PlanError {
+    pub fn suggestions(&self) -> &[String] {
+        match self {
+            PlanError::NothingFits { suggestions, .. } => suggestions,
+            _ => &[],
+        }
+    }
+}
+
+/// Human units for messages: "11.50 GiB".
+pub fn human(bytes: u64) -> String {
+    let b = bytes as f64;
+    if b >= GIB as f64 {
+        format!("{:.2} GiB", b / GIB as f64)
+    } else {
+        format!("{:.0} MiB", b / MIB as f64)
+    }
+}
+
+struct Ctx<'a> {
+    facts: &'a ModelFacts,
+    hw: &'a Hardware,
+    policy: &'a Policy,
+    usable: Vec<u64>,
+    host_usable: u64,
+    cache_k: GgmlType,
+    cache_v: GgmlType,
+    flash_attn: bool,
+}
+
+impl Ctx<'_> {
+    fn config(&self, gpu_layers: Vec<u32>, n_ctx_tokens: u64) -> Config {
+        Config {
+            gpu_layers,
+            n_ctx_tokens,
+            cache_k: self.cache_k,
+            cache_v: self.cache_v,
+            n_ubatch_tokens: self.policy.n_ubatch_tokens.min(n_ctx_tokens),
+            flash_attn: self.flash_attn,
+            n_seq: self.policy.n_seq,
+        }
+    }
+
+    fn n_total(&self) -> u32 {
+        self.facts.n_layer + 1
+    }
+
+    /// Split `n` offloaded layers across the devices, or None when they cannot hold them.
+    fn split(&self, n: u32, n_ctx: u64) -> Option<Vec<u32>> {
+        if n == 0 {
+            return Some(vec![0; self.hw.devices.len()]);
+        }
+        if self.hw.devices.is_empty() {
+            return None;
+        }
+        let split = match &self.policy.pins.tensor_split {
+            Some(ratios) => proportional_split(n, ratios),
+            None => self.greedy_split(n, n_ctx)?,
+        };
+        let fp = footprint::footprint(self.facts, &self.config(split.clone(), n_ctx));
+        fp.devices
+            .iter()
+            .zip(&self.usable)
+            .all(|(b, &u)| b.total() <= u)
+            .then_some(split)
+    }
+
+    /// Fill the last device first (it also takes the output layer), then the one before, as
+    /// llama.cpp's --fit does: each device takes the most of the remaining top layers it can hold.
+    fn greedy_split(&self, n: u32, n_ctx: u64) -> Option<Vec<u32>> {
+        let n_dev = self.hw.devices.len();
+        let mut split = vec![0u32; n_dev];
+        let mut remaining = n;
+        for d in (0..n_dev).rev() {
+            // the most layers device d can take, with every later device already fixed
+            let mut take = remaining;
+            while take > 0 {
+                split[d] = take;
+                let mut trial = split.clone();
+                // layers not yet placed go (hypothetically) to nowhere: count only this device
+                for t in trial.iter_mut().take(d) {
+                    *t = 0;
+                }
+                let fp = footprint::footprint(self.facts, &self.config(trial, n_ctx));
+                if fp.devices[d].total() <= self.usable[d] {
+                    break;
+                }
+                take -= 1;
+            }
+            split[d] = take;
+            remaining -= take;
+            if remaining == 0 {
+                return Some(split);
+            }
+        }
+        None
+    }
+
+    fn host_fits(&self, fp: &Footprint) -> bool {
+        self.host_need(fp) <= self.host_usable
+    }
+
+    fn host_need(&self, fp: &Footprint) -> u64 {
+        let unified: u64 = if self.hw.host.unified_memory {
+            fp.devices.iter().map(Bytes::total).sum()
+        } else {
+            0
+        };
+        fp.host.total() + unified
+    }
+}
+
+/// llama.cpp's layer split for -ts proportions (llama_model::load_tensors: upper_bound over the
+/// normalised cumulative split).
+pub fn proportional_split(n: u32, ratios: &[f64]) -> Vec<u32> {
+    let sum: f64 = ratios.iter().sum();
+    let mut cumulative = Vec::with_capacity(ratios.len());
+    let mut acc = 0.0;
+    for r in ratios {
+        acc += r;
+        cumulative.push((acc / sum) as f32);
+    }
+    let mut split = vec![0u32; ratios.len()];
+    for i in 0..n {
+        let x = i as f32 / n as f32;
+        let d = cumulative
+            .iter()
+            .position(|&c| c > x)
+            .unwrap_or(ratios.len() - 1);
+        split[d] += 1;
+    }
+    split
+}
+
+fn round_ctx_down(tokens: u64) -> u64 {
+    (tokens / CTX_PAD_TOKENS * CTX_PAD_TOKENS).max(CTX_PAD_TOKENS)
+}
+
+/// Choose the configuration. See the module docs for the rules.
+pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, PlanError> {
+    let pins = &policy.pins;
+    let n_dev = hw.devices.len();
+    let per_device = |values: &[u64], what: &str| -> Result<Vec<u64>, PlanError> {
+        match values.len() {
+            1 => Ok(vec![values[0]; n_dev]),
+            n if n == n_dev => Ok(values.to_vec()),
+            n => Err(PlanError::BadPin(format!(
+                "{what} has {n} values but this machine has {n_dev} GPU(s); give one value, or one per GPU"
+            ))),
+        }
+    };
+    let reserves = per_device(&policy.gpu_reserve_bytes, "--reserve")?;
+    let budgets = match &policy.vram_budget_bytes {
+        Some(b) => Some(per_device(b, "--vram-budget")?),
+        None => None,
+    };
+    if let Some(ts) = &pins.tensor_split
+        && (ts.len() != n_dev
+            || ts.iter().any(|r| !r.is_finite() || *r < 0.0)
+            || ts.iter().sum::<f64>() <= 0.0)
+    {
+        return Err(PlanError::BadPin(format!(
+            "--tensor-split needs {n_dev} non-negative proportions, one per GPU, not all zero"
+        )));
+    }
+    let usable: Vec<u64> = hw
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let after_reserve = d.free_bytes.saturating_sub(reserves[i]);
+            budgets
+                .as_ref()
+                .map_or(after_reserve, |b| after_reserve.min(b[i]))
+        })
+        .collect();
+    let host_usable = hw
+        .host
+        .available_bytes
+        .saturating_sub(policy.host_reserve_bytes);
+    let cache_k = pins.cache_k.unwrap_or(F16);
+    let cache_v = pins.cache_v.unwrap_or(F16);
+    // llama.cpp's flash attention "auto" turns it on wherever the backend supports it (CPU, CUDA, Metal,
+    // Vulkan all do); a quantized V cache requires it.
+    let flash_attn = pins.flash_attn.unwrap_or(true);
+    if !flash_attn && cache_v.block_elems > 1 {
+        return Err(PlanError::BadPin(format!(
+            "a quantized V cache (-ctv {}) needs flash attention; drop -fa off or use -ctv f16",
+            cache_v.name.to_ascii_lowercase()
+        )));
+    }
+    let cx = Ctx {
+        facts,
+        hw,
+        policy,
+        usable,
+        host_usable,
+        cache_k,
+        cache_v,
+        flash_attn,
+    };
+    let mut reasons = Vec::new();
+    let mut warnings = Vec::new();
+
+    let n_ctx_train = facts.n_ctx_train.max(CTX_PAD_TOKENS);
+    let min_ctx = pins
+        .n_ctx_tokens
+        .unwrap_or_else(|| policy.min_ctx_tokens.min(n_ctx_train));
+    let target_ctx = pins
+        .n_ctx_tokens
+        .unwrap_or_else(|| policy.max_ctx_tokens.min(n_ctx_train).max(min_ctx));
+    if pins.n_ctx_tokens.is_some_and(|c| c == 0) {
+        return Err(PlanError::BadPin(
+            "-c 0 means nothing to llama.cpp here; give a context size in tokens".into(),
+        ));
+    }
+
+    // 1. Layers, at the minimum context.
+    let n_total = cx.n_total();
+    let (n_gpu, split) = match pins.n_gpu_layers {
+        Some(pinned) => {
+            let n = pinned.min(n_total);
+            if n > 0 && n_dev == 0 {
+                return Err(PlanError::PinDoesNotFit {
+                    what: format!("-ngl {pinned}"),
+                    detail: "this machine has no GPU; use -ngl 0".into(),
+                });
+            }
+            let split = cx
+                .split(n, min_ctx)
+                .ok_or_else(|| pin_failure(&cx, n, min_ctx))?;
+            reasons.push(format!(
+                "{n} of {n_total} layers on the GPU, as pinned by -ngl"
+            ));
+            (n, split)
+        }
+        None => {
+            let n = (0..=n_total)
+                .rev()
+                .find(|&n| cx.split(n, min_ctx).is_some())
+                .unwrap_or(0);
+            let split = cx.split(n, min_ctx).unwrap_or_else(|| vec![0; n_dev]);
+            reasons.push(layer_reason(&cx, n, min_ctx));
+            (n, split)
+        }
+    };
+
+    // Host check at the minimum context: fewer GPU layers can only need more RAM, so a miss is final.
+    let fp_min = footprint::footprint(facts, &cx.config(split.clone(), min_ctx));
+    if !cx.host_fits(&fp_min) {
+        if n_gpu == 0 && !policy.allow_swap {
+            return Err(nothing_fits(&cx, min_ctx, cx.host_need(&fp_min)));
+        }
+        if !policy.allow_swap {
+            return Err(PlanError::WouldSwap {
+                needed: human(cx.host_need(&fp_min)),
+                usable: human(cx.host_usable),
+                advice: "use a smaller quantization, free some RAM, or pass --allow-swap to load anyway (expect minutes per token)"
+                    .into(),
+            });
+        }
+        warnings.push(format!(
+            "the CPU part needs {} of RAM but only {} is usable: expect swapping (allowed by --allow-swap)",
+            human(cx.host_need(&fp_min)),
+            human(cx.host_usable)
+        ));
+    }
+
+    // 2. Context: the largest that keeps the layers (devices and host), up to the target.
+    let fits_at = |ctx: u64| -> Option<Vec<u32>> {
+        let s = cx.split(n_gpu, ctx)?;
+        let fp = footprint::footprint(facts, &cx.config(s.clone(), ctx));
+        (policy.allow_swap || cx.host_fits(&fp)).then_some(s)
+    };
+    let (n_ctx, split) = if pins.n_ctx_tokens.is_some() {
+        reasons.push(format!("context {min_ctx} tokens, as pinned by -c"));
+        (min_ctx, split)
+    } else if let Some(s) = fits_at(target_ctx) {
+        let why = if target_ctx == n_ctx_train {
+            "the trained context".to_string()
+        } else {
+            format!("the default cap (trained: {n_ctx_train})")
+        };
+        reasons.push(format!("context {target_ctx} tokens: {why}"));
+        (target_ctx, s)
+    } else {
+        // binary search over multiples of 256 in [min_ctx, target_ctx)
+        let (mut lo, mut hi) = (min_ctx, target_ctx);
+        let mut best = split.clone();
+        while hi - lo > CTX_PAD_TOKENS {
+            let mid = round_ctx_down(lo + (hi - lo) / 2).max(lo);
+            if mid == lo {
+                break;
+            }
+            match fits_at(mid) {
+                Some(s) => {
+                    lo = mid;
+                    best = s;
+                }
+                None => hi = mid,
+            }
+        }
+        reasons.push(format!(
+            "context {lo} tokens: the largest that keeps {n_gpu} layers on the GPU and the rest in RAM (target {target_ctx})"
+        ));
+        (lo, best)
+    };
+
+    let config = cx.config(split, n_ctx);
+    let fp = footprint::footprint(facts, &config);
+    let devices = hw
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| DeviceUse {
+            name: d.name.clone(),
+            layers: config.gpu_layers[i],
+            bytes: fp.devices[i],
+            reserve_bytes: reserves[i],
+            free_bytes: d.free_bytes,
+            usable_bytes: cx.usable[i],
+            headroom_bytes: cx.usable[i] as i64 - fp.devices[i].total() as i64,
+        })
+        .collect();
+    let host_need = cx.host_need(&fp);
+    let host = HostUse {
+        layers: n_total - config.n_gpu_layers(),
+        bytes: fp.host,
+        reserve_bytes: policy.host_reserve_bytes,
+        available_bytes: hw.host.available_bytes,
+        usable_bytes: host_usable,
+        headroom_bytes: host_usable as i64 - host_need as i64,
+    };
+    if cache_k != F16 || cache_v != F16 {
+        reasons.push(format!(
+            "KV cache {}/{}, as pinned",
+            cache_k.name.to_lowercase(),
+            cache_v.name.to_lowercase()
+        ));
+    }
+    Ok(Plan {
+        config,
+        devices,
+        host,
+        max_layers: n_total,
+        reasons,
+        warnings,
+    })
+}
+
+fn layer_reason(cx: &Ctx, n: u32, ctx: u64) -> String {
+    let n_total = cx.n_total();
+    if cx.hw.devices.is_empty() {
+        return "no GPU: every layer runs on the CPU".into();
+    }
+    if n == n_total {
+        return format!(
+            "all {n_total} layers ({} + output) fit on the GPU at {ctx} tokens",
+            cx.facts.n_layer
+        );
+    }
+    format!(
+        "{n} of {n_total} layers fit on the GPU at {ctx} tokens; one more would exceed {} usable",
+        cx.usable
+            .iter()
+            .map(|&u| human(u))
+            .collect::<Vec<_>>()
+            .join(" + ")
+    )
+}
+
+fn pin_failure(cx: &Ctx, n: u32, ctx: u64) -> PlanError {
+    let split = match &cx.policy.pins.tensor_split {
+        Some(r) => proportional_split(n, r),
+        None => {
+            // show the default llama.cpp would use: proportional to free memory
+            let ratios: Vec<f64> = cx.usable.iter().map(|&u| u as f64).collect();
+            proportional_split(n, &ratios)
+        }
+    };
+    let fp = footprint::footprint(cx.facts, &cx.config(split, ctx));
+    let worst = fp
+        .devices
+        .iter()
+        .zip(&cx.usable)
+        .enumerate()
+        .max_by_key(|(_, (b, u))| b.total() as i64 - **u as i64)
+        .map(|(i, (b, u))| {
+            format!(
+                "{} needs {} but has {} usable",
+                cx.hw.devices[i].name,
+                human(b.total()),
+                human(*u)
+            )
+        })
+        .unwrap_or_default();
+    let best = (0..=n)
+        .rev()
+        .find(|&k| cx.split(k, ctx).is_some())
+        .unwrap_or(0);
+    PlanError::PinDoesNotFit {
+        what: format!("-ngl {n} at {ctx} tokens"),
+        detail: format!("{worst}; at most -ngl {best} fits"),
+    }
+}
+
+fn nothing_fits(cx: &Ctx, ctx: u64, need: u64) -> PlanError {
+    let facts = cx.facts;
+    let weights = facts.weights.file_bytes();
+    let mut suggestions = vec![format!(
+        "more RAM: this needs {} usable, the machine has {} (after a {} reserve)",
+        human(need),
+        human(cx.host_usable),
+        human(cx.policy.host_reserve_bytes)
+    )];
+    // What a smaller quantization of the same model would weigh, by bits per weight.
+    let bpw_now = facts.bits_per_weight();
+    let non_weight = need.saturating_sub(weights);
+    for (name, bpw) in [
+        ("Q6_K", 6.56),
+        ("Q5_K_M", 5.70),
+        ("Q4_K_M", 4.89),
+        ("Q3_K_M", 3.91),
+        ("Q2_K", 3.16),
+    ] {
+        if bpw >= bpw_now {
+            continue;
+        }
+        let weights_then = (weights as f64 * bpw / bpw_now) as u64;
+        let gpu_total: u64 = cx.usable.iter().sum();
+        if weights_then + non_weight <= cx.host_usable + gpu_total {
+            suggestions.push(format!(
+                "a smaller quantization: {name} would weigh about {}",
+                human(weights_then)
+            ));
+            break;
+        }
+    }
+    if ctx > 512 {
+        suggestions.push(format!("less context: -c 512 instead of {ctx}"));
+    }
+    PlanError::NothingFits {
+        ctx_tokens: ctx,
+        detail: format!(
+            "{} needed in RAM, {} usable",
+            human(need),
+            human(cx.host_usable)
+        ),
+        suggestions,
+    }
+}

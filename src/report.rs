@@ -1,0 +1,232 @@
+//! Turns plans and device lists into text or JSON. Pure: returns strings, prints nothing.
+
+use comfy_table::presets::ASCII_MARKDOWN;
+use comfy_table::{CellAlignment, Table};
+use serde::Serialize;
+
+use crate::engine::LlamaFit;
+use crate::facts::ModelFacts;
+use crate::footprint::kv_bytes_per_token;
+use crate::hardware::Hardware;
+use crate::plan::{Plan, human};
+
+/// Everything `run-fit plan --json` prints.
+#[derive(Debug, Serialize)]
+pub struct PlanReport<'a> {
+    pub model: ModelSummary,
+    pub hardware: &'a Hardware,
+    pub plan: &'a Plan,
+    pub llama_args: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llama_fit: Option<&'a LlamaFit>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelSummary {
+    pub path: String,
+    pub name: Option<String>,
+    pub architecture: String,
+    pub layers: u32,
+    pub params: u64,
+    pub weights_bytes: u64,
+    pub quant: String,
+    pub bits_per_weight: f64,
+    pub trained_ctx_tokens: u64,
+    pub kv_bytes_per_token_f16: f64,
+    pub sliding_window_tokens: Option<u64>,
+    pub experts: u64,
+}
+
+pub fn model_summary(path: &str, f: &ModelFacts) -> ModelSummary {
+    use crate::gguf::types::F16;
+    ModelSummary {
+        path: path.to_string(),
+        name: f.name.clone(),
+        architecture: f.architecture.clone(),
+        layers: f.n_layer,
+        params: f.params,
+        weights_bytes: f.weights.file_bytes(),
+        quant: f
+            .file_type
+            .clone()
+            .unwrap_or_else(|| f.dominant_type.clone()),
+        bits_per_weight: (f.bits_per_weight() * 100.0).round() / 100.0,
+        trained_ctx_tokens: f.n_ctx_train,
+        kv_bytes_per_token_f16: kv_bytes_per_token(f, F16, F16),
+        sliding_window_tokens: f.sliding_window.as_ref().map(|s| s.window_tokens),
+        experts: f.n_expert,
+    }
+}
+
+fn params_human(p: u64) -> String {
+    match p {
+        p if p >= 1_000_000_000 => format!("{:.1} B", p as f64 / 1e9),
+        p => format!("{:.0} M", p as f64 / 1e6),
+    }
+}
+
+pub fn plan_json(report: &PlanReport) -> String {
+    serde_json::to_string_pretty(report).expect("plan serialises")
+}
+
+pub fn plan_text(report: &PlanReport) -> String {
+    let (m, hw, p) = (&report.model, report.hardware, report.plan);
+    let c = &p.config;
+    let mut out = String::new();
+    let name = std::path::Path::new(&m.path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    out += &format!(
+        "model    {name}: {} {}, {} layers, {} params, {} ({:.2} bits/weight), {}\n",
+        m.architecture,
+        if m.experts > 0 {
+            format!("MoE ({} experts)", m.experts)
+        } else {
+            "dense".into()
+        },
+        m.layers,
+        params_human(m.params),
+        m.quant,
+        m.bits_per_weight,
+        human(m.weights_bytes)
+    );
+    let gpus = match hw.devices.len() {
+        0 => "no GPU".to_string(),
+        1 => format!("1 GPU ({})", hw.devices[0].description),
+        n => format!("{n} GPUs"),
+    };
+    out += &format!(
+        "machine  {}: {gpus}, {} RAM available\n",
+        hw.source,
+        human(hw.host.available_bytes)
+    );
+    let placed = if c.n_gpu_layers() == 0 {
+        "all layers on the CPU".to_string()
+    } else {
+        let on: Vec<String> = p
+            .devices
+            .iter()
+            .filter(|d| d.layers > 0)
+            .map(|d| format!("{} on {}", d.layers, d.name))
+            .collect();
+        format!(
+            "{} of {} layers on the GPU ({})",
+            c.n_gpu_layers(),
+            p.max_layers,
+            on.join(", ")
+        )
+    };
+    out += &format!(
+        "plan     {placed}, context {} tokens, KV cache {}/{}, flash attention {}\n",
+        c.n_ctx_tokens,
+        c.cache_k.name.to_lowercase(),
+        c.cache_v.name.to_lowercase(),
+        if c.flash_attn { "on" } else { "off" }
+    );
+    for r in &p.reasons {
+        out += &format!("         - {r}\n");
+    }
+    for w in &p.warnings {
+        out += &format!("warning  {w}\n");
+    }
+    out += "\n";
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN);
+    table.set_header([
+        "", "layers", "weights", "KV cache", "compute", "= total", "reserve", "free", "headroom",
+    ]);
+    for d in &p.devices {
+        table.add_row([
+            d.name.clone(),
+            d.layers.to_string(),
+            human(d.bytes.weights),
+            human(d.bytes.kv),
+            human(d.bytes.compute),
+            human(d.bytes.total()),
+            human(d.reserve_bytes),
+            human(d.free_bytes),
+            signed_human(d.headroom_bytes),
+        ]);
+    }
+    let h = &p.host;
+    table.add_row([
+        "RAM".to_string(),
+        h.layers.to_string(),
+        human(h.bytes.weights),
+        human(h.bytes.kv),
+        human(h.bytes.compute),
+        human(h.bytes.total()),
+        human(h.reserve_bytes),
+        human(h.available_bytes),
+        signed_human(h.headroom_bytes),
+    ]);
+    for i in 1..9 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    out += &table.to_string();
+    out += "\n\n";
+    out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
+    if let Some(fit) = report.llama_fit {
+        out += &format!(
+            "llama.cpp's own fit chose  -ngl {} -c {}{}\n",
+            fit.n_gpu_layers,
+            fit.n_ctx_tokens,
+            if fit.fitted {
+                ""
+            } else {
+                " (it reported that nothing fits and would load anyway)"
+            }
+        );
+    }
+    out
+}
+
+fn signed_human(bytes: i64) -> String {
+    if bytes < 0 {
+        format!("-{}", human(bytes.unsigned_abs()))
+    } else {
+        human(bytes as u64)
+    }
+}
+
+pub fn devices_text(hw: &Hardware) -> String {
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN);
+    table.set_header(["device", "backend", "type", "description", "free", "total"]);
+    for d in &hw.devices {
+        table.add_row([
+            d.name.clone(),
+            d.backend.clone(),
+            format!("{:?}", d.kind).to_lowercase(),
+            d.description.clone(),
+            human(d.free_bytes),
+            human(d.total_bytes),
+        ]);
+    }
+    let h = &hw.host;
+    table.add_row([
+        "RAM".to_string(),
+        "CPU".into(),
+        "host".into(),
+        format!(
+            "{} threads, swap free {}",
+            h.threads,
+            human(h.swap_free_bytes)
+        ),
+        human(h.available_bytes),
+        human(h.total_bytes),
+    ]);
+    let mut out = table.to_string();
+    out.push('\n');
+    if hw.devices.is_empty() {
+        out += "no GPU found: llama.cpp will run every layer on the CPU\n";
+    }
+    out
+}
+
+pub fn devices_json(hw: &Hardware) -> String {
+    serde_json::to_string_pretty(hw).expect("hardware serialises")
+}

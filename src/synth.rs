@@ -1,0 +1,270 @@
+//! Synthetic GGUF models of real architectures' shapes: the header of a Llama-3-8B-like or
+//! Llama-2-70B-like file at Q4_K_M, with a vocabulary llama.cpp accepts. Written sparse (the data
+//! region is a hole), so a 40 GB shape costs kilobytes of disk. Used by tests, the accuracy benchmark
+//! and the `gguf-synth` tool; not part of run-fit's user interface.
+
+use crate::gguf::GgmlType;
+use crate::gguf::types::F32;
+use crate::gguf::writer::{Kv, TensorSpec};
+
+/// The shape of a dense or MoE transformer in llama.cpp's `llama` architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub name: &'static str,
+    pub n_layer: u32,
+    pub n_embd: u64,
+    pub n_ff: u64,
+    pub n_head: u64,
+    pub n_head_kv: u64,
+    pub n_vocab: u64,
+    pub n_ctx_train: u64,
+    pub n_expert: u64,
+    pub n_expert_used: u64,
+    pub tied_embedding: bool,
+}
+
+pub const LLAMA3_8B: Shape = Shape {
+    name: "llama3-8b",
+    n_layer: 32,
+    n_embd: 4096,
+    n_ff: 14336,
+    n_head: 32,
+    n_head_kv: 8,
+    n_vocab: 128256,
+    n_ctx_train: 8192,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: false,
+};
+
+pub const LLAMA2_70B: Shape = Shape {
+    name: "llama2-70b",
+    n_layer: 80,
+    n_embd: 8192,
+    n_ff: 28672,
+    n_head: 64,
+    n_head_kv: 8,
+    n_vocab: 32000,
+    n_ctx_train: 4096,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: false,
+};
+
+pub const MIXTRAL_8X7B: Shape = Shape {
+    name: "mixtral-8x7b",
+    n_layer: 32,
+    n_embd: 4096,
+    n_ff: 14336,
+    n_head: 32,
+    n_head_kv: 8,
+    n_vocab: 32000,
+    n_ctx_train: 32768,
+    n_expert: 8,
+    n_expert_used: 2,
+    tied_embedding: false,
+};
+
+/// Small enough to load and run anywhere in a test.
+pub const TINY: Shape = Shape {
+    name: "tiny",
+    n_layer: 4,
+    n_embd: 256,
+    n_ff: 512,
+    n_head: 4,
+    n_head_kv: 2,
+    n_vocab: 512,
+    n_ctx_train: 2048,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+};
+
+pub const SHAPES: &[Shape] = &[LLAMA3_8B, LLAMA2_70B, MIXTRAL_8X7B, TINY];
+
+/// Weight types of a file: the main type, and the higher-precision type llama.cpp's quantizer gives
+/// some tensors (Q4_K_M: attn_v and ffn_down in some layers, and the output, get Q6_K).
+#[derive(Debug, Clone, Copy)]
+pub struct Quant {
+    pub name: &'static str,
+    pub base: GgmlType,
+    pub more_bits: GgmlType,
+    pub file_type: u32,
+}
+
+pub fn quant(name: &str) -> Option<Quant> {
+    let ty = |n| GgmlType::from_name(n).expect("known type");
+    Some(match name.to_ascii_uppercase().as_str() {
+        "Q4_K_M" => Quant {
+            name: "Q4_K_M",
+            base: ty("Q4_K"),
+            more_bits: ty("Q6_K"),
+            file_type: 15,
+        },
+        "Q8_0" => Quant {
+            name: "Q8_0",
+            base: ty("Q8_0"),
+            more_bits: ty("Q8_0"),
+            file_type: 7,
+        },
+        "Q4_0" => Quant {
+            name: "Q4_0",
+            base: ty("Q4_0"),
+            more_bits: ty("Q4_0"),
+            file_type: 2,
+        },
+        "F16" => Quant {
+            name: "F16",
+            base: ty("F16"),
+            more_bits: ty("F16"),
+            file_type: 1,
+        },
+        _ => return None,
+    })
+}
+
+/// llama.cpp's `use_more_bits` (src/llama-quant.cpp): the first and last eighth, and every third layer between.
+fn use_more_bits(i: u32, n: u32) -> bool {
+    i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
+}
+
+/// Metadata and tensor list of `shape` at `quant`.
+pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
+    let arch = "llama";
+    let head_dim = shape.n_embd / shape.n_head;
+    let k = |s: &str| format!("{arch}.{s}");
+    let mut kvs: Vec<(String, Kv)> = vec![
+        ("general.architecture".into(), Kv::Str(arch.into())),
+        (
+            "general.name".into(),
+            Kv::Str(format!("synthetic {} {}", shape.name, q.name)),
+        ),
+        ("general.file_type".into(), Kv::U32(q.file_type)),
+        (k("block_count"), Kv::U32(shape.n_layer)),
+        (k("context_length"), Kv::U32(shape.n_ctx_train as u32)),
+        (k("embedding_length"), Kv::U32(shape.n_embd as u32)),
+        (k("feed_forward_length"), Kv::U32(shape.n_ff as u32)),
+        (k("attention.head_count"), Kv::U32(shape.n_head as u32)),
+        (
+            k("attention.head_count_kv"),
+            Kv::U32(shape.n_head_kv as u32),
+        ),
+        (k("rope.dimension_count"), Kv::U32(head_dim as u32)),
+        (k("rope.freq_base"), Kv::F32(500000.0)),
+        (k("attention.layer_norm_rms_epsilon"), Kv::F32(1e-5)),
+        (k("vocab_size"), Kv::U32(shape.n_vocab as u32)),
+    ];
+    if shape.n_expert > 0 {
+        kvs.push((k("expert_count"), Kv::U32(shape.n_expert as u32)));
+        kvs.push((k("expert_used_count"), Kv::U32(shape.n_expert_used as u32)));
+    }
+    kvs.extend(vocabulary(shape.n_vocab));
+
+    let t = |name: String, dims: Vec<u64>, ggml_type: GgmlType| TensorSpec {
+        name,
+        dims,
+        ggml_type,
+    };
+    let (e, ff, qd, kvd) = (
+        shape.n_embd,
+        shape.n_ff,
+        shape.n_head * head_dim,
+        shape.n_head_kv * head_dim,
+    );
+    let mut tensors = vec![t(
+        "token_embd.weight".into(),
+        vec![e, shape.n_vocab],
+        q.base,
+    )];
+    for i in 0..shape.n_layer {
+        let more = if use_more_bits(i, shape.n_layer) {
+            q.more_bits
+        } else {
+            q.base
+        };
+        let b = |s: &str| format!("blk.{i}.{s}");
+        tensors.push(t(b("attn_norm.weight"), vec![e], F32));
+        tensors.push(t(b("attn_q.weight"), vec![e, qd], q.base));
+        tensors.push(t(b("attn_k.weight"), vec![e, kvd], q.base));
+        tensors.push(t(b("attn_v.weight"), vec![e, kvd], more));
+        tensors.push(t(b("attn_output.weight"), vec![qd, e], q.base));
+        tensors.push(t(b("ffn_norm.weight"), vec![e], F32));
+        if shape.n_expert > 0 {
+            let x = shape.n_expert;
+            tensors.push(t(b("ffn_gate_inp.weight"), vec![e, x], F32));
+            tensors.push(t(b("ffn_gate_exps.weight"), vec![e, ff, x], q.base));
+            tensors.push(t(b("ffn_up_exps.weight"), vec![e, ff, x], q.base));
+            tensors.push(t(b("ffn_down_exps.weight"), vec![ff, e, x], more));
+        } else {
+            tensors.push(t(b("ffn_gate.weight"), vec![e, ff], q.base));
+            tensors.push(t(b("ffn_up.weight"), vec![e, ff], q.base));
+            tensors.push(t(b("ffn_down.weight"), vec![ff, e], more));
+        }
+    }
+    tensors.push(t("output_norm.weight".into(), vec![e], F32));
+    if !shape.tied_embedding {
+        tensors.push(t(
+            "output.weight".into(),
+            vec![e, shape.n_vocab],
+            q.more_bits,
+        ));
+    }
+    (kvs, tensors)
+}
+
+/// A SentencePiece-style vocabulary llama.cpp accepts: <unk>, <s>, </s>, 256 byte tokens, then filler.
+fn vocabulary(n_vocab: u64) -> Vec<(String, Kv)> {
+    let mut tokens = vec!["<unk>".to_string(), "<s>".into(), "</s>".into()];
+    let mut types = vec![2i32, 3, 3]; // unknown, control, control
+    for b in 0..256 {
+        tokens.push(format!("<0x{b:02X}>"));
+        types.push(6); // byte
+    }
+    let mut i = 0;
+    while (tokens.len() as u64) < n_vocab {
+        tokens.push(format!("\u{2581}t{i}"));
+        types.push(1); // normal
+        i += 1;
+    }
+    tokens.truncate(n_vocab as usize);
+    types.truncate(n_vocab as usize);
+    let scores = (0..tokens.len()).map(|i| -(i as f32)).collect();
+    vec![
+        ("tokenizer.ggml.model".into(), Kv::Str("llama".into())),
+        ("tokenizer.ggml.tokens".into(), Kv::ArrStr(tokens)),
+        ("tokenizer.ggml.scores".into(), Kv::ArrF32(scores)),
+        ("tokenizer.ggml.token_type".into(), Kv::ArrI32(types)),
+        ("tokenizer.ggml.bos_token_id".into(), Kv::U32(1)),
+        ("tokenizer.ggml.eos_token_id".into(), Kv::U32(2)),
+        ("tokenizer.ggml.unknown_token_id".into(), Kv::U32(0)),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q4_k_m_shapes_weigh_what_real_files_weigh() {
+        // FIELD-NOTES §6: Llama-3-70B Q4_K_M is 39.6 GiB; real Llama-2-70B Q4_K_M files are ~41.4 GB and
+        // Llama-3-8B Q4_K_M 4.92 GB (4.89 bits per weight).
+        let bytes = |s: &Shape| {
+            model(s, quant("Q4_K_M").unwrap())
+                .1
+                .iter()
+                .map(TensorSpec::bytes)
+                .sum::<u64>()
+        };
+        let gb = |b: u64| b as f64 / 1e9;
+        assert!(
+            (gb(bytes(&LLAMA3_8B)) - 4.92).abs() < 0.1,
+            "{}",
+            gb(bytes(&LLAMA3_8B))
+        );
+        assert!(
+            (gb(bytes(&LLAMA2_70B)) - 41.4).abs() < 0.6,
+            "{}",
+            gb(bytes(&LLAMA2_70B))
+        );
+    }
+}
