@@ -22,10 +22,7 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
     let mut engine = None;
     let hardware: Hardware = match &req.hardware {
         HardwareSource::Profile(p) => hardware::load_profile(p)?,
-        HardwareSource::Hypothetical {
-            vram_bytes,
-            ram_bytes,
-        } => hardware::hypothetical(vram_bytes, *ram_bytes),
+        HardwareSource::Hypothetical { vram_bytes, ram_bytes } => hardware::hypothetical(vram_bytes, *ram_bytes),
         HardwareSource::ThisMachine => {
             let e = Engine::init(verbose)?;
             let hw = probe::measure(&e)?;
@@ -36,12 +33,7 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
     let plan = plan::plan(&facts, &hardware, &req.policy)?;
     let llama_fit = match (&engine, req.compare_llama) {
         (Some(e), true) => {
-            let reserve = req
-                .policy
-                .gpu_reserve_bytes
-                .first()
-                .copied()
-                .unwrap_or(DEFAULT_GPU_RESERVE_BYTES);
+            let reserve = req.policy.gpu_reserve_bytes.first().copied().unwrap_or(DEFAULT_GPU_RESERVE_BYTES);
             let min_ctx = req.policy.min_ctx_tokens.min(facts.n_ctx_train) as u32;
             Some(e.llama_fit(&req.model, min_ctx, reserve as usize)?)
         }
@@ -54,22 +46,14 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
         llama_args: plan.llama_args(),
         llama_fit: llama_fit.as_ref(),
     };
-    let text = if req.json {
-        report::plan_json(&report)
-    } else {
-        report::plan_text(&report)
-    };
+    let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     write_out(out, &text)
 }
 
 pub fn run_devices(json: bool, verbose: bool, out: &mut dyn Write) -> Result<(), Failure> {
     let engine = Engine::init(verbose)?;
     let hw = probe::measure(&engine)?;
-    let text = if json {
-        report::devices_json(&hw)
-    } else {
-        report::devices_text(&hw)
-    };
+    let text = if json { report::devices_json(&hw) } else { report::devices_text(&hw) };
     write_out(out, &text)
 }
 

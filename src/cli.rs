@@ -159,10 +159,7 @@ pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
 pub enum HardwareSource {
     ThisMachine,
     Profile(String),
-    Hypothetical {
-        vram_bytes: Vec<u64>,
-        ram_bytes: u64,
-    },
+    Hypothetical { vram_bytes: Vec<u64>, ram_bytes: u64 },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -175,9 +172,7 @@ pub struct PlanRequest {
 }
 
 fn sizes(text: &str, flag: &str) -> Result<Vec<u64>, String> {
-    text.split(',')
-        .map(|s| parse_bytes(s).map_err(|e| format!("{flag}: {e}")))
-        .collect()
+    text.split(',').map(|s| parse_bytes(s).map_err(|e| format!("{flag}: {e}"))).collect()
 }
 
 impl FitArgs {
@@ -197,20 +192,17 @@ impl FitArgs {
                 text.split([',', '/'])
                     .map(|s| s.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0))
                     .collect::<Option<Vec<f64>>>()
-                    .ok_or_else(|| format!("--tensor-split {text}: give non-negative numbers separated by commas, e.g. 3,1"))?,
+                    .ok_or_else(|| {
+                        format!("--tensor-split {text}: give non-negative numbers separated by commas, e.g. 3,1")
+                    })?,
             ),
         };
         if self.ubatch_size == 0 {
             return Err("--ubatch-size 0: give a batch size in tokens, e.g. 512".into());
         }
         let mut policy = Policy {
-            host_reserve_bytes: parse_bytes(&self.host_reserve)
-                .map_err(|e| format!("--host-reserve: {e}"))?,
-            vram_budget_bytes: self
-                .vram_budget
-                .as_deref()
-                .map(|t| sizes(t, "--vram-budget"))
-                .transpose()?,
+            host_reserve_bytes: parse_bytes(&self.host_reserve).map_err(|e| format!("--host-reserve: {e}"))?,
+            vram_budget_bytes: self.vram_budget.as_deref().map(|t| sizes(t, "--vram-budget")).transpose()?,
             n_ubatch_tokens: self.ubatch_size,
             allow_swap: self.allow_swap,
             pins: Pins {
@@ -270,9 +262,7 @@ mod tests {
     use super::*;
 
     fn parse(args: &[&str]) -> Result<PlanRequest, String> {
-        let argv = normalize_args(
-            std::iter::once("run-fit".to_string()).chain(args.iter().map(|s| s.to_string())),
-        );
+        let argv = normalize_args(std::iter::once("run-fit".to_string()).chain(args.iter().map(|s| s.to_string())));
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         match cli.command {
             Command::Plan(p) => p.request(),
@@ -282,10 +272,7 @@ mod tests {
 
     #[test]
     fn llama_cpp_flag_names_work() {
-        let r = parse(&[
-            "plan", "m.gguf", "-ngl", "20", "-c", "8192", "-ctk", "q8_0", "-fa=on", "-ts", "3,1",
-        ])
-        .unwrap();
+        let r = parse(&["plan", "m.gguf", "-ngl", "20", "-c", "8192", "-ctk", "q8_0", "-fa=on", "-ts", "3,1"]).unwrap();
         assert_eq!(r.policy.pins.n_gpu_layers, Some(20));
         assert_eq!(r.policy.pins.n_ctx_tokens, Some(8192));
         assert_eq!(r.policy.pins.cache_k.unwrap().name, "Q8_0");
@@ -295,59 +282,25 @@ mod tests {
 
     #[test]
     fn sizes_and_hypothetical_machines() {
-        let r = parse(&[
-            "plan",
-            "m.gguf",
-            "--vram",
-            "12GiB,8GiB",
-            "--ram",
-            "32GiB",
-            "--vram-budget",
-            "11.5GiB",
-        ])
-        .unwrap();
+        let r =
+            parse(&["plan", "m.gguf", "--vram", "12GiB,8GiB", "--ram", "32GiB", "--vram-budget", "11.5GiB"]).unwrap();
         assert_eq!(
             r.hardware,
-            HardwareSource::Hypothetical {
-                vram_bytes: vec![12 << 30, 8 << 30],
-                ram_bytes: 32 << 30
-            }
+            HardwareSource::Hypothetical { vram_bytes: vec![12 << 30, 8 << 30], ram_bytes: 32 << 30 }
         );
-        assert_eq!(
-            r.policy.vram_budget_bytes,
-            Some(vec![(11.5 * (1u64 << 30) as f64) as u64])
-        );
+        assert_eq!(r.policy.vram_budget_bytes, Some(vec![(11.5 * (1u64 << 30) as f64) as u64]));
     }
 
     #[test]
     fn bad_values_say_what_to_do() {
+        assert!(parse(&["plan", "m.gguf", "-ctk", "q4_k"]).unwrap_err().contains("use f16"));
         assert!(
-            parse(&["plan", "m.gguf", "-ctk", "q4_k"])
+            parse(&["plan", "m.gguf", "--vram-budget", "12 parsecs", "--ram", "1GiB"])
                 .unwrap_err()
-                .contains("use f16")
+                .contains("not a unit")
         );
-        assert!(
-            parse(&[
-                "plan",
-                "m.gguf",
-                "--vram-budget",
-                "12 parsecs",
-                "--ram",
-                "1GiB"
-            ])
-            .unwrap_err()
-            .contains("not a unit")
-        );
-        assert!(
-            parse(&["plan", "m.gguf", "-ts", "a,b"])
-                .unwrap_err()
-                .contains("non-negative")
-        );
-        assert!(
-            parse(&["plan", "m.gguf", "-c", "0"])
-                .unwrap_err()
-                .contains("context size")
-        );
+        assert!(parse(&["plan", "m.gguf", "-ts", "a,b"]).unwrap_err().contains("non-negative"));
+        assert!(parse(&["plan", "m.gguf", "-c", "0"]).unwrap_err().contains("context size"));
         assert!(parse(&["plan", "m.gguf", "-ngl", "-3"]).is_err());
     }
 

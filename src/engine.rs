@@ -21,7 +21,7 @@ static LOG_TAIL: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 static LOG_ECHO: Mutex<bool> = Mutex::new(false);
 const LOG_TAIL_LINES: usize = 400;
 
-extern "C" fn on_log(_level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
+extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
     if text.is_null() {
         return;
     }
@@ -29,6 +29,10 @@ extern "C" fn on_log(_level: sys::ggml_log_level, text: *const c_char, _user: *m
     let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     if *LOG_ECHO.lock().unwrap_or_else(|e| e.into_inner()) {
         eprint!("{line}");
+    }
+    // Debug lines (one per tensor, per graph node) would push the informative ones out of the tail.
+    if level == sys::GGML_LOG_LEVEL_DEBUG {
+        return;
     }
     let mut tail = LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner());
     if tail.len() == LOG_TAIL_LINES {
@@ -84,30 +88,16 @@ impl Engine {
     }
 
     /// llama.cpp's own fit (`common_fit_params`) on the same file: its choice of -ngl and -c.
-    pub fn llama_fit(
-        &self,
-        model: &Path,
-        n_ctx_min_tokens: u32,
-        margin_bytes: usize,
-    ) -> Result<LlamaFit> {
+    pub fn llama_fit(&self, model: &Path, n_ctx_min_tokens: u32, margin_bytes: usize) -> Result<LlamaFit> {
         let path = path_cstring(model)?;
         let mut mparams = pin!(LlamaModelParams::default());
         let mut cparams = LlamaContextParams::default().with_n_ctx(None);
         let mut margins = vec![margin_bytes; llama_cpp_2::max_devices()];
-        let result = mparams.as_mut().fit_params(
-            &path,
-            &mut cparams,
-            &mut margins,
-            n_ctx_min_tokens,
-            sys::GGML_LOG_LEVEL_ERROR,
-        );
+        let result =
+            mparams.as_mut().fit_params(&path, &mut cparams, &mut margins, n_ctx_min_tokens, sys::GGML_LOG_LEVEL_ERROR);
         let fitted = result.is_ok();
         let n_ctx = result.map(|r| r.n_ctx).unwrap_or(0);
-        Ok(LlamaFit {
-            n_gpu_layers: mparams.n_gpu_layers(),
-            n_ctx_tokens: n_ctx,
-            fitted,
-        })
+        Ok(LlamaFit { n_gpu_layers: mparams.n_gpu_layers(), n_ctx_tokens: n_ctx, fitted })
     }
 
     /// Load `model` for real on the CPU (mmap on, weight repacking off so the mapped weights stay
@@ -118,6 +108,7 @@ impl Engine {
         model: &Path,
         n_ctx_tokens: u32,
         flash_attn: bool,
+        swa_full: bool,
     ) -> Result<Buffers> {
         let path = path_cstring(model)?;
         LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -134,22 +125,16 @@ impl Engine {
             let mut cp = sys::llama_context_default_params();
             cp.n_ctx = n_ctx_tokens;
             cp.n_threads = 1;
+            cp.swa_full = swa_full;
             cp.n_threads_batch = 1;
-            cp.flash_attn_type = if flash_attn {
-                sys::LLAMA_FLASH_ATTN_TYPE_ENABLED
-            } else {
-                sys::LLAMA_FLASH_ATTN_TYPE_DISABLED
-            };
+            cp.flash_attn_type =
+                if flash_attn { sys::LLAMA_FLASH_ATTN_TYPE_ENABLED } else { sys::LLAMA_FLASH_ATTN_TYPE_DISABLED };
             let ctx = sys::llama_init_from_model(m, cp);
             let result = if ctx.is_null() {
-                Err(anyhow!(
-                    "llama.cpp could not create a context of {n_ctx_tokens} tokens"
-                ))
+                Err(anyhow!("llama.cpp could not create a context of {n_ctx_tokens} tokens"))
             } else {
                 sys::llama_free(ctx);
-                Ok(parse_buffers(
-                    &LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()),
-                ))
+                Ok(parse_buffers(&LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner())))
             };
             sys::llama_model_free(m);
             result
@@ -183,11 +168,7 @@ fn parse_buffers(lines: &VecDeque<String>) -> Buffers {
         let Some((label, value)) = line.split_once(" buffer size = ") else {
             continue;
         };
-        let Some(mib) = value
-            .trim()
-            .strip_suffix("MiB")
-            .and_then(|v| v.trim().parse::<f64>().ok())
-        else {
+        let Some(mib) = value.trim().strip_suffix("MiB").and_then(|v| v.trim().parse::<f64>().ok()) else {
             continue;
         };
         let bytes = (mib * 1024.0 * 1024.0).round() as u64;
@@ -221,24 +202,10 @@ mod tests {
     fn type_table_matches_the_linked_ggml() {
         for t in TYPES {
             // SAFETY: pure lookups in ggml's static type table for ids it defines.
-            let (blck, size) = unsafe {
-                (
-                    sys::ggml_blck_size(t.id as _),
-                    sys::ggml_type_size(t.id as _),
-                )
-            };
-            assert_eq!(
-                (blck as u64, size as u64),
-                (t.block_elems, t.block_bytes),
-                "{}",
-                t.name
-            );
+            let (blck, size) = unsafe { (sys::ggml_blck_size(t.id as _), sys::ggml_type_size(t.id as _)) };
+            assert_eq!((blck as u64, size as u64), (t.block_elems, t.block_bytes), "{}", t.name);
         }
-        assert_eq!(
-            TYPES.len() as u32 + 8,
-            sys::GGML_TYPE_COUNT,
-            "a type was added to ggml"
-        );
+        assert_eq!(TYPES.len() as u32 + 8, sys::GGML_TYPE_COUNT, "a type was added to ggml");
     }
 
     #[test]

@@ -14,9 +14,7 @@ pub enum FactsError {
         "architecture '{0}' is not supported by the bundled llama.cpp; use a model of a supported architecture (llama, qwen2, gemma3, …) or a newer run-fit"
     )]
     UnknownArchitecture(String),
-    #[error(
-        "the GGUF header has no {0}; the file was not written by a llama.cpp converter, re-convert the model"
-    )]
+    #[error("the GGUF header has no {0}; the file was not written by a llama.cpp converter, re-convert the model")]
     MissingKey(String),
     #[error("{key} is {value}, which is impossible; the file is corrupt, fetch the model again")]
     BadValue { key: String, value: String },
@@ -45,8 +43,7 @@ pub struct Weights {
 impl Weights {
     /// Bytes of tensor data in the file (a tied embedding once).
     pub fn file_bytes(&self) -> u64 {
-        self.layer_bytes.iter().sum::<u64>() + self.input_bytes + self.output_bytes
-            - self.tied_embedding_bytes
+        self.layer_bytes.iter().sum::<u64>() + self.input_bytes + self.output_bytes - self.tied_embedding_bytes
     }
 }
 
@@ -104,29 +101,31 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
     let key = |k: &str| format!("{arch}.{k}");
     let n_layer = required_u64(md, &key("block_count"))?;
     if n_layer == 0 || n_layer > 4096 {
-        return Err(FactsError::BadValue {
-            key: key("block_count"),
-            value: n_layer.to_string(),
-        });
+        return Err(FactsError::BadValue { key: key("block_count"), value: n_layer.to_string() });
     }
     let n_layer_usize = n_layer as usize;
-    let n_embd = required_u64(md, &key("embedding_length"))?;
-    let n_head = per_layer(md, &key("attention.head_count"), n_layer_usize)?
-        .unwrap_or_else(|| vec![0; n_layer_usize]);
-    let n_head_kv = per_layer(md, &key("attention.head_count_kv"), n_layer_usize)?
-        .unwrap_or_else(|| n_head.clone());
+    let n_embd = bounded(required_u64(md, &key("embedding_length"))?, &key("embedding_length"), 1 << 17)?;
+    let n_head = per_layer(md, &key("attention.head_count"), n_layer_usize)?.unwrap_or_else(|| vec![0; n_layer_usize]);
+    let n_head_kv = per_layer(md, &key("attention.head_count_kv"), n_layer_usize)?.unwrap_or_else(|| n_head.clone());
+    for (heads, name) in [(&n_head, "attention.head_count"), (&n_head_kv, "attention.head_count_kv")] {
+        bounded(heads.iter().copied().max().unwrap_or(0), &key(name), 1 << 12)?;
+    }
     let n_head_max = n_head.iter().copied().max().unwrap_or(0);
     let default_head_dim = n_embd.checked_div(n_head_max).unwrap_or(0);
     let mut head_dim_k = optional_u64(md, &key("attention.key_length")).unwrap_or(default_head_dim);
-    let mut head_dim_v =
-        optional_u64(md, &key("attention.value_length")).unwrap_or(default_head_dim);
+    let mut head_dim_v = optional_u64(md, &key("attention.value_length")).unwrap_or(default_head_dim);
     let mut n_head_kv = n_head_kv;
 
     // MLA caches the compressed latent (kv_lora_rank) plus the rope part, once per token and layer, no V.
-    let mla_kv_lora_rank = optional_u64(md, &key("attention.kv_lora_rank"))
-        .filter(|_| md.contains_key(&key("attention.key_length_mla")));
+    let mla_kv_lora_rank =
+        optional_u64(md, &key("attention.kv_lora_rank")).filter(|_| md.contains_key(&key("attention.key_length_mla")));
     if let Some(rank) = mla_kv_lora_rank {
-        head_dim_k = rank + optional_u64(md, &key("rope.dimension_count")).unwrap_or(64);
+        head_dim_k = bounded(rank, &key("attention.kv_lora_rank"), 1 << 14)?
+            + bounded(
+                optional_u64(md, &key("rope.dimension_count")).unwrap_or(64),
+                &key("rope.dimension_count"),
+                1 << 14,
+            )?;
         head_dim_v = 0;
         n_head_kv = vec![1; n_layer_usize];
     }
@@ -134,6 +133,7 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
     let n_ff = per_layer(md, &key("feed_forward_length"), n_layer_usize)?
         .and_then(|v| v.into_iter().max())
         .unwrap_or(4 * n_embd);
+    let n_ff = bounded(n_ff, &key("feed_forward_length"), 1 << 22)?;
     let n_vocab = match md.get("tokenizer.ggml.tokens") {
         Some(Value::Array { len, .. }) => *len,
         _ => optional_u64(md, &key("vocab_size")).unwrap_or(0),
@@ -141,17 +141,19 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
     let sliding_window = sliding_window(md, &arch, n_layer_usize);
     let recurrent = recurrent(md, &arch, &n_head_kv, n_embd);
     let weights = weights(&model.tensors, n_layer_usize);
-    let n_vocab = if n_vocab == 0 {
-        embedding_rows(&model.tensors).unwrap_or(0)
-    } else {
-        n_vocab
-    };
+    let n_vocab = if n_vocab == 0 { embedding_rows(&model.tensors).unwrap_or(0) } else { n_vocab };
+    let n_vocab = bounded(n_vocab, "tokenizer.ggml.tokens", 1 << 24)?;
+    let n_ctx_train =
+        bounded(optional_u64(md, &key("context_length")).unwrap_or(4096), &key("context_length"), 1 << 24)?;
+    let n_expert = bounded(optional_u64(md, &key("expert_count")).unwrap_or(0), &key("expert_count"), 1 << 12)?;
+    let n_expert_used =
+        bounded(optional_u64(md, &key("expert_used_count")).unwrap_or(0), &key("expert_used_count"), 1 << 12)?;
+    if let Some(sw) = &sliding_window {
+        bounded(sw.window_tokens, &key("attention.sliding_window"), 1 << 24)?;
+    }
 
     Ok(ModelFacts {
-        name: md
-            .get("general.name")
-            .and_then(Value::as_str)
-            .map(str::to_string),
+        name: md.get("general.name").and_then(Value::as_str).map(str::to_string),
         n_layer: n_layer as u32,
         n_embd,
         n_vocab,
@@ -160,10 +162,10 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
         n_head_kv,
         head_dim_k,
         head_dim_v,
-        n_ctx_train: optional_u64(md, &key("context_length")).unwrap_or(4096),
+        n_ctx_train,
         sliding_window,
-        n_expert: optional_u64(md, &key("expert_count")).unwrap_or(0),
-        n_expert_used: optional_u64(md, &key("expert_used_count")).unwrap_or(0),
+        n_expert,
+        n_expert_used,
         mla_kv_lora_rank,
         recurrent,
         dominant_type: dominant_type(&model.tensors),
@@ -178,11 +180,17 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
 fn required_u64(md: &BTreeMap<String, Value>, key: &str) -> Result<u64, FactsError> {
     match md.get(key) {
         None => Err(FactsError::MissingKey(key.to_string())),
-        Some(v) => v.as_u64().ok_or_else(|| FactsError::BadValue {
-            key: key.to_string(),
-            value: format!("{v:?}"),
-        }),
+        Some(v) => v.as_u64().ok_or_else(|| FactsError::BadValue { key: key.to_string(), value: format!("{v:?}") }),
     }
+}
+
+/// Hyperparameters far beyond any real model are corruption; bounding them keeps every product of
+/// them in the memory model inside u64.
+fn bounded(value: u64, key: &str, max: u64) -> Result<u64, FactsError> {
+    if value > max {
+        return Err(FactsError::BadValue { key: key.to_string(), value: value.to_string() });
+    }
+    Ok(value)
 }
 
 fn optional_u64(md: &BTreeMap<String, Value>, key: &str) -> Option<u64> {
@@ -190,15 +198,8 @@ fn optional_u64(md: &BTreeMap<String, Value>, key: &str) -> Option<u64> {
 }
 
 /// A per-layer hyperparameter: a scalar for every layer, or an array with one entry per layer.
-fn per_layer(
-    md: &BTreeMap<String, Value>,
-    key: &str,
-    n_layer: usize,
-) -> Result<Option<Vec<u64>>, FactsError> {
-    let bad = |v: &Value| FactsError::BadValue {
-        key: key.to_string(),
-        value: format!("{v:?}"),
-    };
+fn per_layer(md: &BTreeMap<String, Value>, key: &str, n_layer: usize) -> Result<Option<Vec<u64>>, FactsError> {
+    let bad = |v: &Value| FactsError::BadValue { key: key.to_string(), value: format!("{v:?}") };
     match md.get(key) {
         None => Ok(None),
         Some(Value::Array { items, .. }) => {
@@ -208,16 +209,9 @@ fn per_layer(
                     value: format!("an array of {} for {n_layer} layers", items.len()),
                 });
             }
-            items[..n_layer]
-                .iter()
-                .map(|v| v.as_u64().ok_or_else(|| bad(v)))
-                .collect::<Result<_, _>>()
-                .map(Some)
+            items[..n_layer].iter().map(|v| v.as_u64().ok_or_else(|| bad(v))).collect::<Result<_, _>>().map(Some)
         }
-        Some(v) => v
-            .as_u64()
-            .map(|x| Some(vec![x; n_layer]))
-            .ok_or_else(|| bad(v)),
+        Some(v) => v.as_u64().map(|x| Some(vec![x; n_layer])).ok_or_else(|| bad(v)),
     }
 }
 
@@ -228,8 +222,7 @@ fn default_swa_pattern(arch: &str) -> Option<(u64, bool)> {
         "gemma2" | "gpt-oss" => (2, false),
         "gemma3" | "gemma-embedding" => (6, false),
         "gemma3n" => (5, false),
-        "cohere2" | "afmoe" | "exaone4" | "exaone-moe" | "llama4" | "mellum" | "olmo2"
-        | "muse-glimmer" => (4, false),
+        "cohere2" | "afmoe" | "exaone4" | "exaone-moe" | "llama4" | "mellum" | "olmo2" | "muse-glimmer" => (4, false),
         "cohere2moe" | "smallthinker" | "laguna" => (4, true),
         "plamo3" => (8, false),
         "phi3" => (1, false),
@@ -237,73 +230,46 @@ fn default_swa_pattern(arch: &str) -> Option<(u64, bool)> {
     })
 }
 
-fn sliding_window(
-    md: &BTreeMap<String, Value>,
-    arch: &str,
-    n_layer: usize,
-) -> Option<SlidingWindow> {
-    let window_tokens =
-        optional_u64(md, &format!("{arch}.attention.sliding_window")).filter(|&w| w > 0)?;
+fn sliding_window(md: &BTreeMap<String, Value>, arch: &str, n_layer: usize) -> Option<SlidingWindow> {
+    let window_tokens = optional_u64(md, &format!("{arch}.attention.sliding_window")).filter(|&w| w > 0)?;
     let pattern_key = format!("{arch}.attention.sliding_window_pattern");
     let layers = match md.get(&pattern_key) {
-        Some(Value::Array { items, .. }) if items.len() >= n_layer => items[..n_layer]
-            .iter()
-            .map(|v| v.as_u64().unwrap_or(0) != 0)
-            .collect(),
+        Some(Value::Array { items, .. }) if items.len() >= n_layer => {
+            items[..n_layer].iter().map(|v| v.as_u64().unwrap_or(0) != 0).collect()
+        }
         other => {
             let (default_period, dense_first) = default_swa_pattern(arch)?;
             let period = other.and_then(Value::as_u64).unwrap_or(default_period);
             // Mirrors llama_hparams::set_swa_pattern.
             (0..n_layer as u64)
                 .map(|il| {
-                    if dense_first {
-                        period == 0 || il % period != 0
-                    } else {
-                        period == 0 || il % period < period - 1
-                    }
+                    if dense_first { period == 0 || il % period != 0 } else { period == 0 || il % period < period - 1 }
                 })
                 .collect()
         }
     };
-    Some(SlidingWindow {
-        window_tokens,
-        layers,
-    })
+    Some(SlidingWindow { window_tokens, layers })
 }
 
-fn recurrent(
-    md: &BTreeMap<String, Value>,
-    arch: &str,
-    n_head_kv: &[u64],
-    n_embd: u64,
-) -> Option<Recurrent> {
+fn recurrent(md: &BTreeMap<String, Value>, arch: &str, n_head_kv: &[u64], n_embd: u64) -> Option<Recurrent> {
     let key = |k: &str| optional_u64(md, &format!("{arch}.{k}"));
     let f32_bytes = 4;
-    let state_bytes_per_seq = if let (Some(d_conv), Some(d_inner), Some(d_state)) = (
-        key("ssm.conv_kernel"),
-        key("ssm.inner_size"),
-        key("ssm.state_size"),
-    ) {
+    let state_bytes_per_seq = if let (Some(d_conv), Some(d_inner), Some(d_state)) =
+        (key("ssm.conv_kernel"), key("ssm.inner_size"), key("ssm.state_size"))
+    {
         // Mamba: conv state (d_conv - 1) × (d_inner + 2·groups·d_state), ssm state d_state × d_inner.
         let groups = key("ssm.group_count").unwrap_or(0);
-        (d_conv.saturating_sub(1) * (d_inner + 2 * groups * d_state) + d_state * d_inner)
-            * f32_bytes
+        (d_conv.saturating_sub(1) * (d_inner + 2 * groups * d_state) + d_state * d_inner) * f32_bytes
     } else if let Some(head_size) = key("wkv.head_size") {
         // RWKV: two token-shift rows and the wkv state (n_embd × head_size).
-        (2 * n_embd + n_embd * head_size) * f32_bytes
+        n_embd.saturating_mul(head_size.saturating_add(2)).saturating_mul(f32_bytes)
     } else {
         return None;
     };
     // Hybrids (Jamba, Granite-hybrid, …) mark their recurrent layers with zero KV heads.
     let any_attention = n_head_kv.iter().any(|&h| h > 0);
-    let layers = n_head_kv
-        .iter()
-        .map(|&h| !any_attention || h == 0)
-        .collect();
-    Some(Recurrent {
-        state_bytes_per_seq,
-        layers,
-    })
+    let layers = n_head_kv.iter().map(|&h| !any_attention || h == 0).collect();
+    Some(Recurrent { state_bytes_per_seq, layers })
 }
 
 fn layer_index(name: &str) -> Option<usize> {
@@ -319,10 +285,7 @@ fn weights(tensors: &[TensorInfo], n_layer: usize) -> Weights {
             Some(il) if il < n_layer => layer_bytes[il] += t.size_bytes,
             // Layers past block_count (e.g. next-token-prediction heads) stay with the output layer.
             Some(_) => output_bytes += t.size_bytes,
-            None if t.name == "output.weight"
-                || t.name.starts_with("output.")
-                || t.name.starts_with("output_norm") =>
-            {
+            None if t.name == "output.weight" || t.name.starts_with("output.") || t.name.starts_with("output_norm") => {
                 has_output |= t.name == "output.weight";
                 output_bytes += t.size_bytes;
             }
@@ -336,19 +299,11 @@ fn weights(tensors: &[TensorInfo], n_layer: usize) -> Weights {
     }
     let tied_embedding_bytes = if has_output { 0 } else { embd_bytes };
     output_bytes += tied_embedding_bytes;
-    Weights {
-        layer_bytes,
-        input_bytes,
-        output_bytes,
-        tied_embedding_bytes,
-    }
+    Weights { layer_bytes, input_bytes, output_bytes, tied_embedding_bytes }
 }
 
 fn embedding_rows(tensors: &[TensorInfo]) -> Option<u64> {
-    tensors
-        .iter()
-        .find(|t| t.name == "token_embd.weight")
-        .and_then(|t| t.dims.get(1).copied())
+    tensors.iter().find(|t| t.name == "token_embd.weight").and_then(|t| t.dims.get(1).copied())
 }
 
 fn dominant_type(tensors: &[TensorInfo]) -> String {
@@ -356,11 +311,7 @@ fn dominant_type(tensors: &[TensorInfo]) -> String {
     for t in tensors.iter().filter(|t| t.dims.len() >= 2) {
         *bytes_by_type.entry(t.ggml_type.name).or_default() += t.size_bytes;
     }
-    bytes_by_type
-        .into_iter()
-        .max_by_key(|&(_, b)| b)
-        .map(|(n, _)| n.to_string())
-        .unwrap_or_else(|| "F32".into())
+    bytes_by_type.into_iter().max_by_key(|&(_, b)| b).map(|(n, _)| n.to_string()).unwrap_or_else(|| "F32".into())
 }
 
 /// `general.file_type` → the name llama.cpp's quantize tool uses (llama_ftype).
@@ -406,14 +357,8 @@ pub fn file_type_name(ftype: u64) -> String {
 
 /// Look up a ggml type by name for cache types given on the command line (`-ctk q8_0`).
 pub fn cache_type(name: &str) -> Option<GgmlType> {
-    const ALLOWED: &[&str] = &[
-        "f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1",
-    ];
-    ALLOWED
-        .iter()
-        .any(|a| a.eq_ignore_ascii_case(name))
-        .then(|| GgmlType::from_name(name))
-        .flatten()
+    const ALLOWED: &[&str] = &["f32", "f16", "bf16", "q8_0", "q4_0", "q4_1", "iq4_nl", "q5_0", "q5_1"];
+    ALLOWED.iter().any(|a| a.eq_ignore_ascii_case(name)).then(|| GgmlType::from_name(name)).flatten()
 }
 
 #[cfg(test)]
@@ -423,19 +368,10 @@ mod tests {
     #[test]
     fn gemma3_pattern_matches_llama_cpp() {
         let mut md = BTreeMap::new();
-        md.insert(
-            "gemma3.attention.sliding_window".to_string(),
-            Value::U32(512),
-        );
+        md.insert("gemma3.attention.sliding_window".to_string(), Value::U32(512));
         let sw = sliding_window(&md, "gemma3", 12).unwrap();
         // five sliding layers, then one global, repeated
-        let global: Vec<usize> = sw
-            .layers
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| !**s)
-            .map(|(i, _)| i)
-            .collect();
+        let global: Vec<usize> = sw.layers.iter().enumerate().filter(|(_, s)| !**s).map(|(i, _)| i).collect();
         assert_eq!(global, vec![5, 11]);
         assert_eq!(sw.window_tokens, 512);
     }
@@ -443,28 +379,16 @@ mod tests {
     #[test]
     fn dense_first_pattern() {
         let mut md = BTreeMap::new();
-        md.insert(
-            "cohere2moe.attention.sliding_window".to_string(),
-            Value::U32(4096),
-        );
+        md.insert("cohere2moe.attention.sliding_window".to_string(), Value::U32(4096));
         let sw = sliding_window(&md, "cohere2moe", 8).unwrap();
-        assert_eq!(
-            sw.layers,
-            vec![false, true, true, true, false, true, true, true]
-        );
+        assert_eq!(sw.layers, vec![false, true, true, true, false, true, true, true]);
     }
 
     #[test]
     fn per_layer_arrays_and_scalars() {
         let mut md = BTreeMap::new();
         md.insert("a".to_string(), Value::U32(8));
-        md.insert(
-            "b".to_string(),
-            Value::Array {
-                len: 3,
-                items: vec![Value::I32(1), Value::I32(0), Value::I32(2)],
-            },
-        );
+        md.insert("b".to_string(), Value::Array { len: 3, items: vec![Value::I32(1), Value::I32(0), Value::I32(2)] });
         assert_eq!(per_layer(&md, "a", 3).unwrap(), Some(vec![8, 8, 8]));
         assert_eq!(per_layer(&md, "b", 3).unwrap(), Some(vec![1, 0, 2]));
         assert!(per_layer(&md, "b", 4).is_err());

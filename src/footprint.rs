@@ -24,6 +24,9 @@ pub struct Config {
     pub n_ubatch_tokens: u64,
     pub flash_attn: bool,
     pub n_seq: u64,
+    /// Give sliding-window layers a full-size cache. llama.cpp's library default is true; run-fit,
+    /// like llama-server, loads with false and plans for it.
+    pub swa_full: bool,
 }
 
 impl Config {
@@ -70,9 +73,9 @@ pub fn placement(n_layer: u32, gpu_layers: &[u32]) -> Vec<Option<usize>> {
 pub fn kv_cells(facts: &ModelFacts, config: &Config, layer: usize) -> u64 {
     let n_ctx = config.n_ctx_tokens.next_multiple_of(CTX_PAD_TOKENS);
     match &facts.sliding_window {
-        Some(sw) if sw.layers.get(layer).copied().unwrap_or(false) => n_ctx
-            .min(sw.window_tokens * config.n_seq + config.n_ubatch_tokens)
-            .next_multiple_of(CTX_PAD_TOKENS),
+        Some(sw) if !config.swa_full && sw.layers.get(layer).copied().unwrap_or(false) => {
+            n_ctx.min(sw.window_tokens * config.n_seq + config.n_ubatch_tokens).next_multiple_of(CTX_PAD_TOKENS)
+        }
         _ => n_ctx,
     }
 }
@@ -88,31 +91,26 @@ pub fn kv_layer_bytes(facts: &ModelFacts, config: &Config, layer: usize) -> u64 
     if heads == 0 {
         return 0;
     }
-    let per_cell = config.cache_k.row_bytes(facts.head_dim_k * heads)
-        + config.cache_v.row_bytes(facts.head_dim_v * heads);
+    let per_cell =
+        config.cache_k.row_bytes(facts.head_dim_k * heads) + config.cache_v.row_bytes(facts.head_dim_v * heads);
     kv_cells(facts, config, layer) * per_cell
 }
 
 /// KV bytes of the whole model for one token of context, at full (non-window) size: the figure users compare.
 pub fn kv_bytes_per_token(facts: &ModelFacts, cache_k: GgmlType, cache_v: GgmlType) -> f64 {
-    let per_layer = |heads: u64| {
-        (cache_k.row_bytes(facts.head_dim_k * heads) + cache_v.row_bytes(facts.head_dim_v * heads))
-            as f64
-    };
+    let per_layer =
+        |heads: u64| (cache_k.row_bytes(facts.head_dim_k * heads) + cache_v.row_bytes(facts.head_dim_v * heads)) as f64;
     facts.n_head_kv.iter().map(|&h| per_layer(h)).sum()
 }
 
 /// The compute buffer a backend reserves for one ubatch. See docs/MEMORY-MODEL.md for the derivation.
 ///
 /// ggml's allocator reuses memory, so the buffer is the peak of simultaneously live activations:
-/// the attention mask (and without flash attention the KQ scores), the FFN intermediates, and on the
-/// device with the output layer the logits of every token in the ubatch.
-pub fn compute_bytes(
-    facts: &ModelFacts,
-    config: &Config,
-    has_layers: bool,
-    has_output: bool,
-) -> u64 {
+/// a few rows of the residual stream, the attention masks (one per cache: full and sliding-window),
+/// then the largest of the attention working set (without flash attention the KQ scores over the
+/// whole cache), the FFN intermediates, and on the device holding the output layer the logits of
+/// every token in the ubatch. Calibrated on the CPU backend against llama.cpp's own reservation.
+pub fn compute_bytes(facts: &ModelFacts, config: &Config, has_layers: bool, has_output: bool) -> u64 {
     if !has_layers && !has_output {
         return 0;
     }
@@ -121,41 +119,48 @@ pub fn compute_bytes(
     let n_kv = config.n_ctx_tokens.next_multiple_of(CTX_PAD_TOKENS);
     let n_head = facts.n_head.iter().copied().max().unwrap_or(0);
     let head_dim = facts.head_dim_k.max(facts.head_dim_v);
-    // Residual stream, its norm and the attention output: a few n_embd-wide rows per token.
-    let residual = 3 * facts.n_embd * ub * f32b;
-    let mask = n_kv
-        * ub
-        * if config.flash_attn {
-            F16.block_bytes
-        } else {
-            f32b
-        };
+    // Residual stream, its norm, the attention and FFN outputs being added back, the layer input.
+    let residual = RESIDUAL_ROWS * facts.n_embd * ub * f32b;
+    let mask_elem = if config.flash_attn { F16.block_bytes } else { f32b };
+    let mut masks = 0;
+    let mut widest_cache = 0;
+    let sliding = |l: usize| facts.sliding_window.as_ref().is_some_and(|sw| sw.layers.get(l).copied().unwrap_or(false));
+    for (cells, is_swa) in [(n_kv, false), (kv_cells_swa(facts, config), true)] {
+        if (0..facts.n_layer as usize).any(|l| sliding(l) == is_swa) {
+            masks += cells * ub * mask_elem;
+            widest_cache = widest_cache.max(cells);
+        }
+    }
     let attention = if config.flash_attn {
         // Q, K, V projections and the attention output.
         3 * n_head * head_dim * ub * f32b
     } else {
-        // KQ scores and their softmax, per head, over the whole cache.
-        n_kv * ub * n_head * f32b + 2 * n_head * head_dim * ub * f32b
+        // KQ scores (softmax in place) over the whole cache, per head, plus Q and the output.
+        widest_cache * ub * n_head * f32b + 2 * n_head * head_dim * ub * f32b
     };
-    let experts = facts.n_expert_used.max(1);
-    let ffn = 3 * facts.n_ff * ub * f32b * if facts.n_expert > 0 { experts } else { 1 };
-    let logits = if has_output {
-        facts.n_vocab * ub * f32b
-    } else {
-        0
-    };
+    let experts = if facts.n_expert > 0 { facts.n_expert_used.max(1) } else { 1 };
+    let ffn = 3 * facts.n_ff * ub * f32b * experts;
+    let logits = if has_output { facts.n_vocab * ub * f32b } else { 0 };
     let layers_peak = if has_layers { attention.max(ffn) } else { 0 };
-    residual + mask + layers_peak.max(logits)
+    residual + masks + layers_peak.max(logits)
+}
+
+/// Measured: the CPU backend keeps five n_embd-wide f32 rows per ubatch token alive beside the peak.
+const RESIDUAL_ROWS: u64 = 5;
+
+/// Cells of a sliding-window layer's cache (the same for every such layer).
+fn kv_cells_swa(facts: &ModelFacts, config: &Config) -> u64 {
+    match facts.sliding_window.as_ref().and_then(|sw| sw.layers.iter().position(|&s| s)) {
+        Some(layer) => kv_cells(facts, config, layer),
+        None => 0,
+    }
 }
 
 /// The full footprint of `config`.
 pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
     let owners = placement(facts.n_layer, &config.gpu_layers);
     let mut devices = vec![Bytes::default(); config.gpu_layers.len()];
-    let mut host = Bytes {
-        weights: facts.weights.input_bytes,
-        ..Bytes::default()
-    };
+    let mut host = Bytes { weights: facts.weights.input_bytes, ..Bytes::default() };
     let n_layer = facts.n_layer as usize;
     for (layer, owner) in owners.iter().enumerate() {
         let slot = match owner {
@@ -184,13 +189,8 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
     } else {
         // With a GPU in use the host buffer only stages inputs and CPU-layer activations; the large
         // matrix products of CPU layers are offloaded to the GPU for whole batches.
-        let residual = 3 * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes;
-        residual
-            + if host_has_output {
-                facts.n_vocab * config.n_ubatch_tokens * F32.block_bytes
-            } else {
-                0
-            }
+        let residual = RESIDUAL_ROWS * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes;
+        residual + if host_has_output { facts.n_vocab * config.n_ubatch_tokens * F32.block_bytes } else { 0 }
     };
     Footprint { devices, host }
 }
@@ -204,10 +204,7 @@ mod tests {
         // -ngl 1 offloads only the output layer (llama_model::load_tensors: i_gpu_start = n_layer + 1 - ngl).
         assert_eq!(placement(3, &[1]), vec![None, None, None, Some(0)]);
         assert_eq!(placement(3, &[0]), vec![None, None, None, None]);
-        assert_eq!(
-            placement(3, &[2, 2]),
-            vec![Some(0), Some(0), Some(1), Some(1)]
-        );
+        assert_eq!(placement(3, &[2, 2]), vec![Some(0), Some(0), Some(1), Some(1)]);
         assert_eq!(placement(3, &[1, 2]), vec![None, Some(0), Some(1), Some(1)]);
         // asking for more than exists is capped, as llama.cpp does
         assert_eq!(placement(2, &[9]), vec![Some(0), Some(0), Some(0)]);

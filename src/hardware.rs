@@ -53,10 +53,7 @@ pub struct Hardware {
 pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
     ("rtx3060-12g", include_str!("../profiles/rtx3060-12g.toml")),
     ("rtx4090-64g", include_str!("../profiles/rtx4090-64g.toml")),
-    (
-        "2x-rtx3090-128g",
-        include_str!("../profiles/2x-rtx3090-128g.toml"),
-    ),
+    ("2x-rtx3090-128g", include_str!("../profiles/2x-rtx3090-128g.toml")),
     ("m2-pro-32g", include_str!("../profiles/m2-pro-32g.toml")),
     ("cpu-16g", include_str!("../profiles/cpu-16g.toml")),
     ("h100-80g", include_str!("../profiles/h100-80g.toml")),
@@ -67,16 +64,9 @@ pub enum ProfileError {
     #[error("unknown profile '{name}'; use one of {known} or a path to a .toml file")]
     Unknown { name: String, known: String },
     #[error("{file}: cannot read ({source})")]
-    Unreadable {
-        file: String,
-        source: std::io::Error,
-    },
+    Unreadable { file: String, source: std::io::Error },
     #[error("{file}:{line}: {message}")]
-    Invalid {
-        file: String,
-        line: usize,
-        message: String,
-    },
+    Invalid { file: String, line: usize, message: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,13 +124,9 @@ fn one() -> u32 {
 /// "12GiB", "11.5 GiB", "64GB" (powers of ten, as vendors write them) → bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
     let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(trimmed.len());
+    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
     let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number
-        .parse()
-        .map_err(|_| format!("'{text}' is not a size; write it like 12GiB or 11.5GB"))?;
+    let value: f64 = number.parse().map_err(|_| format!("'{text}' is not a size; write it like 12GiB or 11.5GB"))?;
     let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kib" => 1024.0,
@@ -152,9 +138,7 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         "tb" => 1e12,
         other => {
-            return Err(format!(
-                "'{other}' in '{text}' is not a unit; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"
-            ));
+            return Err(format!("'{other}' in '{text}' is not a unit; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"));
         }
     };
     Ok((value * scale).round() as u64)
@@ -176,59 +160,32 @@ pub fn load_profile(name_or_path: &str) -> Result<Hardware, ProfileError> {
     }
     let path = Path::new(name_or_path);
     if !name_or_path.ends_with(".toml") && !path.exists() {
-        let known = BUILTIN_PROFILES
-            .iter()
-            .map(|(n, _)| *n)
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(ProfileError::Unknown {
-            name: name_or_path.to_string(),
-            known,
-        });
+        let known = BUILTIN_PROFILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
+        return Err(ProfileError::Unknown { name: name_or_path.to_string(), known });
     }
-    let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Unreadable {
-        file: name_or_path.to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ProfileError::Unreadable { file: name_or_path.to_string(), source })?;
     parse_profile(&text, name_or_path)
 }
 
 pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
     let spec: ProfileFile = toml::from_str(text).map_err(|e| {
-        let line = e
-            .span()
-            .map(|s| text[..s.start].matches('\n').count() + 1)
-            .unwrap_or(1);
-        ProfileError::Invalid {
-            file: file.to_string(),
-            line,
-            message: e.message().replace('\n', " "),
-        }
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
+        ProfileError::Invalid { file: file.to_string(), line, message: e.message().replace('\n', " ") }
     })?;
-    let invalid = |message: String| ProfileError::Invalid {
-        file: file.to_string(),
-        line: 1,
-        message,
-    };
+    let invalid = |message: String| ProfileError::Invalid { file: file.to_string(), line: 1, message };
     let mut devices = Vec::new();
     for gpu in &spec.gpu {
         let free = gpu.free.unwrap_or(gpu.total - gpu.total / 33);
         if free > gpu.total {
-            return Err(invalid(format!(
-                "gpu '{}': free is larger than total",
-                gpu.name
-            )));
+            return Err(invalid(format!("gpu '{}': free is larger than total", gpu.name)));
         }
         for _ in 0..gpu.count {
             devices.push(Device {
                 name: format!("{}{}", gpu.backend, devices.len()),
                 description: gpu.name.clone(),
                 backend: gpu.backend.clone(),
-                kind: if gpu.integrated {
-                    DeviceKind::IntegratedGpu
-                } else {
-                    DeviceKind::Gpu
-                },
+                kind: if gpu.integrated { DeviceKind::IntegratedGpu } else { DeviceKind::Gpu },
                 free_bytes: free,
                 total_bytes: gpu.total,
                 bandwidth_gb_per_s: gpu.bandwidth_gb_per_s,
@@ -291,20 +248,10 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
         let mut on_disk: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
-            .map(|e| {
-                e.unwrap()
-                    .path()
-                    .file_stem()
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned()
-            })
+            .map(|e| e.unwrap().path().file_stem().unwrap().to_string_lossy().into_owned())
             .collect();
         on_disk.sort();
-        let mut built_in: Vec<String> = BUILTIN_PROFILES
-            .iter()
-            .map(|(n, _)| n.to_string())
-            .collect();
+        let mut built_in: Vec<String> = BUILTIN_PROFILES.iter().map(|(n, _)| n.to_string()).collect();
         built_in.sort();
         assert_eq!(on_disk, built_in);
         for (name, _) in BUILTIN_PROFILES {
@@ -316,10 +263,7 @@ mod tests {
     #[test]
     fn sizes_parse_in_both_unit_families() {
         assert_eq!(parse_bytes("12GiB").unwrap(), 12 << 30);
-        assert_eq!(
-            parse_bytes("11.5 GiB").unwrap(),
-            (11.5 * (1u64 << 30) as f64) as u64
-        );
+        assert_eq!(parse_bytes("11.5 GiB").unwrap(), (11.5 * (1u64 << 30) as f64) as u64);
         assert_eq!(parse_bytes("64GB").unwrap(), 64_000_000_000);
         assert!(parse_bytes("12 gigs").unwrap_err().contains("not a unit"));
         assert!(parse_bytes("lots").is_err());
@@ -327,26 +271,10 @@ mod tests {
 
     #[test]
     fn bad_profiles_name_the_line_and_key() {
-        let err = parse_profile(
-            "name = \"x\"\n[host]\nram = \"32GiB\"\nramm = 3\n",
-            "p.toml",
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            err.starts_with("p.toml:4:") && err.contains("ramm"),
-            "{err}"
-        );
-        let err = parse_profile("name = \"x\"\n[host]\nram = \"32 parsecs\"\n", "p.toml")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.starts_with("p.toml:3:") && err.contains("parsecs"),
-            "{err}"
-        );
-        assert!(matches!(
-            load_profile("nope"),
-            Err(ProfileError::Unknown { .. })
-        ));
+        let err = parse_profile("name = \"x\"\n[host]\nram = \"32GiB\"\nramm = 3\n", "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:4:") && err.contains("ramm"), "{err}");
+        let err = parse_profile("name = \"x\"\n[host]\nram = \"32 parsecs\"\n", "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:3:") && err.contains("parsecs"), "{err}");
+        assert!(matches!(load_profile("nope"), Err(ProfileError::Unknown { .. })));
     }
 }

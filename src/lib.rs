@@ -5,16 +5,21 @@
 //! Those are pure. `probe` measures the real machine, `engine` owns every llama.cpp call, `report`
 //! turns results into text or JSON, `app` chains the steps for each command, `cli` parses flags.
 
+#[cfg(feature = "llama")]
 pub mod app;
 pub mod archs;
 pub mod cli;
+#[cfg(feature = "llama")]
 pub mod engine;
+#[cfg(feature = "llama")]
 pub mod error;
 pub mod facts;
 pub mod footprint;
 pub mod gguf;
 pub mod hardware;
 pub mod plan;
+#[cfg(feature = "llama")]
 pub mod probe;
+#[cfg(feature = "llama")]
 pub mod report;
 pub mod synth;

@@ -16,10 +16,9 @@ fn main() -> ExitCode {
     };
     let mut stdout = std::io::stdout().lock();
     let result = match &cli.command {
-        Command::Plan(args) => args
-            .request()
-            .map_err(Failure::Usage)
-            .and_then(|req| app::run_plan(&req, cli.verbose, &mut stdout)),
+        Command::Plan(args) => {
+            args.request().map_err(Failure::Usage).and_then(|req| app::run_plan(&req, cli.verbose, &mut stdout))
+        }
         Command::Devices(args) => app::run_devices(args.json, cli.verbose, &mut stdout),
     };
     match result {

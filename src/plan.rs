@@ -111,12 +111,7 @@ impl Plan {
     /// The same choice as llama.cpp arguments.
     pub fn llama_args(&self) -> Vec<String> {
         let c = &self.config;
-        let mut args = vec![
-            "-ngl".into(),
-            c.n_gpu_layers().to_string(),
-            "-c".into(),
-            c.n_ctx_tokens.to_string(),
-        ];
+        let mut args = vec!["-ngl".into(), c.n_gpu_layers().to_string(), "-c".into(), c.n_ctx_tokens.to_string()];
         if c.gpu_layers.iter().filter(|&&l| l > 0).count() > 1 {
             let ts: Vec<String> = c.gpu_layers.iter().map(u32::to_string).collect();
             args.extend(["-ts".into(), ts.join(",")]);
@@ -141,22 +136,10 @@ pub enum PlanError {
     BadPin(String),
     #[error("{what} does not fit: {detail}")]
     PinDoesNotFit { what: String, detail: String },
-    #[error(
-        "the model does not fit this machine even with 0 GPU layers at {ctx_tokens} tokens of context: {detail}"
-    )]
-    NothingFits {
-        ctx_tokens: u64,
-        detail: String,
-        suggestions: Vec<String>,
-    },
-    #[error(
-        "the part that stays on the CPU needs {needed} of RAM but {usable} is usable, so it would swap; {advice}"
-    )]
-    WouldSwap {
-        needed: String,
-        usable: String,
-        advice: String,
-    },
+    #[error("the model does not fit this machine even with 0 GPU layers at {ctx_tokens} tokens of context: {detail}")]
+    NothingFits { ctx_tokens: u64, detail: String, suggestions: Vec<String> },
+    #[error("the part that stays on the CPU needs {needed} of RAM but {usable} is usable, so it would swap; {advice}")]
+    WouldSwap { needed: String, usable: String, advice: String },
 }
 
 impl PlanError {
@@ -171,11 +154,7 @@ impl PlanError {
 /// Human units for messages: "11.50 GiB".
 pub fn human(bytes: u64) -> String {
     let b = bytes as f64;
-    if b >= GIB as f64 {
-        format!("{:.2} GiB", b / GIB as f64)
-    } else {
-        format!("{:.0} MiB", b / MIB as f64)
-    }
+    if b >= GIB as f64 { format!("{:.2} GiB", b / GIB as f64) } else { format!("{:.0} MiB", b / MIB as f64) }
 }
 
 struct Ctx<'a> {
@@ -199,6 +178,7 @@ impl Ctx<'_> {
             n_ubatch_tokens: self.policy.n_ubatch_tokens.min(n_ctx_tokens),
             flash_attn: self.flash_attn,
             n_seq: self.policy.n_seq,
+            swa_full: false,
         }
     }
 
@@ -219,11 +199,7 @@ impl Ctx<'_> {
             None => self.greedy_split(n, n_ctx)?,
         };
         let fp = footprint::footprint(self.facts, &self.config(split.clone(), n_ctx));
-        fp.devices
-            .iter()
-            .zip(&self.usable)
-            .all(|(b, &u)| b.total() <= u)
-            .then_some(split)
+        fp.devices.iter().zip(&self.usable).all(|(b, &u)| b.total() <= u).then_some(split)
     }
 
     /// Fill the last device first (it also takes the output layer), then the one before, as
@@ -262,11 +238,7 @@ impl Ctx<'_> {
     }
 
     fn host_need(&self, fp: &Footprint) -> u64 {
-        let unified: u64 = if self.hw.host.unified_memory {
-            fp.devices.iter().map(Bytes::total).sum()
-        } else {
-            0
-        };
+        let unified: u64 = if self.hw.host.unified_memory { fp.devices.iter().map(Bytes::total).sum() } else { 0 };
         fp.host.total() + unified
     }
 }
@@ -284,10 +256,7 @@ pub fn proportional_split(n: u32, ratios: &[f64]) -> Vec<u32> {
     let mut split = vec![0u32; ratios.len()];
     for i in 0..n {
         let x = i as f32 / n as f32;
-        let d = cumulative
-            .iter()
-            .position(|&c| c > x)
-            .unwrap_or(ratios.len() - 1);
+        let d = cumulative.iter().position(|&c| c > x).unwrap_or(ratios.len() - 1);
         split[d] += 1;
     }
     split
@@ -316,9 +285,7 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
         None => None,
     };
     if let Some(ts) = &pins.tensor_split
-        && (ts.len() != n_dev
-            || ts.iter().any(|r| !r.is_finite() || *r < 0.0)
-            || ts.iter().sum::<f64>() <= 0.0)
+        && (ts.len() != n_dev || ts.iter().any(|r| !r.is_finite() || *r < 0.0) || ts.iter().sum::<f64>() <= 0.0)
     {
         return Err(PlanError::BadPin(format!(
             "--tensor-split needs {n_dev} non-negative proportions, one per GPU, not all zero"
@@ -330,15 +297,10 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
         .enumerate()
         .map(|(i, d)| {
             let after_reserve = d.free_bytes.saturating_sub(reserves[i]);
-            budgets
-                .as_ref()
-                .map_or(after_reserve, |b| after_reserve.min(b[i]))
+            budgets.as_ref().map_or(after_reserve, |b| after_reserve.min(b[i]))
         })
         .collect();
-    let host_usable = hw
-        .host
-        .available_bytes
-        .saturating_sub(policy.host_reserve_bytes);
+    let host_usable = hw.host.available_bytes.saturating_sub(policy.host_reserve_bytes);
     let cache_k = pins.cache_k.unwrap_or(F16);
     let cache_v = pins.cache_v.unwrap_or(F16);
     // llama.cpp's flash attention "auto" turns it on wherever the backend supports it (CPU, CUDA, Metal,
@@ -350,30 +312,15 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
             cache_v.name.to_ascii_lowercase()
         )));
     }
-    let cx = Ctx {
-        facts,
-        hw,
-        policy,
-        usable,
-        host_usable,
-        cache_k,
-        cache_v,
-        flash_attn,
-    };
+    let cx = Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn };
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
 
     let n_ctx_train = facts.n_ctx_train.max(CTX_PAD_TOKENS);
-    let min_ctx = pins
-        .n_ctx_tokens
-        .unwrap_or_else(|| policy.min_ctx_tokens.min(n_ctx_train));
-    let target_ctx = pins
-        .n_ctx_tokens
-        .unwrap_or_else(|| policy.max_ctx_tokens.min(n_ctx_train).max(min_ctx));
+    let min_ctx = pins.n_ctx_tokens.unwrap_or_else(|| policy.min_ctx_tokens.min(n_ctx_train));
+    let target_ctx = pins.n_ctx_tokens.unwrap_or_else(|| policy.max_ctx_tokens.min(n_ctx_train).max(min_ctx));
     if pins.n_ctx_tokens.is_some_and(|c| c == 0) {
-        return Err(PlanError::BadPin(
-            "-c 0 means nothing to llama.cpp here; give a context size in tokens".into(),
-        ));
+        return Err(PlanError::BadPin("-c 0 means nothing to llama.cpp here; give a context size in tokens".into()));
     }
 
     // 1. Layers, at the minimum context.
@@ -387,19 +334,12 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
                     detail: "this machine has no GPU; use -ngl 0".into(),
                 });
             }
-            let split = cx
-                .split(n, min_ctx)
-                .ok_or_else(|| pin_failure(&cx, n, min_ctx))?;
-            reasons.push(format!(
-                "{n} of {n_total} layers on the GPU, as pinned by -ngl"
-            ));
+            let split = cx.split(n, min_ctx).ok_or_else(|| pin_failure(&cx, n, min_ctx))?;
+            reasons.push(format!("{n} of {n_total} layers on the GPU, as pinned by -ngl"));
             (n, split)
         }
         None => {
-            let n = (0..=n_total)
-                .rev()
-                .find(|&n| cx.split(n, min_ctx).is_some())
-                .unwrap_or(0);
+            let n = (0..=n_total).rev().find(|&n| cx.split(n, min_ctx).is_some()).unwrap_or(0);
             let split = cx.split(n, min_ctx).unwrap_or_else(|| vec![0; n_dev]);
             reasons.push(layer_reason(&cx, n, min_ctx));
             (n, split)
@@ -493,20 +433,9 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
         headroom_bytes: host_usable as i64 - host_need as i64,
     };
     if cache_k != F16 || cache_v != F16 {
-        reasons.push(format!(
-            "KV cache {}/{}, as pinned",
-            cache_k.name.to_lowercase(),
-            cache_v.name.to_lowercase()
-        ));
+        reasons.push(format!("KV cache {}/{}, as pinned", cache_k.name.to_lowercase(), cache_v.name.to_lowercase()));
     }
-    Ok(Plan {
-        config,
-        devices,
-        host,
-        max_layers: n_total,
-        reasons,
-        warnings,
-    })
+    Ok(Plan { config, devices, host, max_layers: n_total, reasons, warnings })
 }
 
 fn layer_reason(cx: &Ctx, n: u32, ctx: u64) -> String {
@@ -515,18 +444,11 @@ fn layer_reason(cx: &Ctx, n: u32, ctx: u64) -> String {
         return "no GPU: every layer runs on the CPU".into();
     }
     if n == n_total {
-        return format!(
-            "all {n_total} layers ({} + output) fit on the GPU at {ctx} tokens",
-            cx.facts.n_layer
-        );
+        return format!("all {n_total} layers ({} + output) fit on the GPU at {ctx} tokens", cx.facts.n_layer);
     }
     format!(
         "{n} of {n_total} layers fit on the GPU at {ctx} tokens; one more would exceed {} usable",
-        cx.usable
-            .iter()
-            .map(|&u| human(u))
-            .collect::<Vec<_>>()
-            .join(" + ")
+        cx.usable.iter().map(|&u| human(u)).collect::<Vec<_>>().join(" + ")
     )
 }
 
@@ -546,19 +468,9 @@ fn pin_failure(cx: &Ctx, n: u32, ctx: u64) -> PlanError {
         .zip(&cx.usable)
         .enumerate()
         .max_by_key(|(_, (b, u))| b.total() as i64 - **u as i64)
-        .map(|(i, (b, u))| {
-            format!(
-                "{} needs {} but has {} usable",
-                cx.hw.devices[i].name,
-                human(b.total()),
-                human(*u)
-            )
-        })
+        .map(|(i, (b, u))| format!("{} needs {} but has {} usable", cx.hw.devices[i].name, human(b.total()), human(*u)))
         .unwrap_or_default();
-    let best = (0..=n)
-        .rev()
-        .find(|&k| cx.split(k, ctx).is_some())
-        .unwrap_or(0);
+    let best = (0..=n).rev().find(|&k| cx.split(k, ctx).is_some()).unwrap_or(0);
     PlanError::PinDoesNotFit {
         what: format!("-ngl {n} at {ctx} tokens"),
         detail: format!("{worst}; at most -ngl {best} fits"),
@@ -577,23 +489,14 @@ fn nothing_fits(cx: &Ctx, ctx: u64, need: u64) -> PlanError {
     // What a smaller quantization of the same model would weigh, by bits per weight.
     let bpw_now = facts.bits_per_weight();
     let non_weight = need.saturating_sub(weights);
-    for (name, bpw) in [
-        ("Q6_K", 6.56),
-        ("Q5_K_M", 5.70),
-        ("Q4_K_M", 4.89),
-        ("Q3_K_M", 3.91),
-        ("Q2_K", 3.16),
-    ] {
+    for (name, bpw) in [("Q6_K", 6.56), ("Q5_K_M", 5.70), ("Q4_K_M", 4.89), ("Q3_K_M", 3.91), ("Q2_K", 3.16)] {
         if bpw >= bpw_now {
             continue;
         }
         let weights_then = (weights as f64 * bpw / bpw_now) as u64;
         let gpu_total: u64 = cx.usable.iter().sum();
         if weights_then + non_weight <= cx.host_usable + gpu_total {
-            suggestions.push(format!(
-                "a smaller quantization: {name} would weigh about {}",
-                human(weights_then)
-            ));
+            suggestions.push(format!("a smaller quantization: {name} would weigh about {}", human(weights_then)));
             break;
         }
     }
@@ -602,11 +505,7 @@ fn nothing_fits(cx: &Ctx, ctx: u64, need: u64) -> PlanError {
     }
     PlanError::NothingFits {
         ctx_tokens: ctx,
-        detail: format!(
-            "{} needed in RAM, {} usable",
-            human(need),
-            human(cx.host_usable)
-        ),
+        detail: format!("{} needed in RAM, {} usable", human(need), human(cx.host_usable)),
         suggestions,
     }
 }

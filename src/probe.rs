@@ -9,18 +9,12 @@ use crate::engine::Engine;
 use crate::hardware::{Hardware, Host};
 
 pub fn measure(engine: &Engine) -> Result<Hardware> {
-    Ok(Hardware {
-        source: "this machine".into(),
-        devices: engine.devices(),
-        host: measure_host()?,
-    })
+    Ok(Hardware { source: "this machine".into(), devices: engine.devices(), host: measure_host()? })
 }
 
 pub fn measure_host() -> Result<Host> {
-    let sys = System::new_with_specifics(
-        RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()),
-    )
-    .context("reading the machine's memory")?;
+    let sys = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))
+        .context("reading the machine's memory")?;
     let mut total_bytes = sys.total_memory();
     let mut available_bytes = sys.available_memory();
     let mut swap_free_bytes = sys.free_swap();
@@ -30,15 +24,6 @@ pub fn measure_host() -> Result<Host> {
         available_bytes = available_bytes.min(cg.free_memory);
         swap_free_bytes = swap_free_bytes.min(cg.free_swap);
     }
-    let threads = std::thread::available_parallelism()
-        .map(|n| n.get() as u32)
-        .unwrap_or(1);
-    Ok(Host {
-        total_bytes,
-        available_bytes,
-        swap_free_bytes,
-        threads,
-        bandwidth_gb_per_s: None,
-        unified_memory: false,
-    })
+    let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    Ok(Host { total_bytes, available_bytes, swap_free_bytes, threads, bandwidth_gb_per_s: None, unified_memory: false })
 }

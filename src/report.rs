@@ -46,10 +46,7 @@ pub fn model_summary(path: &str, f: &ModelFacts) -> ModelSummary {
         layers: f.n_layer,
         params: f.params,
         weights_bytes: f.weights.file_bytes(),
-        quant: f
-            .file_type
-            .clone()
-            .unwrap_or_else(|| f.dominant_type.clone()),
+        quant: f.file_type.clone().unwrap_or_else(|| f.dominant_type.clone()),
         bits_per_weight: (f.bits_per_weight() * 100.0).round() / 100.0,
         trained_ctx_tokens: f.n_ctx_train,
         kv_bytes_per_token_f16: kv_bytes_per_token(f, F16, F16),
@@ -73,18 +70,11 @@ pub fn plan_text(report: &PlanReport) -> String {
     let (m, hw, p) = (&report.model, report.hardware, report.plan);
     let c = &p.config;
     let mut out = String::new();
-    let name = std::path::Path::new(&m.path)
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = std::path::Path::new(&m.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     out += &format!(
         "model    {name}: {} {}, {} layers, {} params, {} ({:.2} bits/weight), {}\n",
         m.architecture,
-        if m.experts > 0 {
-            format!("MoE ({} experts)", m.experts)
-        } else {
-            "dense".into()
-        },
+        if m.experts > 0 { format!("MoE ({} experts)", m.experts) } else { "dense".into() },
         m.layers,
         params_human(m.params),
         m.quant,
@@ -96,26 +86,13 @@ pub fn plan_text(report: &PlanReport) -> String {
         1 => format!("1 GPU ({})", hw.devices[0].description),
         n => format!("{n} GPUs"),
     };
-    out += &format!(
-        "machine  {}: {gpus}, {} RAM available\n",
-        hw.source,
-        human(hw.host.available_bytes)
-    );
+    out += &format!("machine  {}: {gpus}, {} RAM available\n", hw.source, human(hw.host.available_bytes));
     let placed = if c.n_gpu_layers() == 0 {
         "all layers on the CPU".to_string()
     } else {
-        let on: Vec<String> = p
-            .devices
-            .iter()
-            .filter(|d| d.layers > 0)
-            .map(|d| format!("{} on {}", d.layers, d.name))
-            .collect();
-        format!(
-            "{} of {} layers on the GPU ({})",
-            c.n_gpu_layers(),
-            p.max_layers,
-            on.join(", ")
-        )
+        let on: Vec<String> =
+            p.devices.iter().filter(|d| d.layers > 0).map(|d| format!("{} on {}", d.layers, d.name)).collect();
+        format!("{} of {} layers on the GPU ({})", c.n_gpu_layers(), p.max_layers, on.join(", "))
     };
     out += &format!(
         "plan     {placed}, context {} tokens, KV cache {}/{}, flash attention {}\n",
@@ -133,9 +110,7 @@ pub fn plan_text(report: &PlanReport) -> String {
     out += "\n";
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN);
-    table.set_header([
-        "", "layers", "weights", "KV cache", "compute", "= total", "reserve", "free", "headroom",
-    ]);
+    table.set_header(["", "layers", "weights", "KV cache", "compute", "= total", "reserve", "free", "headroom"]);
     for d in &p.devices {
         table.add_row([
             d.name.clone(),
@@ -174,22 +149,14 @@ pub fn plan_text(report: &PlanReport) -> String {
             "llama.cpp's own fit chose  -ngl {} -c {}{}\n",
             fit.n_gpu_layers,
             fit.n_ctx_tokens,
-            if fit.fitted {
-                ""
-            } else {
-                " (it reported that nothing fits and would load anyway)"
-            }
+            if fit.fitted { "" } else { " (it reported that nothing fits and would load anyway)" }
         );
     }
     out
 }
 
 fn signed_human(bytes: i64) -> String {
-    if bytes < 0 {
-        format!("-{}", human(bytes.unsigned_abs()))
-    } else {
-        human(bytes as u64)
-    }
+    if bytes < 0 { format!("-{}", human(bytes.unsigned_abs())) } else { human(bytes as u64) }
 }
 
 pub fn devices_text(hw: &Hardware) -> String {
@@ -211,11 +178,7 @@ pub fn devices_text(hw: &Hardware) -> String {
         "RAM".to_string(),
         "CPU".into(),
         "host".into(),
-        format!(
-            "{} threads, swap free {}",
-            h.threads,
-            human(h.swap_free_bytes)
-        ),
+        format!("{} threads, swap free {}", h.threads, human(h.swap_free_bytes)),
         human(h.available_bytes),
         human(h.total_bytes),
     ]);

@@ -95,30 +95,10 @@ pub struct Quant {
 pub fn quant(name: &str) -> Option<Quant> {
     let ty = |n| GgmlType::from_name(n).expect("known type");
     Some(match name.to_ascii_uppercase().as_str() {
-        "Q4_K_M" => Quant {
-            name: "Q4_K_M",
-            base: ty("Q4_K"),
-            more_bits: ty("Q6_K"),
-            file_type: 15,
-        },
-        "Q8_0" => Quant {
-            name: "Q8_0",
-            base: ty("Q8_0"),
-            more_bits: ty("Q8_0"),
-            file_type: 7,
-        },
-        "Q4_0" => Quant {
-            name: "Q4_0",
-            base: ty("Q4_0"),
-            more_bits: ty("Q4_0"),
-            file_type: 2,
-        },
-        "F16" => Quant {
-            name: "F16",
-            base: ty("F16"),
-            more_bits: ty("F16"),
-            file_type: 1,
-        },
+        "Q4_K_M" => Quant { name: "Q4_K_M", base: ty("Q4_K"), more_bits: ty("Q6_K"), file_type: 15 },
+        "Q8_0" => Quant { name: "Q8_0", base: ty("Q8_0"), more_bits: ty("Q8_0"), file_type: 7 },
+        "Q4_0" => Quant { name: "Q4_0", base: ty("Q4_0"), more_bits: ty("Q4_0"), file_type: 2 },
+        "F16" => Quant { name: "F16", base: ty("F16"), more_bits: ty("F16"), file_type: 1 },
         _ => return None,
     })
 }
@@ -135,20 +115,14 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
     let k = |s: &str| format!("{arch}.{s}");
     let mut kvs: Vec<(String, Kv)> = vec![
         ("general.architecture".into(), Kv::Str(arch.into())),
-        (
-            "general.name".into(),
-            Kv::Str(format!("synthetic {} {}", shape.name, q.name)),
-        ),
+        ("general.name".into(), Kv::Str(format!("synthetic {} {}", shape.name, q.name))),
         ("general.file_type".into(), Kv::U32(q.file_type)),
         (k("block_count"), Kv::U32(shape.n_layer)),
         (k("context_length"), Kv::U32(shape.n_ctx_train as u32)),
         (k("embedding_length"), Kv::U32(shape.n_embd as u32)),
         (k("feed_forward_length"), Kv::U32(shape.n_ff as u32)),
         (k("attention.head_count"), Kv::U32(shape.n_head as u32)),
-        (
-            k("attention.head_count_kv"),
-            Kv::U32(shape.n_head_kv as u32),
-        ),
+        (k("attention.head_count_kv"), Kv::U32(shape.n_head_kv as u32)),
         (k("rope.dimension_count"), Kv::U32(head_dim as u32)),
         (k("rope.freq_base"), Kv::F32(500000.0)),
         (k("attention.layer_norm_rms_epsilon"), Kv::F32(1e-5)),
@@ -160,28 +134,11 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
     }
     kvs.extend(vocabulary(shape.n_vocab));
 
-    let t = |name: String, dims: Vec<u64>, ggml_type: GgmlType| TensorSpec {
-        name,
-        dims,
-        ggml_type,
-    };
-    let (e, ff, qd, kvd) = (
-        shape.n_embd,
-        shape.n_ff,
-        shape.n_head * head_dim,
-        shape.n_head_kv * head_dim,
-    );
-    let mut tensors = vec![t(
-        "token_embd.weight".into(),
-        vec![e, shape.n_vocab],
-        q.base,
-    )];
+    let t = |name: String, dims: Vec<u64>, ggml_type: GgmlType| TensorSpec { name, dims, ggml_type };
+    let (e, ff, qd, kvd) = (shape.n_embd, shape.n_ff, shape.n_head * head_dim, shape.n_head_kv * head_dim);
+    let mut tensors = vec![t("token_embd.weight".into(), vec![e, shape.n_vocab], q.base)];
     for i in 0..shape.n_layer {
-        let more = if use_more_bits(i, shape.n_layer) {
-            q.more_bits
-        } else {
-            q.base
-        };
+        let more = if use_more_bits(i, shape.n_layer) { q.more_bits } else { q.base };
         let b = |s: &str| format!("blk.{i}.{s}");
         tensors.push(t(b("attn_norm.weight"), vec![e], F32));
         tensors.push(t(b("attn_q.weight"), vec![e, qd], q.base));
@@ -203,11 +160,7 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
     }
     tensors.push(t("output_norm.weight".into(), vec![e], F32));
     if !shape.tied_embedding {
-        tensors.push(t(
-            "output.weight".into(),
-            vec![e, shape.n_vocab],
-            q.more_bits,
-        ));
+        tensors.push(t("output.weight".into(), vec![e, shape.n_vocab], q.more_bits));
     }
     (kvs, tensors)
 }
@@ -248,23 +201,9 @@ mod tests {
     fn q4_k_m_shapes_weigh_what_real_files_weigh() {
         // FIELD-NOTES §6: Llama-3-70B Q4_K_M is 39.6 GiB; real Llama-2-70B Q4_K_M files are ~41.4 GB and
         // Llama-3-8B Q4_K_M 4.92 GB (4.89 bits per weight).
-        let bytes = |s: &Shape| {
-            model(s, quant("Q4_K_M").unwrap())
-                .1
-                .iter()
-                .map(TensorSpec::bytes)
-                .sum::<u64>()
-        };
+        let bytes = |s: &Shape| model(s, quant("Q4_K_M").unwrap()).1.iter().map(TensorSpec::bytes).sum::<u64>();
         let gb = |b: u64| b as f64 / 1e9;
-        assert!(
-            (gb(bytes(&LLAMA3_8B)) - 4.92).abs() < 0.1,
-            "{}",
-            gb(bytes(&LLAMA3_8B))
-        );
-        assert!(
-            (gb(bytes(&LLAMA2_70B)) - 41.4).abs() < 0.6,
-            "{}",
-            gb(bytes(&LLAMA2_70B))
-        );
+        assert!((gb(bytes(&LLAMA3_8B)) - 4.92).abs() < 0.1, "{}", gb(bytes(&LLAMA3_8B)));
+        assert!((gb(bytes(&LLAMA2_70B)) - 41.4).abs() < 0.6, "{}", gb(bytes(&LLAMA2_70B)));
     }
 }

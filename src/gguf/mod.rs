@@ -32,9 +32,7 @@ pub enum GgufError {
     IsDirectory { path: PathBuf },
     #[error("{path}: cannot read ({source}); check the file's permissions")]
     Unreadable { path: PathBuf, source: io::Error },
-    #[error(
-        "the file is empty (0 bytes); the download or copy did not finish, fetch the model again"
-    )]
+    #[error("the file is empty (0 bytes); the download or copy did not finish, fetch the model again")]
     Empty,
     #[error(
         "not a GGUF file (it starts with {found:?}, not \"GGUF\"); convert it with llama.cpp's convert_hf_to_gguf.py"
@@ -147,10 +145,7 @@ pub struct Model {
 /// Read the header of `path`, and of its sibling shards when it is a split file.
 pub fn read_model(path: &Path) -> Result<Model, GgufError> {
     let first = read_header(path)?;
-    let shard_count = first
-        .get("split.count")
-        .and_then(Value::as_u64)
-        .unwrap_or(1);
+    let shard_count = first.get("split.count").and_then(Value::as_u64).unwrap_or(1);
     let mut model = Model {
         path: path.to_path_buf(),
         metadata: first.metadata,
@@ -168,10 +163,7 @@ pub fn read_model(path: &Path) -> Result<Model, GgufError> {
         model.file_bytes += header.file_bytes;
         model.shards += 1;
     }
-    if let Some(expected) = model
-        .metadata
-        .get("split.tensors.count")
-        .and_then(Value::as_u64)
+    if let Some(expected) = model.metadata.get("split.tensors.count").and_then(Value::as_u64)
         && expected != model.tensors.len() as u64
     {
         return Err(GgufError::Corrupt(format!(
@@ -184,23 +176,17 @@ pub fn read_model(path: &Path) -> Result<Model, GgufError> {
 
 /// `x-00001-of-00003.gguf` → the three shard paths. The first shard must be the one given.
 fn shard_paths(first: &Path, count: u64) -> Result<Vec<PathBuf>, GgufError> {
-    let name = first
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or_default();
+    let name = first.file_name().and_then(|n| n.to_str()).unwrap_or_default();
     let suffix = format!("-00001-of-{count:05}.gguf");
     let Some(stem) = name.strip_suffix(&suffix) else {
         return Err(GgufError::Corrupt(format!(
             "split.count is {count} but the file name does not end in {suffix}; pass the first shard, named as llama-gguf-split wrote it"
         )));
     };
-    let paths: Vec<PathBuf> = (1..=count)
-        .map(|i| first.with_file_name(format!("{stem}-{i:05}-of-{count:05}.gguf")))
-        .collect();
+    let paths: Vec<PathBuf> =
+        (1..=count).map(|i| first.with_file_name(format!("{stem}-{i:05}-of-{count:05}.gguf"))).collect();
     if let Some(missing) = paths.iter().find(|p| !p.is_file()) {
-        return Err(GgufError::NotFound {
-            path: missing.clone(),
-        });
+        return Err(GgufError::NotFound { path: missing.clone() });
     }
     Ok(paths)
 }
@@ -209,9 +195,7 @@ fn shard_paths(first: &Path, count: u64) -> Result<Vec<PathBuf>, GgufError> {
 pub fn read_header(path: &Path) -> Result<Header, GgufError> {
     let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
     if meta.is_dir() {
-        return Err(GgufError::IsDirectory {
-            path: path.to_path_buf(),
-        });
+        return Err(GgufError::IsDirectory { path: path.to_path_buf() });
     }
     let file = File::open(path).map_err(|e| open_error(path, e))?;
     parse(BufReader::with_capacity(1 << 16, file), meta.len())
@@ -219,13 +203,8 @@ pub fn read_header(path: &Path) -> Result<Header, GgufError> {
 
 fn open_error(path: &Path, e: io::Error) -> GgufError {
     match e.kind() {
-        io::ErrorKind::NotFound => GgufError::NotFound {
-            path: path.to_path_buf(),
-        },
-        _ => GgufError::Unreadable {
-            path: path.to_path_buf(),
-            source: e,
-        },
+        io::ErrorKind::NotFound => GgufError::NotFound { path: path.to_path_buf() },
+        _ => GgufError::Unreadable { path: path.to_path_buf(), source: e },
     }
 }
 
@@ -234,18 +213,10 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
     if file_bytes == 0 {
         return Err(GgufError::Empty);
     }
-    let mut r = Reader {
-        inner: reader,
-        pos: 0,
-        len: file_bytes,
-    };
-    let magic: [u8; 4] = r.array().map_err(|_| GgufError::NotGguf {
-        found: "fewer than 4 bytes".into(),
-    })?;
+    let mut r = Reader { inner: reader, pos: 0, len: file_bytes };
+    let magic: [u8; 4] = r.array().map_err(|_| GgufError::NotGguf { found: "fewer than 4 bytes".into() })?;
     if &magic != MAGIC {
-        return Err(GgufError::NotGguf {
-            found: String::from_utf8_lossy(&magic).escape_debug().to_string(),
-        });
+        return Err(GgufError::NotGguf { found: String::from_utf8_lossy(&magic).escape_debug().to_string() });
     }
     let version = r.u32()?;
     if version != 2 && version != 3 {
@@ -256,14 +227,10 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
     let kv_count = r.u64()?;
     // Each key-value pair takes at least 13 bytes, each tensor info at least 28: no more can fit.
     if kv_count > r.remaining() / 13 {
-        return Err(GgufError::Corrupt(format!(
-            "{kv_count} metadata entries cannot fit in the file"
-        )));
+        return Err(GgufError::Corrupt(format!("{kv_count} metadata entries cannot fit in the file")));
     }
     if tensor_count > MAX_TENSORS || tensor_count > r.remaining() / 28 {
-        return Err(GgufError::Corrupt(format!(
-            "{tensor_count} tensors cannot fit in the file"
-        )));
+        return Err(GgufError::Corrupt(format!("{tensor_count} tensors cannot fit in the file")));
     }
 
     let mut metadata = BTreeMap::new();
@@ -279,27 +246,18 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
         let name = r.string()?;
         let n_dims = r.u32()?;
         if n_dims == 0 || n_dims > MAX_DIMS {
-            return Err(GgufError::Corrupt(format!(
-                "tensor {name} has {n_dims} dimensions"
-            )));
+            return Err(GgufError::Corrupt(format!("tensor {name} has {n_dims} dimensions")));
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
             dims.push(r.u64()?);
         }
         let type_id = r.u32()?;
-        let ggml_type = GgmlType::from_id(type_id).ok_or_else(|| {
-            GgufError::Corrupt(format!("tensor {name} has unknown ggml type {type_id}"))
-        })?;
+        let ggml_type = GgmlType::from_id(type_id)
+            .ok_or_else(|| GgufError::Corrupt(format!("tensor {name} has unknown ggml type {type_id}")))?;
         let offset_bytes = r.u64()?;
         let size_bytes = tensor_bytes(&name, &dims, ggml_type)?;
-        tensors.push(TensorInfo {
-            name,
-            dims,
-            ggml_type,
-            offset_bytes,
-            size_bytes,
-        });
+        tensors.push(TensorInfo { name, dims, ggml_type, offset_bytes, size_bytes });
     }
 
     let alignment = match metadata.get("general.alignment") {
@@ -307,21 +265,13 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
         Some(v) => match v.as_u64() {
             Some(a) if a.is_power_of_two() && a <= 1 << 20 => a,
             _ => {
-                return Err(GgufError::Corrupt(format!(
-                    "general.alignment is {v:?}, not a power of two"
-                )));
+                return Err(GgufError::Corrupt(format!("general.alignment is {v:?}, not a power of two")));
             }
         },
     };
     let data_offset_bytes = r.pos.next_multiple_of(alignment);
     check_data_region(&tensors, data_offset_bytes, alignment, file_bytes)?;
-    Ok(Header {
-        version,
-        metadata,
-        tensors,
-        data_offset_bytes,
-        file_bytes,
-    })
+    Ok(Header { version, metadata, tensors, data_offset_bytes, file_bytes })
 }
 
 fn tensor_bytes(name: &str, dims: &[u64], ty: GgmlType) -> Result<u64, GgufError> {
@@ -332,14 +282,8 @@ fn tensor_bytes(name: &str, dims: &[u64], ty: GgmlType) -> Result<u64, GgufError
             dims[0], ty.name, ty.block_elems
         )));
     }
-    let rows = dims[1..]
-        .iter()
-        .try_fold(1u64, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(corrupt)?;
-    (dims[0] / ty.block_elems)
-        .checked_mul(ty.block_bytes)
-        .and_then(|row| row.checked_mul(rows))
-        .ok_or_else(corrupt)
+    let rows = dims[1..].iter().try_fold(1u64, |acc, &d| acc.checked_mul(d)).ok_or_else(corrupt)?;
+    (dims[0] / ty.block_elems).checked_mul(ty.block_bytes).and_then(|row| row.checked_mul(rows)).ok_or_else(corrupt)
 }
 
 /// Every tensor must lie inside the file: this is how a truncated download shows.
@@ -352,17 +296,12 @@ fn check_data_region(
     let mut end = data_offset;
     for t in tensors {
         if !t.offset_bytes.is_multiple_of(alignment) {
-            return Err(GgufError::Corrupt(format!(
-                "tensor {} is not aligned to {alignment} bytes",
-                t.name
-            )));
+            return Err(GgufError::Corrupt(format!("tensor {} is not aligned to {alignment} bytes", t.name)));
         }
         let tensor_end = data_offset
             .checked_add(t.offset_bytes)
             .and_then(|o| o.checked_add(t.size_bytes))
-            .ok_or_else(|| {
-                GgufError::Corrupt(format!("tensor {} lies beyond any possible file", t.name))
-            })?;
+            .ok_or_else(|| GgufError::Corrupt(format!("tensor {} lies beyond any possible file", t.name)))?;
         end = end.max(tensor_end);
     }
     if end > file_bytes {
@@ -401,20 +340,14 @@ impl<R: Read> Reader<R> {
     }
 
     fn truncated(&self) -> GgufError {
-        GgufError::Truncated {
-            detail: format!(
-                "the header ends early, at byte {} of {}",
-                self.pos, self.len
-            ),
-        }
+        GgufError::Truncated { detail: format!("the header ends early, at byte {} of {}", self.pos, self.len) }
     }
 
     fn skip(&mut self, n: u64) -> Result<(), GgufError> {
         if n > self.remaining() {
             return Err(self.truncated());
         }
-        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink())
-            .map_err(|_| self.truncated())?;
+        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(|_| self.truncated())?;
         if copied != n {
             return Err(self.truncated());
         }
@@ -445,9 +378,8 @@ impl<R: Read> Reader<R> {
         let len = self.string_len()?;
         let mut buf = vec![0u8; len as usize];
         self.exact(&mut buf)?;
-        String::from_utf8(buf).map_err(|_| {
-            GgufError::Corrupt(format!("a string before byte {} is not UTF-8", self.pos))
-        })
+        String::from_utf8(buf)
+            .map_err(|_| GgufError::Corrupt(format!("a string before byte {} is not UTF-8", self.pos)))
     }
 
     fn value(&mut self, value_type: u32, depth: u32) -> Result<Value, GgufError> {
@@ -470,9 +402,7 @@ impl<R: Read> Reader<R> {
             11 => Value::I64(i64::from_le_bytes(self.array()?)),
             12 => Value::F64(f64::from_le_bytes(self.array()?)),
             other => {
-                return Err(GgufError::Corrupt(format!(
-                    "unknown metadata value type {other}"
-                )));
+                return Err(GgufError::Corrupt(format!("unknown metadata value type {other}")));
             }
         })
     }
@@ -480,9 +410,7 @@ impl<R: Read> Reader<R> {
     fn array_value(&mut self, depth: u32) -> Result<Value, GgufError> {
         // llama.cpp itself allows no nested arrays; one level of nesting is tolerated for other writers.
         if depth > 1 {
-            return Err(GgufError::Corrupt(
-                "arrays nested deeper than two levels".into(),
-            ));
+            return Err(GgufError::Corrupt("arrays nested deeper than two levels".into()));
         }
         let elem_type = self.u32()?;
         let len = self.u64()?;
@@ -492,15 +420,11 @@ impl<R: Read> Reader<R> {
             4..=6 => 4,
             8..=12 => 8,
             other => {
-                return Err(GgufError::Corrupt(format!(
-                    "array of unknown value type {other}"
-                )));
+                return Err(GgufError::Corrupt(format!("array of unknown value type {other}")));
             }
         };
         if len > self.remaining() / min_elem_bytes {
-            return Err(GgufError::Corrupt(format!(
-                "an array of {len} items cannot fit in the file"
-            )));
+            return Err(GgufError::Corrupt(format!("an array of {len} items cannot fit in the file")));
         }
         let mut items = Vec::new();
         if elem_type == 8 && len > MAX_KEPT_STRINGS {
@@ -527,28 +451,14 @@ mod tests {
         let kvs = vec![
             ("general.architecture".to_string(), Kv::Str("llama".into())),
             ("llama.block_count".to_string(), Kv::U32(2)),
-            (
-                "llama.attention.head_count_kv".to_string(),
-                Kv::ArrU32(vec![4, 8]),
-            ),
-            (
-                "tokenizer.ggml.tokens".to_string(),
-                Kv::ArrStr((0..300).map(|i| format!("t{i}")).collect()),
-            ),
+            ("llama.attention.head_count_kv".to_string(), Kv::ArrU32(vec![4, 8])),
+            ("tokenizer.ggml.tokens".to_string(), Kv::ArrStr((0..300).map(|i| format!("t{i}")).collect())),
             ("x.f".to_string(), Kv::F32(0.5)),
             ("x.b".to_string(), Kv::Bool(true)),
         ];
         let tensors = vec![
-            TensorSpec {
-                name: "a".into(),
-                dims: vec![64, 2],
-                ggml_type: types::F32,
-            },
-            TensorSpec {
-                name: "b".into(),
-                dims: vec![256, 4],
-                ggml_type: GgmlType::from_name("Q4_K").unwrap(),
-            },
+            TensorSpec { name: "a".into(), dims: vec![64, 2], ggml_type: types::F32 },
+            TensorSpec { name: "b".into(), dims: vec![256, 4], ggml_type: GgmlType::from_name("Q4_K").unwrap() },
         ];
         let (mut bytes, data_bytes) = write_header(&kvs, &tensors);
         bytes.resize(bytes.len() + data_bytes as usize, 0);
@@ -560,10 +470,7 @@ mod tests {
         let bytes = small_header();
         let h = parse(&bytes[..], bytes.len() as u64).unwrap();
         assert_eq!(h.version, 3);
-        assert_eq!(
-            h.get("general.architecture").unwrap().as_str(),
-            Some("llama")
-        );
+        assert_eq!(h.get("general.architecture").unwrap().as_str(), Some("llama"));
         assert_eq!(h.get("llama.block_count").unwrap().as_u64(), Some(2));
         assert_eq!(h.get("x.f").unwrap().as_f64(), Some(0.5));
         assert_eq!(h.get("x.b"), Some(&Value::Bool(true)));
@@ -595,36 +502,21 @@ mod tests {
     fn truncated_data_region_is_reported_as_truncated() {
         let bytes = small_header();
         let cut = bytes.len() - 10;
-        assert!(matches!(
-            parse(&bytes[..cut], cut as u64),
-            Err(GgufError::Truncated { .. })
-        ));
+        assert!(matches!(parse(&bytes[..cut], cut as u64), Err(GgufError::Truncated { .. })));
     }
 
     #[test]
     fn rejects_bad_magic_version_and_absurd_counts() {
-        assert!(matches!(
-            parse(&b"PK\x03\x04xxxxxxxx"[..], 12),
-            Err(GgufError::NotGguf { .. })
-        ));
+        assert!(matches!(parse(&b"PK\x03\x04xxxxxxxx"[..], 12), Err(GgufError::NotGguf { .. })));
         assert!(matches!(parse(&[][..], 0), Err(GgufError::Empty)));
         let mut v1 = small_header();
         v1[4] = 1;
-        assert!(matches!(
-            parse(&v1[..], v1.len() as u64),
-            Err(GgufError::UnsupportedVersion(1))
-        ));
+        assert!(matches!(parse(&v1[..], v1.len() as u64), Err(GgufError::UnsupportedVersion(1))));
         let mut huge = small_header();
         huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            parse(&huge[..], huge.len() as u64),
-            Err(GgufError::Corrupt(_))
-        ));
+        assert!(matches!(parse(&huge[..], huge.len() as u64), Err(GgufError::Corrupt(_))));
         let mut kvs = small_header();
         kvs[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
-        assert!(matches!(
-            parse(&kvs[..], kvs.len() as u64),
-            Err(GgufError::Corrupt(_))
-        ));
+        assert!(matches!(parse(&kvs[..], kvs.len() as u64), Err(GgufError::Corrupt(_))));
     }
 }

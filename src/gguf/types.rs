@@ -28,10 +28,7 @@ impl GgmlType {
     }
 
     pub fn from_name(name: &str) -> Option<GgmlType> {
-        TYPES
-            .iter()
-            .copied()
-            .find(|t| t.name.eq_ignore_ascii_case(name))
+        TYPES.iter().copied().find(|t| t.name.eq_ignore_ascii_case(name))
     }
 }
 
@@ -43,12 +40,7 @@ impl serde::Serialize for GgmlType {
 }
 
 const fn t(id: u32, name: &'static str, block_elems: u64, block_bytes: u64) -> GgmlType {
-    GgmlType {
-        id,
-        name,
-        block_elems,
-        block_bytes,
-    }
+    GgmlType { id, name, block_elems, block_bytes }
 }
 
 /// Every type ggml 0.26 can store in a GGUF file. Ids 4, 5 and 31–33, 36–38 were removed from ggml.
@@ -100,19 +92,8 @@ mod tests {
     #[test]
     fn field_notes_row_bytes() {
         // FIELD-NOTES §5: q8_0 34/32, q5_1 24/32, q5_0 22/32, q4_1 20/32, q4_0 and iq4_nl 18/32.
-        for (name, bytes) in [
-            ("q8_0", 34),
-            ("q5_1", 24),
-            ("q5_0", 22),
-            ("q4_1", 20),
-            ("q4_0", 18),
-            ("iq4_nl", 18),
-        ] {
-            assert_eq!(
-                GgmlType::from_name(name).unwrap().row_bytes(32),
-                bytes,
-                "{name}"
-            );
+        for (name, bytes) in [("q8_0", 34), ("q5_1", 24), ("q5_0", 22), ("q4_1", 20), ("q4_0", 18), ("iq4_nl", 18)] {
+            assert_eq!(GgmlType::from_name(name).unwrap().row_bytes(32), bytes, "{name}");
         }
         assert_eq!(F16.row_bytes(128), 256);
     }
@@ -130,11 +111,7 @@ mod tests {
     #[test]
     fn ids_are_unique() {
         for (i, a) in TYPES.iter().enumerate() {
-            assert!(
-                TYPES[i + 1..]
-                    .iter()
-                    .all(|b| b.id != a.id && b.name != a.name)
-            );
+            assert!(TYPES[i + 1..].iter().all(|b| b.id != a.id && b.name != a.name));
         }
     }
 }

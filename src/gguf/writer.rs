@@ -63,10 +63,7 @@ pub fn write_header(kvs: &[(String, Kv)], tensors: &[TensorSpec]) -> (Vec<u8>, u
         out.extend_from_slice(&offset.to_le_bytes());
         offset = (offset + t.bytes()).next_multiple_of(ALIGNMENT_BYTES);
     }
-    out.resize(
-        (out.len() as u64).next_multiple_of(ALIGNMENT_BYTES) as usize,
-        0,
-    );
+    out.resize((out.len() as u64).next_multiple_of(ALIGNMENT_BYTES) as usize, 0);
     (out, offset)
 }
 
@@ -85,12 +82,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
-fn put_array<T>(
-    out: &mut Vec<u8>,
-    elem_type: u32,
-    items: &[T],
-    mut put: impl FnMut(&mut Vec<u8>, &T),
-) {
+fn put_array<T>(out: &mut Vec<u8>, elem_type: u32, items: &[T], mut put: impl FnMut(&mut Vec<u8>, &T)) {
     out.extend_from_slice(&9u32.to_le_bytes());
     out.extend_from_slice(&elem_type.to_le_bytes());
     out.extend_from_slice(&(items.len() as u64).to_le_bytes());

@@ -1,0 +1,94 @@
+//! Developer tools, not part of run-fit's user interface:
+//!   run-fit-dev synth SHAPE QUANT OUT.gguf     write a sparse synthetic model of a real shape
+//!   run-fit-dev accuracy MODEL CTX [CTX…]      predicted vs llama.cpp-reported buffers (CPU, real load);
+//!                                              a context written 8192f uses a full-size sliding-window cache
+//!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use run_fit::engine::Engine;
+use run_fit::footprint::{self, Config};
+use run_fit::gguf::types::F16;
+use run_fit::{app, gguf, synth};
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("synth") if args.len() == 4 => write_synth(&args[1], &args[2], Path::new(&args[3])),
+        Some("accuracy") if args.len() >= 3 => accuracy(Path::new(&args[1]), &args[2..]),
+        Some("llama-fit") if args.len() == 2 => llama_fit(Path::new(&args[1])),
+        _ => {
+            eprintln!("usage: run-fit-dev synth SHAPE QUANT OUT.gguf | accuracy MODEL CTX [CTX…] | llama-fit MODEL");
+            eprintln!("shapes: {}", synth::SHAPES.iter().map(|s| s.name).collect::<Vec<_>>().join(", "));
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("run-fit-dev: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn write_synth(shape: &str, quant: &str, out: &Path) -> Result<()> {
+    let Some(shape) = synth::SHAPES.iter().find(|s| s.name == shape) else { bail!("unknown shape {shape}") };
+    let Some(q) = synth::quant(quant) else { bail!("unknown quant {quant}; use Q4_K_M, Q8_0, Q4_0 or F16") };
+    let (kvs, tensors) = synth::model(shape, q);
+    let bytes =
+        gguf::writer::write_sparse(out, &kvs, &tensors).with_context(|| format!("writing {}", out.display()))?;
+    println!("{}: {} bytes (sparse)", out.display(), bytes);
+    Ok(())
+}
+
+/// One markdown row per context: predicted and reported bytes of weights, KV, compute and total.
+fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
+    let facts = app::read_facts(model)?;
+    let engine = Engine::init(false)?;
+    let name = model.file_name().unwrap_or_default().to_string_lossy();
+    for ctx in contexts {
+        let swa_full = ctx.ends_with('f');
+        let n_ctx: u32 = ctx.trim_end_matches('f').parse().with_context(|| format!("context {ctx}"))?;
+        let config = Config {
+            gpu_layers: vec![],
+            n_ctx_tokens: n_ctx.into(),
+            cache_k: F16,
+            cache_v: F16,
+            n_ubatch_tokens: 512.min(n_ctx.into()),
+            flash_attn: true,
+            n_seq: 1,
+            swa_full,
+        };
+        let predicted = footprint::footprint(&facts, &config).host;
+        let real = engine.measure_buffers(model, n_ctx, true, swa_full)?;
+        let real_total = real.model_bytes + real.kv_bytes + real.compute_bytes;
+        let err = |p: u64, r: u64| if r == 0 { 0.0 } else { (p as f64 - r as f64) / r as f64 * 100.0 };
+        let mib = |b: u64| b as f64 / 1048576.0;
+        println!(
+            "| {name} | {ctx} | {:.2} / {:.2} ({:+.2} %) | {:.2} / {:.2} ({:+.2} %) | {:.2} / {:.2} ({:+.1} %) | {:.2} / {:.2} ({:+.2} %) |",
+            mib(predicted.weights),
+            mib(real.model_bytes),
+            err(predicted.weights, real.model_bytes),
+            mib(predicted.kv),
+            mib(real.kv_bytes),
+            err(predicted.kv, real.kv_bytes),
+            mib(predicted.compute),
+            mib(real.compute_bytes),
+            err(predicted.compute, real.compute_bytes),
+            mib(predicted.total()),
+            mib(real_total),
+            err(predicted.total(), real_total),
+        );
+    }
+    Ok(())
+}
+
+fn llama_fit(model: &Path) -> Result<()> {
+    let engine = Engine::init(false)?;
+    let fit = engine.llama_fit(model, 4096, 512 << 20)?;
+    println!("-ngl {} -c {} (fitted: {})", fit.n_gpu_layers, fit.n_ctx_tokens, fit.fitted);
+    Ok(())
+}
