@@ -509,3 +509,237 @@ fn nothing_fits(cx: &Ctx, ctx: u64, need: u64) -> PlanError {
         suggestions,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hardware::{Device, DeviceKind, Host, hypothetical};
+    use crate::synth::{self, LLAMA2_70B, LLAMA3_8B, MIXTRAL_8X7B};
+
+    fn gpu(name: &str, free_gib: f64) -> Device {
+        let free = (free_gib * GIB as f64) as u64;
+        Device {
+            name: name.into(),
+            description: name.into(),
+            backend: "CUDA".into(),
+            kind: DeviceKind::Gpu,
+            free_bytes: free,
+            total_bytes: free + GIB / 2,
+            bandwidth_gb_per_s: None,
+        }
+    }
+
+    fn machine(gpus: Vec<Device>, ram_gib: u64) -> Hardware {
+        Hardware {
+            source: "test".into(),
+            devices: gpus,
+            host: Host {
+                total_bytes: ram_gib * GIB,
+                available_bytes: ram_gib * GIB,
+                swap_free_bytes: 0,
+                threads: 8,
+                bandwidth_gb_per_s: None,
+                unified_memory: false,
+            },
+        }
+    }
+
+    /// Every device within its usable bytes, and the host within its own.
+    fn assert_within_budgets(p: &Plan) {
+        for d in &p.devices {
+            assert!(d.bytes.total() <= d.usable_bytes, "{} over: {:?}", d.name, d);
+            assert!(d.headroom_bytes >= 0);
+        }
+        assert!(p.host.headroom_bytes >= 0, "host over: {:?}", p.host);
+    }
+
+    #[test]
+    fn llama2_70b_on_a_12_gib_gpu_offloads_part_and_checks_ram() {
+        let f = synth::facts(&LLAMA2_70B, "Q4_K_M");
+        let p = plan(&f, &machine(vec![gpu("CUDA0", 11.5)], 64), &Policy::default()).unwrap();
+        let n = p.config.n_gpu_layers();
+        // ~0.48 GiB per layer: about 20 layers fit in 11 GiB next to KV and compute.
+        assert!((17..=22).contains(&n), "{n} layers");
+        assert_eq!(p.config.n_ctx_tokens, 4096, "the trained context");
+        assert_within_budgets(&p);
+        // the rest of the model is in RAM, and was checked
+        assert!(p.host.bytes.weights > 28 * GIB);
+        // one more layer would not fit
+        let mut pinned = Policy::default();
+        pinned.pins.n_gpu_layers = Some(n + 1);
+        assert!(matches!(
+            plan(&f, &machine(vec![gpu("CUDA0", 11.5)], 64), &pinned),
+            Err(PlanError::PinDoesNotFit { .. })
+        ));
+    }
+
+    #[test]
+    fn ram_shortfall_is_refused_unless_swap_is_allowed() {
+        let f = synth::facts(&LLAMA2_70B, "Q4_K_M");
+        let hw = machine(vec![gpu("CUDA0", 11.5)], 16);
+        let err = plan(&f, &hw, &Policy::default()).unwrap_err();
+        assert!(matches!(err, PlanError::WouldSwap { .. }), "{err}");
+        assert!(err.to_string().contains("--allow-swap"));
+        let p = plan(&f, &hw, &Policy { allow_swap: true, ..Policy::default() }).unwrap();
+        assert!(!p.warnings.is_empty());
+    }
+
+    #[test]
+    fn two_uneven_gpus_split_by_what_each_has_free() {
+        let f = synth::facts(&LLAMA2_70B, "Q4_K_M");
+        let p = plan(&f, &machine(vec![gpu("CUDA0", 23.5), gpu("CUDA1", 7.5)], 64), &Policy::default()).unwrap();
+        let (a, b) = (p.config.gpu_layers[0], p.config.gpu_layers[1]);
+        assert!(a > 2 * b && b > 5, "{a} + {b}");
+        assert_within_budgets(&p);
+        // more than either GPU could hold alone
+        let alone = plan(&f, &machine(vec![gpu("CUDA0", 23.5)], 64), &Policy::default()).unwrap();
+        assert!(a + b > alone.config.n_gpu_layers());
+        assert!(p.llama_args().join(" ").contains(&format!("-ts {a},{b}")));
+        // the output layer sits on the last device that has layers, as llama.cpp places it
+        let top: u64 = f.weights.layer_bytes[80 - (b as usize - 1)..].iter().sum();
+        assert_eq!(p.devices[1].bytes.weights, top + f.weights.output_bytes);
+    }
+
+    #[test]
+    fn no_gpu_runs_everything_on_the_cpu_at_the_largest_context() {
+        let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
+        let p = plan(&f, &machine(vec![], 32), &Policy::default()).unwrap();
+        assert_eq!(p.config.n_gpu_layers(), 0);
+        assert_eq!(p.config.n_ctx_tokens, 8192);
+        assert_eq!(p.host.layers, 33);
+        assert_within_budgets(&p);
+    }
+
+    #[test]
+    fn context_grows_only_as_far_as_the_layers_allow() {
+        let f = synth::facts(&MIXTRAL_8X7B, "Q4_K_M");
+        // 26 GiB of weights: all layers fit on 30 GiB but not the full 32k context.
+        let p = plan(&f, &machine(vec![gpu("CUDA0", 30.0)], 64), &Policy::default()).unwrap();
+        assert_eq!(p.config.n_gpu_layers(), 33);
+        assert!(p.config.n_ctx_tokens > 4096 && p.config.n_ctx_tokens < 32768, "{}", p.config.n_ctx_tokens);
+        assert_eq!(p.config.n_ctx_tokens % CTX_PAD_TOKENS, 0);
+        assert_within_budgets(&p);
+        // 256 more tokens would not fit
+        let mut more = Policy::default();
+        more.pins.n_ctx_tokens = Some(p.config.n_ctx_tokens + CTX_PAD_TOKENS);
+        more.pins.n_gpu_layers = Some(33);
+        assert!(plan(&f, &machine(vec![gpu("CUDA0", 30.0)], 64), &more).is_err());
+    }
+
+    #[test]
+    fn an_absolute_vram_budget_is_never_exceeded() {
+        let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
+        let hw = machine(vec![gpu("CUDA0", 11.5)], 32);
+        let free = plan(&f, &hw, &Policy::default()).unwrap();
+        let budget = 3 * GIB;
+        let p = plan(&f, &hw, &Policy { vram_budget_bytes: Some(vec![budget]), ..Policy::default() }).unwrap();
+        assert!(p.devices[0].bytes.total() <= budget);
+        assert!(p.config.n_gpu_layers() < free.config.n_gpu_layers());
+        assert!(p.config.n_gpu_layers() > 0);
+    }
+
+    #[test]
+    fn pins_are_honoured_exactly() {
+        let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
+        let hw = machine(vec![gpu("CUDA0", 11.5), gpu("CUDA1", 11.5)], 32);
+        let mut policy = Policy::default();
+        policy.pins = Pins {
+            n_gpu_layers: Some(20),
+            n_ctx_tokens: Some(6000),
+            cache_k: Some(GgmlType::from_name("Q8_0").unwrap()),
+            cache_v: Some(GgmlType::from_name("Q8_0").unwrap()),
+            tensor_split: Some(vec![3.0, 1.0]),
+            flash_attn: None,
+        };
+        let p = plan(&f, &hw, &policy).unwrap();
+        assert_eq!(p.config.n_gpu_layers(), 20);
+        assert_eq!(p.config.gpu_layers, vec![15, 5]);
+        assert_eq!(p.config.n_ctx_tokens, 6000);
+        assert_eq!(p.config.cache_k.name, "Q8_0");
+        let args = p.llama_args().join(" ");
+        assert!(args.contains("-ngl 20 -c 6000 -ts 15,5 -ctk q8_0 -ctv q8_0"), "{args}");
+    }
+
+    #[test]
+    fn a_pin_that_does_not_fit_names_the_number() {
+        let f = synth::facts(&LLAMA2_70B, "Q4_K_M");
+        let mut policy = Policy::default();
+        policy.pins.n_gpu_layers = Some(81);
+        let err = plan(&f, &machine(vec![gpu("CUDA0", 11.5)], 64), &policy).unwrap_err().to_string();
+        assert!(err.contains("-ngl 81") && err.contains("at most -ngl"), "{err}");
+        policy.pins = Pins { cache_v: GgmlType::from_name("q4_0"), flash_attn: Some(false), ..Pins::default() };
+        assert!(matches!(plan(&f, &machine(vec![], 64), &policy), Err(PlanError::BadPin(_))));
+    }
+
+    #[test]
+    fn nothing_fits_says_what_would() {
+        let f = synth::facts(&LLAMA2_70B, "Q4_K_M");
+        let err = plan(&f, &hypothetical(&[], 16 * GIB), &Policy::default()).unwrap_err();
+        let PlanError::NothingFits { suggestions, .. } = &err else { panic!("{err}") };
+        assert!(suggestions.iter().any(|s| s.starts_with("more RAM")));
+        assert!(suggestions.iter().any(|s| s.contains("-c 512")));
+        // with a GPU, a smaller quantization is suggested when it would fit
+        let err = plan(&f, &hypothetical(&[], 32 * GIB), &Policy::default()).unwrap_err();
+        assert!(err.suggestions().iter().any(|s| s.contains("smaller quantization")), "{:?}", err.suggestions());
+    }
+
+    #[test]
+    fn unified_memory_counts_gpu_bytes_against_ram() {
+        let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
+        let mut hw = machine(vec![gpu("Metal", 5.0)], 6);
+        hw.host.unified_memory = true;
+        // the GPU could hold it all, but the shared RAM cannot hold GPU + host parts
+        assert!(plan(&f, &hw, &Policy { host_reserve_bytes: GIB, ..Policy::default() }).is_err());
+        hw.host.available_bytes = 12 * GIB;
+        assert!(plan(&f, &hw, &Policy::default()).is_ok());
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(48))]
+
+            #[test]
+            fn more_free_vram_never_gives_fewer_layers(a in 0.5f64..48.0, extra in 0.0f64..24.0, second in 0.0f64..24.0) {
+                let f = synth::facts(&LLAMA2_70B, "Q4_K_M");
+                let less = machine(vec![gpu("CUDA0", second.max(0.1)), gpu("CUDA1", a)], 256);
+                let more = machine(vec![gpu("CUDA0", second.max(0.1)), gpu("CUDA1", a + extra)], 256);
+                let n_less = plan(&f, &less, &Policy::default()).map(|p| p.config.n_gpu_layers()).unwrap_or(0);
+                let n_more = plan(&f, &more, &Policy::default()).map(|p| p.config.n_gpu_layers()).unwrap_or(0);
+                prop_assert!(n_more >= n_less, "{} < {}", n_more, n_less);
+            }
+
+            #[test]
+            fn no_device_is_ever_over_its_budget(free in proptest::collection::vec(0.2f64..30.0, 1..4), budget in 0.5f64..20.0, ram in 8u64..128) {
+                let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
+                let hw = machine(free.iter().enumerate().map(|(i, &g)| gpu(&format!("CUDA{i}"), g)).collect(), ram);
+                let policy = Policy { vram_budget_bytes: Some(vec![(budget * GIB as f64) as u64]), ..Policy::default() };
+                if let Ok(p) = plan(&f, &hw, &policy) {
+                    for d in &p.devices {
+                        prop_assert!(d.bytes.total() <= (budget * GIB as f64) as u64);
+                        prop_assert!(d.bytes.total() + d.reserve_bytes <= d.free_bytes || d.layers == 0);
+                    }
+                    prop_assert!(p.host.headroom_bytes >= 0);
+                }
+            }
+
+            #[test]
+            fn pins_are_always_honoured(ngl in 0u32..34, ctx in 256u64..16384) {
+                let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
+                let hw = machine(vec![gpu("CUDA0", 11.5)], 64);
+                let mut policy = Policy::default();
+                policy.pins.n_gpu_layers = Some(ngl);
+                policy.pins.n_ctx_tokens = Some(ctx);
+                match plan(&f, &hw, &policy) {
+                    Ok(p) => {
+                        prop_assert_eq!(p.config.n_gpu_layers(), ngl);
+                        prop_assert_eq!(p.config.n_ctx_tokens, ctx);
+                    }
+                    Err(e) => prop_assert!(matches!(e, PlanError::PinDoesNotFit { .. }), "{}", e),
+                }
+            }
+        }
+    }
+}

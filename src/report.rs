@@ -145,9 +145,12 @@ pub fn plan_text(report: &PlanReport) -> String {
     out += "\n\n";
     out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
     if let Some(fit) = report.llama_fit {
+        let ngl = match fit.n_gpu_layers {
+            n if n < 0 => format!("{n} (all that the GPUs take; none here, so the CPU)"),
+            n => n.to_string(),
+        };
         out += &format!(
-            "llama.cpp's own fit chose  -ngl {} -c {}{}\n",
-            fit.n_gpu_layers,
+            "llama.cpp's own fit chose  -ngl {ngl} -c {}{}\n",
             fit.n_ctx_tokens,
             if fit.fitted { "" } else { " (it reported that nothing fits and would load anyway)" }
         );

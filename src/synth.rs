@@ -80,7 +80,22 @@ pub const TINY: Shape = Shape {
     tied_embedding: true,
 };
 
-pub const SHAPES: &[Shape] = &[LLAMA3_8B, LLAMA2_70B, MIXTRAL_8X7B, TINY];
+/// The smallest shape llama.cpp loads: a seed for the fuzzer and the fastest test model.
+pub const MICRO: Shape = Shape {
+    name: "micro",
+    n_layer: 2,
+    n_embd: 64,
+    n_ff: 128,
+    n_head: 2,
+    n_head_kv: 1,
+    n_vocab: 300,
+    n_ctx_train: 512,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+};
+
+pub const SHAPES: &[Shape] = &[LLAMA3_8B, LLAMA2_70B, MIXTRAL_8X7B, TINY, MICRO];
 
 /// Weight types of a file: the main type, and the higher-precision type llama.cpp's quantizer gives
 /// some tensors (Q4_K_M: attn_v and ffn_down in some layers, and the output, get Q6_K).
@@ -206,4 +221,16 @@ mod tests {
         assert!((gb(bytes(&LLAMA3_8B)) - 4.92).abs() < 0.1, "{}", gb(bytes(&LLAMA3_8B)));
         assert!((gb(bytes(&LLAMA2_70B)) - 41.4).abs() < 0.6, "{}", gb(bytes(&LLAMA2_70B)));
     }
+}
+
+/// The facts of `shape` at `quant`, without touching the disk (for tests of the planner).
+pub fn facts(shape: &Shape, quant_name: &str) -> crate::facts::ModelFacts {
+    let (kvs, tensors) = model(shape, quant(quant_name).expect("known quant"));
+    let (header, data_bytes) = crate::gguf::writer::write_header(&kvs, &tensors);
+    let file_bytes = header.len() as u64 + data_bytes;
+    // The data region is not read: parse the header bytes and declare the full file length.
+    let h = crate::gguf::parse(&header[..], file_bytes).expect("synthetic header parses");
+    let model =
+        crate::gguf::Model { path: shape.name.into(), metadata: h.metadata, tensors: h.tensors, file_bytes, shards: 1 };
+    crate::facts::from_model(&model).expect("synthetic facts")
 }

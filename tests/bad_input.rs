@@ -1,0 +1,117 @@
+//! Every kind of bad input ends in one line on stderr that says what is wrong and what to do, the
+//! documented exit code, and nothing written — never a panic or an abort.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+use run_fit::gguf::writer::{Kv, write_sparse};
+
+struct Case {
+    what: &'static str,
+    args: Vec<String>,
+    exit_code: i32,
+    message: &'static str,
+}
+
+fn check(case: &Case) {
+    let args: Vec<&str> = case.args.iter().map(String::as_str).collect();
+    let out = run_fit(&args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(case.exit_code), "{}: {err}", case.what);
+    assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{}: {err}", case.what);
+    let lines: Vec<&str> = err.lines().collect();
+    if case.exit_code != 2 || lines.first().is_some_and(|l| l.starts_with("run-fit: error:")) {
+        assert_eq!(lines.len(), 1, "{}: not one line: {err}", case.what);
+    }
+    assert!(err.contains(case.message), "{}: expected {:?} in {err}", case.what, case.message);
+    assert!(stdout(&out).is_empty(), "{}: printed a result", case.what);
+}
+
+fn plan(model: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec!["plan".to_string(), model.display().to_string()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+#[test]
+fn bad_input_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let empty = d.join("empty.gguf");
+    fs::write(&empty, b"").unwrap();
+    let text = d.join("notes.gguf");
+    fs::write(&text, b"this is a text file, not a model\n").unwrap();
+    let smol = smollm2();
+    let truncated = d.join("truncated.gguf");
+    let bytes = fs::read(&smol).unwrap();
+    fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let absurd = d.join("absurd.gguf");
+    let mut header = bytes[..4096].to_vec();
+    header[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    fs::write(&absurd, &header).unwrap();
+    let unknown_arch = d.join("unknown-arch.gguf");
+    write_sparse(&unknown_arch, &[("general.architecture".into(), Kv::Str("brainfart".into()))], &[]).unwrap();
+    let no_layers = d.join("no-layers.gguf");
+    write_sparse(&no_layers, &[("general.architecture".into(), Kv::Str("llama".into()))], &[]).unwrap();
+    let bad_profile = d.join("bad.toml");
+    fs::write(&bad_profile, "name = \"x\"\n[host]\nram = \"32GiB\"\nvram = \"12GiB\"\n").unwrap();
+    let big = synthetic(d, &run_fit::synth::LLAMA2_70B, "Q4_K_M");
+
+    let cases = [
+        Case { what: "missing", args: plan(&d.join("nope.gguf"), &[]), exit_code: 3, message: "no such file" },
+        Case { what: "directory", args: plan(d, &[]), exit_code: 3, message: "is a directory" },
+        Case { what: "empty", args: plan(&empty, &[]), exit_code: 3, message: "empty" },
+        Case { what: "not GGUF", args: plan(&text, &[]), exit_code: 3, message: "not a GGUF file" },
+        Case { what: "truncated", args: plan(&truncated, &[]), exit_code: 3, message: "truncated" },
+        Case { what: "absurd count", args: plan(&absurd, &[]), exit_code: 3, message: "cannot fit in the file" },
+        Case {
+            what: "unknown arch",
+            args: plan(&unknown_arch, &[]),
+            exit_code: 4,
+            message: "'brainfart' is not supported",
+        },
+        Case { what: "missing keys", args: plan(&no_layers, &[]), exit_code: 4, message: "llama.block_count" },
+        Case { what: "bad -ngl", args: plan(&smol, &["-ngl", "many"]), exit_code: 2, message: "invalid value 'many'" },
+        Case {
+            what: "bad size",
+            args: plan(&smol, &["--vram-budget", "12 parsecs"]),
+            exit_code: 2,
+            message: "not a unit",
+        },
+        Case { what: "bad cache", args: plan(&smol, &["-ctk", "q4_k"]), exit_code: 2, message: "not a KV cache type" },
+        Case { what: "bad split", args: plan(&smol, &["-ts", "3:1"]), exit_code: 2, message: "--tensor-split" },
+        Case {
+            what: "unknown profile",
+            args: plan(&smol, &["--profile", "cray-1"]),
+            exit_code: 6,
+            message: "rtx3060-12g",
+        },
+        Case {
+            what: "bad profile",
+            args: plan(&smol, &["--profile", bad_profile.to_str().unwrap()]),
+            exit_code: 6,
+            message: "bad.toml:4: unknown field `vram`",
+        },
+        Case { what: "does not fit", args: plan(&big, &["--ram", "8GiB"]), exit_code: 5, message: "more RAM" },
+        Case {
+            what: "pin too large",
+            args: plan(&big, &["--vram", "12GiB", "--ram", "64GiB", "-ngl", "81"]),
+            exit_code: 5,
+            message: "at most -ngl",
+        },
+        Case {
+            what: "would swap",
+            args: plan(&big, &["--vram", "12GiB", "--ram", "16GiB"]),
+            exit_code: 5,
+            message: "--allow-swap",
+        },
+    ];
+    let before = fs::read(&smol).unwrap();
+    for case in &cases {
+        check(case);
+    }
+    assert_eq!(fs::read(&smol).unwrap(), before, "the model file was written");
+}

@@ -1,0 +1,98 @@
+//! `run-fit plan` on the real default models, over the shipped profiles: the human output is
+//! snapshot-tested (profiles make it deterministic), the JSON is checked field by field.
+
+mod common;
+
+use common::*;
+
+fn plan_text(args: &[&str]) -> String {
+    let out = run_fit(args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    stdout(&out)
+}
+
+#[test]
+fn default_model_on_every_profile() {
+    let smol = smollm2();
+    for (profile, _) in run_fit::hardware::BUILTIN_PROFILES {
+        let text = plan_text(&["plan", smol.to_str().unwrap(), "--profile", profile]);
+        insta::assert_snapshot!(format!("smollm2_{profile}"), text);
+    }
+}
+
+#[test]
+fn default_model_fits_whole_on_a_12_gb_gpu_at_its_trained_context() {
+    let out = run_fit(&["plan", smollm2().to_str().unwrap(), "--profile", "rtx3060-12g", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["plan"]["config"]["gpu_layers"], serde_json::json!([31]));
+    assert_eq!(v["plan"]["max_layers"], 31);
+    assert_eq!(v["plan"]["config"]["n_ctx_tokens"], 8192);
+    assert_eq!(v["model"]["trained_ctx_tokens"], 8192);
+    let dev = &v["plan"]["devices"][0];
+    let sum = dev["bytes"]["weights"].as_u64().unwrap()
+        + dev["bytes"]["kv"].as_u64().unwrap()
+        + dev["bytes"]["compute"].as_u64().unwrap();
+    assert!(sum > 300 << 20 && sum < 450 << 20, "{sum}");
+    assert_eq!(v["llama_args"], serde_json::json!(["-ngl", "31", "-c", "8192", "-fa", "on"]));
+}
+
+#[test]
+fn sliding_window_model_keeps_a_small_cache_for_window_layers() {
+    let text = plan_text(&["plan", gemma3().to_str().unwrap(), "--profile", "cpu-16g", "-c", "32768"]);
+    insta::assert_snapshot!("gemma3_cpu-16g_32k", text);
+}
+
+#[test]
+fn synthetic_70b_partial_offload() {
+    let dir = tempfile::tempdir().unwrap();
+    let big = synthetic(dir.path(), &run_fit::synth::LLAMA2_70B, "Q4_K_M");
+    // 12 GB GPU + 32 GB RAM: ~20 layers fit the GPU, but the other ~29.6 GiB do not fit in RAM.
+    let refused = run_fit(&["plan", big.to_str().unwrap(), "--profile", "rtx3060-12g"]);
+    assert_eq!(refused.status.code(), Some(5));
+    assert!(stderr(&refused).contains("would swap"), "{}", stderr(&refused));
+    let text = plan_text(&["plan", big.to_str().unwrap(), "--profile", "rtx4090-64g"]);
+    insta::assert_snapshot!("llama2-70b_rtx4090-64g", text);
+    let two = plan_text(&["plan", big.to_str().unwrap(), "--profile", "2x-rtx3090-128g"]);
+    insta::assert_snapshot!("llama2-70b_2x-rtx3090-128g", two);
+}
+
+#[test]
+fn hypothetical_machine_and_budget() {
+    let out = run_fit(&[
+        "plan",
+        smollm2().to_str().unwrap(),
+        "--vram",
+        "12GiB",
+        "--ram",
+        "32GiB",
+        "--vram-budget",
+        "200MiB",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let dev = &v["plan"]["devices"][0];
+    assert!(
+        dev["bytes"]["weights"].as_u64().unwrap()
+            + dev["bytes"]["kv"].as_u64().unwrap()
+            + dev["bytes"]["compute"].as_u64().unwrap()
+            <= 200 << 20
+    );
+    assert!(v["plan"]["config"]["gpu_layers"][0].as_u64().unwrap() < 31);
+}
+
+#[test]
+fn this_machine_devices_and_llama_cpp_comparison() {
+    let out = run_fit(&["devices", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let host = &v["host"];
+    assert!(host["available_bytes"].as_u64().unwrap() > 0);
+    assert!(host["available_bytes"].as_u64().unwrap() <= host["total_bytes"].as_u64().unwrap());
+    assert!(host["threads"].as_u64().unwrap() >= 1);
+
+    let text = plan_text(&["plan", smollm2().to_str().unwrap(), "--compare-llama"]);
+    assert!(text.contains("llama.cpp's own fit chose  -ngl"), "{text}");
+    assert!(text.contains("machine  this machine"));
+}
