@@ -642,14 +642,16 @@ mod tests {
     fn pins_are_honoured_exactly() {
         let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
         let hw = machine(vec![gpu("CUDA0", 11.5), gpu("CUDA1", 11.5)], 32);
-        let mut policy = Policy::default();
-        policy.pins = Pins {
-            n_gpu_layers: Some(20),
-            n_ctx_tokens: Some(6000),
-            cache_k: Some(GgmlType::from_name("Q8_0").unwrap()),
-            cache_v: Some(GgmlType::from_name("Q8_0").unwrap()),
-            tensor_split: Some(vec![3.0, 1.0]),
-            flash_attn: None,
+        let policy = Policy {
+            pins: Pins {
+                n_gpu_layers: Some(20),
+                n_ctx_tokens: Some(6000),
+                cache_k: Some(GgmlType::from_name("Q8_0").unwrap()),
+                cache_v: Some(GgmlType::from_name("Q8_0").unwrap()),
+                tensor_split: Some(vec![3.0, 1.0]),
+                flash_attn: None,
+            },
+            ..Policy::default()
         };
         let p = plan(&f, &hw, &policy).unwrap();
         assert_eq!(p.config.n_gpu_layers(), 20);

@@ -208,6 +208,18 @@ fn vocabulary(n_vocab: u64) -> Vec<(String, Kv)> {
     ]
 }
 
+/// The facts of `shape` at `quant`, without touching the disk (for tests of the planner).
+pub fn facts(shape: &Shape, quant_name: &str) -> crate::facts::ModelFacts {
+    let (kvs, tensors) = model(shape, quant(quant_name).expect("known quant"));
+    let (header, data_bytes) = crate::gguf::writer::write_header(&kvs, &tensors);
+    let file_bytes = header.len() as u64 + data_bytes;
+    // The data region is not read: parse the header bytes and declare the full file length.
+    let h = crate::gguf::parse(&header[..], file_bytes).expect("synthetic header parses");
+    let model =
+        crate::gguf::Model { path: shape.name.into(), metadata: h.metadata, tensors: h.tensors, file_bytes, shards: 1 };
+    crate::facts::from_model(&model).expect("synthetic facts")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -221,16 +233,4 @@ mod tests {
         assert!((gb(bytes(&LLAMA3_8B)) - 4.92).abs() < 0.1, "{}", gb(bytes(&LLAMA3_8B)));
         assert!((gb(bytes(&LLAMA2_70B)) - 41.4).abs() < 0.6, "{}", gb(bytes(&LLAMA2_70B)));
     }
-}
-
-/// The facts of `shape` at `quant`, without touching the disk (for tests of the planner).
-pub fn facts(shape: &Shape, quant_name: &str) -> crate::facts::ModelFacts {
-    let (kvs, tensors) = model(shape, quant(quant_name).expect("known quant"));
-    let (header, data_bytes) = crate::gguf::writer::write_header(&kvs, &tensors);
-    let file_bytes = header.len() as u64 + data_bytes;
-    // The data region is not read: parse the header bytes and declare the full file length.
-    let h = crate::gguf::parse(&header[..], file_bytes).expect("synthetic header parses");
-    let model =
-        crate::gguf::Model { path: shape.name.into(), metadata: h.metadata, tensors: h.tensors, file_bytes, shards: 1 };
-    crate::facts::from_model(&model).expect("synthetic facts")
 }
