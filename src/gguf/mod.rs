@@ -23,6 +23,9 @@ const MAX_TENSORS: u64 = 1 << 20;
 const MAX_DIMS: u32 = 4;
 /// String arrays longer than this (tokenizer vocabularies) are validated and skipped, not kept.
 const MAX_KEPT_STRINGS: u64 = 256;
+/// Numeric arrays longer than this (token types, scores) are skipped in one read: per-layer arrays,
+/// the only ones the memory model reads, are far shorter.
+const MAX_KEPT_NUMBERS: u64 = 1 << 13;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
@@ -48,7 +51,8 @@ pub enum GgufError {
     Corrupt(String),
 }
 
-/// A metadata value. Arrays of strings longer than [`MAX_KEPT_STRINGS`] keep only their length.
+/// A metadata value. Arrays longer than [`MAX_KEPT_STRINGS`] strings or [`MAX_KEPT_NUMBERS`] numbers
+/// keep only their length.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     U8(u8),
@@ -213,7 +217,7 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
     if file_bytes == 0 {
         return Err(GgufError::Empty);
     }
-    let mut r = Reader { inner: reader, pos: 0, len: file_bytes };
+    let mut r = Reader { inner: reader, buf: Vec::new(), at: 0, pos: 0, len: file_bytes };
     let magic: [u8; 4] = r.array().map_err(|_| GgufError::NotGguf { found: "fewer than 4 bytes".into() })?;
     if &magic != MAGIC {
         return Err(GgufError::NotGguf { found: String::from_utf8_lossy(&magic).escape_debug().to_string() });
@@ -312,46 +316,97 @@ fn check_data_region(
     Ok(())
 }
 
-/// A bounded little-endian reader that knows how many bytes the file has left.
+/// A bounded little-endian reader that knows how many bytes the file has left. It reads the file in
+/// large chunks into its own buffer: a vocabulary is 100,000+ short strings, and per-string reads
+/// through `BufReader` cost more than the rest of planning together.
 struct Reader<R> {
     inner: R,
+    buf: Vec<u8>,
+    /// Next unread byte in `buf`.
+    at: usize,
+    /// File offset of `buf[at]`.
     pos: u64,
     len: u64,
 }
+
+const CHUNK_BYTES: u64 = 256 << 10;
 
 impl<R: Read> Reader<R> {
     fn remaining(&self) -> u64 {
         self.len.saturating_sub(self.pos)
     }
 
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], GgufError> {
-        let mut buf = [0u8; N];
-        self.exact(&mut buf)?;
-        Ok(buf)
-    }
-
-    fn exact(&mut self, buf: &mut [u8]) -> Result<(), GgufError> {
-        if buf.len() as u64 > self.remaining() {
-            return Err(self.truncated());
-        }
-        self.inner.read_exact(buf).map_err(|_| self.truncated())?;
-        self.pos += buf.len() as u64;
-        Ok(())
-    }
-
     fn truncated(&self) -> GgufError {
         GgufError::Truncated { detail: format!("the header ends early, at byte {} of {}", self.pos, self.len) }
     }
 
-    fn skip(&mut self, n: u64) -> Result<(), GgufError> {
+    /// Make at least `n` bytes available in `buf[at..]` (n is already checked against the file).
+    fn fill(&mut self, n: usize) -> Result<(), GgufError> {
+        let buffered = self.buf.len() - self.at;
+        if buffered >= n {
+            return Ok(());
+        }
+        self.buf.drain(..self.at);
+        self.at = 0;
+        let want = ((n - buffered) as u64).max(CHUNK_BYTES).min(self.remaining() - buffered as u64);
+        (&mut self.inner).take(want).read_to_end(&mut self.buf).map_err(|_| self.truncated())?;
+        if self.buf.len() < n {
+            return Err(self.truncated());
+        }
+        Ok(())
+    }
+
+    fn bytes(&mut self, n: u64) -> Result<&[u8], GgufError> {
         if n > self.remaining() {
             return Err(self.truncated());
         }
-        let copied = io::copy(&mut (&mut self.inner).take(n), &mut io::sink()).map_err(|_| self.truncated())?;
-        if copied != n {
+        self.fill(n as usize)?;
+        let start = self.at;
+        self.at += n as usize;
+        self.pos += n;
+        Ok(&self.buf[start..self.at])
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], GgufError> {
+        Ok(self.bytes(N as u64)?.try_into().expect("N bytes"))
+    }
+
+    fn skip(&mut self, n: u64) -> Result<(), GgufError> {
+        let buffered = (self.buf.len() - self.at) as u64;
+        if n <= buffered.max(CHUNK_BYTES) {
+            return self.bytes(n).map(|_| ());
+        }
+        // A long run (a big numeric array): drop the buffer and let the reader skip the rest.
+        if n > self.remaining() {
+            return Err(self.truncated());
+        }
+        let rest = n - buffered;
+        self.buf.clear();
+        self.at = 0;
+        let copied = io::copy(&mut (&mut self.inner).take(rest), &mut io::sink()).map_err(|_| self.truncated())?;
+        if copied != rest {
             return Err(self.truncated());
         }
         self.pos += n;
+        Ok(())
+    }
+
+    /// Skip `count` length-prefixed strings: the vocabulary, the bulk of every header.
+    fn skip_strings(&mut self, count: u64) -> Result<(), GgufError> {
+        for _ in 0..count {
+            // Fast path: the whole string is already buffered (and so inside the file).
+            let avail = &self.buf[self.at..];
+            if let Some(len_bytes) = avail.get(..8) {
+                let n = u64::from_le_bytes(len_bytes.try_into().expect("8 bytes"));
+                if n <= (avail.len() - 8) as u64 {
+                    self.at += 8 + n as usize;
+                    self.pos += 8 + n;
+                    continue;
+                }
+            }
+            let n = self.string_len()?;
+            self.skip(n)?;
+        }
         Ok(())
     }
 
@@ -376,10 +431,11 @@ impl<R: Read> Reader<R> {
 
     fn string(&mut self) -> Result<String, GgufError> {
         let len = self.string_len()?;
-        let mut buf = vec![0u8; len as usize];
-        self.exact(&mut buf)?;
-        String::from_utf8(buf)
-            .map_err(|_| GgufError::Corrupt(format!("a string before byte {} is not UTF-8", self.pos)))
+        let pos = self.pos;
+        let bytes = self.bytes(len)?;
+        std::str::from_utf8(bytes)
+            .map(str::to_string)
+            .map_err(|_| GgufError::Corrupt(format!("the string at byte {pos} is not UTF-8")))
     }
 
     fn value(&mut self, value_type: u32, depth: u32) -> Result<Value, GgufError> {
@@ -428,10 +484,9 @@ impl<R: Read> Reader<R> {
         }
         let mut items = Vec::new();
         if elem_type == 8 && len > MAX_KEPT_STRINGS {
-            for _ in 0..len {
-                let n = self.string_len()?;
-                self.skip(n)?;
-            }
+            self.skip_strings(len)?;
+        } else if elem_type != 8 && elem_type != 9 && len > MAX_KEPT_NUMBERS {
+            self.skip(len * min_elem_bytes)?;
         } else {
             items.reserve(len as usize);
             for _ in 0..len {
