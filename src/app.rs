@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use crate::cli::{HardwareSource, PlanRequest};
-use crate::engine::Engine;
+use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
 use crate::facts::{self, ModelFacts};
 use crate::hardware::{self, Hardware};
@@ -24,10 +24,10 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
         HardwareSource::Profile(p) => hardware::load_profile(p)?,
         HardwareSource::Hypothetical { vram_bytes, ram_bytes } => hardware::hypothetical(vram_bytes, *ram_bytes),
         HardwareSource::ThisMachine => {
-            let e = Engine::init(verbose)?;
-            let hw = probe::measure(&e)?;
-            engine = Some(e);
-            hw
+            if CAN_OFFLOAD || req.compare_llama {
+                engine = Some(Engine::init(verbose)?);
+            }
+            probe::measure(engine.as_ref())?
         }
     };
     let plan = plan::plan(&facts, &hardware, &req.policy)?;
@@ -51,9 +51,9 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
 }
 
 pub fn run_devices(json: bool, verbose: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let engine = Engine::init(verbose)?;
-    let hw = probe::measure(&engine)?;
-    let text = if json { report::devices_json(&hw) } else { report::devices_text(&hw) };
+    let engine = if CAN_OFFLOAD { Some(Engine::init(verbose)?) } else { None };
+    let hw = probe::measure(engine.as_ref())?;
+    let text = if json { report::devices_json(&hw) } else { report::devices_text(&hw, CAN_OFFLOAD) };
     write_out(out, &text)
 }
 

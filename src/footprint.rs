@@ -182,6 +182,8 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
         let has_output = owners[n_layer] == Some(d);
         bytes.compute = compute_bytes(facts, config, has_layers, has_output);
     }
+    // llama.cpp's output buffer (logits of the last token of each sequence) always lives in host memory.
+    let output_buffer = facts.n_vocab * F32.block_bytes * config.n_seq.max(1);
     let host_has_layers = owners[..n_layer].contains(&None);
     let host_has_output = owners[n_layer].is_none();
     host.compute = if devices.is_empty() || config.n_gpu_layers() == 0 {
@@ -192,6 +194,7 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
         let residual = RESIDUAL_ROWS * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes;
         residual + if host_has_output { facts.n_vocab * config.n_ubatch_tokens * F32.block_bytes } else { 0 }
     };
+    host.compute += output_buffer;
     Footprint { devices, host }
 }
 

@@ -8,8 +8,10 @@ use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 use crate::engine::Engine;
 use crate::hardware::{Hardware, Host};
 
-pub fn measure(engine: &Engine) -> Result<Hardware> {
-    Ok(Hardware { source: "this machine".into(), devices: engine.devices(), host: measure_host()? })
+/// Measure this machine. `engine` is None in a CPU-only build (see [`crate::engine::CAN_OFFLOAD`]).
+pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
+    let devices = engine.map(Engine::devices).unwrap_or_default();
+    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()? })
 }
 
 pub fn measure_host() -> Result<Host> {

@@ -162,7 +162,7 @@ fn signed_human(bytes: i64) -> String {
     if bytes < 0 { format!("-{}", human(bytes.unsigned_abs())) } else { human(bytes as u64) }
 }
 
-pub fn devices_text(hw: &Hardware) -> String {
+pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN);
     table.set_header(["device", "backend", "type", "description", "free", "total"]);
@@ -187,7 +187,9 @@ pub fn devices_text(hw: &Hardware) -> String {
     ]);
     let mut out = table.to_string();
     out.push('\n');
-    if hw.devices.is_empty() {
+    if !can_offload {
+        out += "this run-fit is a CPU-only build: rebuild with --features cuda, vulkan or metal to use a GPU\n";
+    } else if hw.devices.is_empty() {
         out += "no GPU found: llama.cpp will run every layer on the CPU\n";
     }
     out

@@ -64,7 +64,9 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
         };
         let predicted = footprint::footprint(&facts, &config).host;
         let real = engine.measure_buffers(model, n_ctx, true, swa_full)?;
-        let real_total = real.model_bytes + real.kv_bytes + real.compute_bytes;
+        // The host's compute figure includes llama.cpp's output (logits) buffer.
+        let real_compute = real.compute_bytes + real.output_bytes;
+        let real_total = real.model_bytes + real.kv_bytes + real_compute;
         let err = |p: u64, r: u64| if r == 0 { 0.0 } else { (p as f64 - r as f64) / r as f64 * 100.0 };
         let mib = |b: u64| b as f64 / 1048576.0;
         println!(
@@ -76,8 +78,8 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
             mib(real.kv_bytes),
             err(predicted.kv, real.kv_bytes),
             mib(predicted.compute),
-            mib(real.compute_bytes),
-            err(predicted.compute, real.compute_bytes),
+            mib(real_compute),
+            err(predicted.compute, real_compute),
             mib(predicted.total()),
             mib(real_total),
             err(predicted.total(), real_total),
