@@ -364,6 +364,82 @@ pub fn cache_type(name: &str) -> Option<GgmlType> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gguf::writer::{Kv, TensorSpec, write_header};
+
+    /// Facts of a header with `kvs` and a 4-layer F16 tensor set.
+    fn facts_of(arch: &str, kvs: Vec<(&str, Kv)>) -> Result<ModelFacts, FactsError> {
+        let mut all: Vec<(String, Kv)> = vec![("general.architecture".into(), Kv::Str(arch.into()))];
+        all.extend(kvs.into_iter().map(|(k, v)| (k.replace("{a}", arch), v)));
+        let f16 = GgmlType::from_name("F16").unwrap();
+        let mut tensors = vec![TensorSpec { name: "token_embd.weight".into(), dims: vec![64, 100], ggml_type: f16 }];
+        for i in 0..4 {
+            tensors.push(TensorSpec { name: format!("blk.{i}.w.weight"), dims: vec![64, 64], ggml_type: f16 });
+        }
+        let (header, data) = write_header(&all, &tensors);
+        let h = crate::gguf::parse(&header[..], header.len() as u64 + data).unwrap();
+        from_model(&Model { path: "t".into(), metadata: h.metadata, tensors: h.tensors, file_bytes: 0, shards: 1 })
+    }
+
+    #[test]
+    fn mla_caches_the_latent_and_no_v() {
+        let f = facts_of(
+            "deepseek2",
+            vec![
+                ("{a}.block_count", Kv::U32(4)),
+                ("{a}.embedding_length", Kv::U32(64)),
+                ("{a}.attention.head_count", Kv::U32(16)),
+                ("{a}.attention.head_count_kv", Kv::U32(16)),
+                ("{a}.attention.kv_lora_rank", Kv::U32(512)),
+                ("{a}.attention.key_length_mla", Kv::U32(192)),
+                ("{a}.rope.dimension_count", Kv::U32(64)),
+            ],
+        )
+        .unwrap();
+        // FIELD-NOTES §5: 576 elements per token per layer, no V.
+        assert_eq!((f.head_dim_k, f.head_dim_v, f.n_head_kv[0]), (576, 0, 1));
+        let bytes = crate::footprint::kv_bytes_per_token(&f, crate::gguf::types::F16, crate::gguf::types::F16);
+        assert_eq!(bytes, 4.0 * 576.0 * 2.0);
+    }
+
+    #[test]
+    fn mamba_state_is_fixed_and_hybrids_mark_their_recurrent_layers() {
+        let ssm = |kv: Vec<(&'static str, Kv)>| {
+            let mut v = vec![
+                ("{a}.block_count", Kv::U32(4)),
+                ("{a}.embedding_length", Kv::U32(64)),
+                ("{a}.ssm.conv_kernel", Kv::U32(4)),
+                ("{a}.ssm.inner_size", Kv::U32(128)),
+                ("{a}.ssm.state_size", Kv::U32(16)),
+            ];
+            v.extend(kv);
+            v
+        };
+        let mamba = facts_of("mamba", ssm(vec![])).unwrap();
+        let r = mamba.recurrent.unwrap();
+        // conv: 3 × 128 f32, ssm: 16 × 128 f32
+        assert_eq!(r.state_bytes_per_seq, (3 * 128 + 16 * 128) * 4);
+        assert!(r.layers.iter().all(|&x| x));
+        let jamba = facts_of(
+            "jamba",
+            ssm(vec![
+                ("{a}.attention.head_count", Kv::U32(8)),
+                ("{a}.attention.head_count_kv", Kv::ArrU32(vec![0, 0, 8, 0])),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(jamba.recurrent.unwrap().layers, vec![true, true, false, true]);
+    }
+
+    #[test]
+    fn unknown_architectures_and_absurd_values_are_refused() {
+        let err = facts_of("brainfart", vec![]).unwrap_err();
+        assert!(matches!(err, FactsError::UnknownArchitecture(_)));
+        let err = facts_of("llama", vec![("{a}.block_count", Kv::U32(4))]).unwrap_err();
+        assert!(err.to_string().contains("llama.embedding_length"), "{err}");
+        let err = facts_of("llama", vec![("{a}.block_count", Kv::U32(4)), ("{a}.embedding_length", Kv::U32(1 << 30))])
+            .unwrap_err();
+        assert!(matches!(err, FactsError::BadValue { .. }));
+    }
 
     #[test]
     fn gemma3_pattern_matches_llama_cpp() {

@@ -91,8 +91,11 @@ pub fn kv_layer_bytes(facts: &ModelFacts, config: &Config, layer: usize) -> u64 
     if heads == 0 {
         return 0;
     }
+    // Without flash attention V is stored transposed, and llama.cpp then sizes every layer's V by the
+    // widest layer (llama_kv_cache: n_embd_v_gqa_max when v_trans).
+    let v_heads = if config.flash_attn { heads } else { facts.n_head_kv.iter().copied().max().unwrap_or(heads) };
     let per_cell =
-        config.cache_k.row_bytes(facts.head_dim_k * heads) + config.cache_v.row_bytes(facts.head_dim_v * heads);
+        config.cache_k.row_bytes(facts.head_dim_k * heads) + config.cache_v.row_bytes(facts.head_dim_v * v_heads);
     kv_cells(facts, config, layer) * per_cell
 }
 

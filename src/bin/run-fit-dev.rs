@@ -1,7 +1,8 @@
 //! Developer tools, not part of run-fit's user interface:
 //!   run-fit-dev synth SHAPE QUANT OUT.gguf     write a sparse synthetic model of a real shape
 //!   run-fit-dev accuracy MODEL CTX [CTX…]      predicted vs llama.cpp-reported buffers (CPU, real load);
-//!                                              a context written 8192f uses a full-size sliding-window cache
+//!                                              a context written 8192f uses a full-size sliding-window
+//!                                              cache, 8192n turns flash attention off
 //!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
 
 use std::path::Path;
@@ -50,20 +51,21 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
     let engine = Engine::init(false)?;
     let name = model.file_name().unwrap_or_default().to_string_lossy();
     for ctx in contexts {
-        let swa_full = ctx.ends_with('f');
-        let n_ctx: u32 = ctx.trim_end_matches('f').parse().with_context(|| format!("context {ctx}"))?;
+        let swa_full = ctx.contains('f');
+        let flash_attn = !ctx.contains('n');
+        let n_ctx: u32 = ctx.trim_end_matches(['f', 'n']).parse().with_context(|| format!("context {ctx}"))?;
         let config = Config {
             gpu_layers: vec![],
             n_ctx_tokens: n_ctx.into(),
             cache_k: F16,
             cache_v: F16,
             n_ubatch_tokens: 512.min(n_ctx.into()),
-            flash_attn: true,
+            flash_attn,
             n_seq: 1,
             swa_full,
         };
         let predicted = footprint::footprint(&facts, &config).host;
-        let real = engine.measure_buffers(model, n_ctx, true, swa_full)?;
+        let real = engine.measure_buffers(model, n_ctx, flash_attn, swa_full)?;
         // The host's compute figure includes llama.cpp's output (logits) buffer.
         let real_compute = real.compute_bytes + real.output_bytes;
         let real_total = real.model_bytes + real.kv_bytes + real_compute;

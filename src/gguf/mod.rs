@@ -499,7 +499,7 @@ impl<R: Read> Reader<R> {
 
 #[cfg(test)]
 mod tests {
-    use super::writer::{Kv, TensorSpec, write_header};
+    use super::writer::{self, Kv, TensorSpec, write_header};
     use super::*;
 
     fn small_header() -> Vec<u8> {
@@ -551,6 +551,32 @@ mod tests {
             let r = parse(&bytes[..cut], cut as u64);
             assert!(r.is_err(), "prefix of {cut} bytes parsed");
         }
+    }
+
+    #[test]
+    fn split_models_are_summed_over_their_shards() {
+        let dir = tempfile::tempdir().unwrap();
+        let f32t = types::F32;
+        let shard = |no: u32, names: &[&str]| {
+            let kvs = vec![
+                ("general.architecture".to_string(), Kv::Str("llama".into())),
+                ("split.no".to_string(), Kv::U32(no)),
+                ("split.count".to_string(), Kv::U32(2)),
+                ("split.tensors.count".to_string(), Kv::I32(3)),
+            ];
+            let tensors: Vec<TensorSpec> =
+                names.iter().map(|n| TensorSpec { name: n.to_string(), dims: vec![8, 8], ggml_type: f32t }).collect();
+            let path = dir.path().join(format!("m-{:05}-of-00002.gguf", no + 1));
+            writer::write_sparse(&path, &kvs, &tensors).unwrap();
+            path
+        };
+        let first = shard(0, &["a", "b"]);
+        let second = shard(1, &["c"]);
+        let m = read_model(&first).unwrap();
+        assert_eq!((m.shards, m.tensors.len()), (2, 3));
+        assert_eq!(m.file_bytes, std::fs::metadata(&first).unwrap().len() + std::fs::metadata(&second).unwrap().len());
+        std::fs::remove_file(&second).unwrap();
+        assert!(matches!(read_model(&first), Err(GgufError::NotFound { .. })));
     }
 
     #[test]
