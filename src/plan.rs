@@ -196,41 +196,52 @@ impl Ctx<'_> {
         }
         let split = match &self.policy.pins.tensor_split {
             Some(ratios) => proportional_split(n, ratios),
-            None => self.greedy_split(n, n_ctx)?,
+            None => self.greedy_place(n, n_ctx),
         };
-        let fp = footprint::footprint(self.facts, &self.config(split.clone(), n_ctx));
-        fp.devices.iter().zip(&self.usable).all(|(b, &u)| b.total() <= u).then_some(split)
+        (split.iter().sum::<u32>() == n && self.devices_fit(&split, n_ctx)).then_some(split)
     }
 
-    /// Fill the last device first (it also takes the output layer), then the one before, as
-    /// llama.cpp's --fit does: each device takes the most of the remaining top layers it can hold.
-    fn greedy_split(&self, n: u32, n_ctx: u64) -> Option<Vec<u32>> {
+    fn devices_fit(&self, split: &[u32], n_ctx: u64) -> bool {
+        let fp = footprint::footprint(self.facts, &self.config(split.to_vec(), n_ctx));
+        fp.devices.iter().zip(&self.usable).all(|(b, &u)| b.total() <= u)
+    }
+
+    /// The most layers the devices hold at `n_ctx`.
+    fn max_layers(&self, n_ctx: u64) -> u32 {
+        match &self.policy.pins.tensor_split {
+            // proportions fixed: the largest n whose proportional split fits
+            Some(_) => (0..=self.n_total()).rev().find(|&n| self.split(n, n_ctx).is_some()).unwrap_or(0),
+            None => self.greedy_place(self.n_total(), n_ctx).iter().sum(),
+        }
+    }
+
+    /// Place up to `n` layers, filling the last device first (it also takes the output layer), then the
+    /// one before, as llama.cpp's --fit does: each device takes the most of the remaining top layers it
+    /// can hold. Bytes grow with every layer taken, so each device's share is a binary search.
+    fn greedy_place(&self, n: u32, n_ctx: u64) -> Vec<u32> {
         let n_dev = self.hw.devices.len();
         let mut split = vec![0u32; n_dev];
         let mut remaining = n;
         for d in (0..n_dev).rev() {
-            // the most layers device d can take, with every later device already fixed
-            let mut take = remaining;
-            while take > 0 {
-                split[d] = take;
+            // Device d's bytes with `take` layers, the later devices already fixed and none before it.
+            let fits = |take: u32| {
                 let mut trial = split.clone();
-                // layers not yet placed go (hypothetically) to nowhere: count only this device
-                for t in trial.iter_mut().take(d) {
-                    *t = 0;
-                }
+                trial[d] = take;
                 let fp = footprint::footprint(self.facts, &self.config(trial, n_ctx));
-                if fp.devices[d].total() <= self.usable[d] {
-                    break;
-                }
-                take -= 1;
+                fp.devices[d].total() <= self.usable[d]
+            };
+            let (mut lo, mut hi) = (0u32, remaining);
+            while lo < hi {
+                let mid = lo + (hi - lo).div_ceil(2);
+                if fits(mid) { lo = mid } else { hi = mid - 1 }
             }
-            split[d] = take;
-            remaining -= take;
+            split[d] = lo;
+            remaining -= lo;
             if remaining == 0 {
-                return Some(split);
+                break;
             }
         }
-        None
+        split
     }
 
     fn host_fits(&self, fp: &Footprint) -> bool {
@@ -339,7 +350,7 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
             (n, split)
         }
         None => {
-            let n = (0..=n_total).rev().find(|&n| cx.split(n, min_ctx).is_some()).unwrap_or(0);
+            let n = cx.max_layers(min_ctx);
             let split = cx.split(n, min_ctx).unwrap_or_else(|| vec![0; n_dev]);
             reasons.push(layer_reason(&cx, n, min_ctx));
             (n, split)
@@ -470,7 +481,7 @@ fn pin_failure(cx: &Ctx, n: u32, ctx: u64) -> PlanError {
         .max_by_key(|(_, (b, u))| b.total() as i64 - **u as i64)
         .map(|(i, (b, u))| format!("{} needs {} but has {} usable", cx.hw.devices[i].name, human(b.total()), human(*u)))
         .unwrap_or_default();
-    let best = (0..=n).rev().find(|&k| cx.split(k, ctx).is_some()).unwrap_or(0);
+    let best = cx.max_layers(ctx).min(n);
     PlanError::PinDoesNotFit {
         what: format!("-ngl {n} at {ctx} tokens"),
         detail: format!("{worst}; at most -ngl {best} fits"),
@@ -694,6 +705,19 @@ mod tests {
         assert!(plan(&f, &hw, &Policy { host_reserve_bytes: GIB, ..Policy::default() }).is_err());
         hw.host.available_bytes = 12 * GIB;
         assert!(plan(&f, &hw, &Policy::default()).is_ok());
+    }
+
+    #[test]
+    fn thousands_of_layers_plan_like_eighty() {
+        // A hostile header may claim 4096 layers; planning must stay logarithmic per device, not cubic
+        // (the fuzzer found a cubic version taking 98 s under instrumentation).
+        let mut shape = synth::MICRO.clone();
+        shape.n_layer = 4096;
+        let f = synth::facts(&shape, "F16");
+        let hw = machine(vec![gpu("CUDA0", 0.51), gpu("CUDA1", 0.51), gpu("CUDA2", 0.6)], 64);
+        let p = plan(&f, &hw, &Policy::default()).unwrap();
+        assert_within_budgets(&p);
+        assert!(p.config.gpu_layers.iter().all(|&l| l > 0), "{:?}", p.config.gpu_layers);
     }
 
     mod properties {
