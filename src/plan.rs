@@ -112,7 +112,8 @@ impl Plan {
     pub fn llama_args(&self) -> Vec<String> {
         let c = &self.config;
         let mut args = vec!["-ngl".into(), c.n_gpu_layers().to_string(), "-c".into(), c.n_ctx_tokens.to_string()];
-        if c.gpu_layers.iter().filter(|&&l| l > 0).count() > 1 {
+        // Without -ts llama.cpp splits by free memory, so any plan for several GPUs must say its split.
+        if c.gpu_layers.len() > 1 && c.n_gpu_layers() > 0 {
             let ts: Vec<String> = c.gpu_layers.iter().map(u32::to_string).collect();
             args.extend(["-ts".into(), ts.join(",")]);
         }
@@ -327,12 +328,12 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
 
+    if pins.n_ctx_tokens == Some(0) {
+        return Err(PlanError::BadPin("-c 0 means nothing to llama.cpp here; give a context size in tokens".into()));
+    }
     let n_ctx_train = facts.n_ctx_train.max(CTX_PAD_TOKENS);
     let min_ctx = pins.n_ctx_tokens.unwrap_or_else(|| policy.min_ctx_tokens.min(n_ctx_train));
     let target_ctx = pins.n_ctx_tokens.unwrap_or_else(|| policy.max_ctx_tokens.min(n_ctx_train).max(min_ctx));
-    if pins.n_ctx_tokens.is_some_and(|c| c == 0) {
-        return Err(PlanError::BadPin("-c 0 means nothing to llama.cpp here; give a context size in tokens".into()));
-    }
 
     // 1. Layers, at the minimum context.
     let n_total = cx.n_total();
@@ -360,20 +361,20 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
     // Host check at the minimum context: fewer GPU layers can only need more RAM, so a miss is final.
     let fp_min = footprint::footprint(facts, &cx.config(split.clone(), min_ctx));
     if !cx.host_fits(&fp_min) {
-        if n_gpu == 0 && !policy.allow_swap {
-            return Err(nothing_fits(&cx, min_ctx, cx.host_need(&fp_min)));
-        }
+        let need = cx.host_need(&fp_min);
         if !policy.allow_swap {
-            return Err(PlanError::WouldSwap {
-                needed: human(cx.host_need(&fp_min)),
-                usable: human(cx.host_usable),
-                advice: "use a smaller quantization, free some RAM, or pass --allow-swap to load anyway (expect minutes per token)"
-                    .into(),
+            return Err(match n_gpu {
+                0 => nothing_fits(&cx, min_ctx, need),
+                _ => PlanError::WouldSwap {
+                    needed: human(need),
+                    usable: human(cx.host_usable),
+                    advice: "use a smaller quantization, free some RAM, or pass --allow-swap to load anyway (expect minutes per token)".into(),
+                },
             });
         }
         warnings.push(format!(
             "the CPU part needs {} of RAM but only {} is usable: expect swapping (allowed by --allow-swap)",
-            human(cx.host_need(&fp_min)),
+            human(need),
             human(cx.host_usable)
         ));
     }
@@ -391,7 +392,7 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
         let why = if target_ctx == n_ctx_train {
             "the trained context".to_string()
         } else {
-            format!("the default cap (trained: {n_ctx_train})")
+            format!("the cap (trained: {n_ctx_train}; --max-ctx raises it)")
         };
         reasons.push(format!("context {target_ctx} tokens: {why}"));
         (target_ctx, s)
@@ -606,6 +607,12 @@ mod tests {
         let alone = plan(&f, &machine(vec![gpu("CUDA0", 23.5)], 64), &Policy::default()).unwrap();
         assert!(a + b > alone.config.n_gpu_layers());
         assert!(p.llama_args().join(" ").contains(&format!("-ts {a},{b}")));
+        // a model that fits one GPU goes whole to the one with more free memory, and says so
+        let small = synth::facts(&synth::TINY, "Q4_K_M");
+        let whole =
+            plan(&small, &machine(vec![gpu("CUDA0", 7.5), gpu("CUDA1", 23.5)], 64), &Policy::default()).unwrap();
+        assert_eq!(whole.config.gpu_layers, vec![0, 5]);
+        assert!(whole.llama_args().join(" ").contains("-ts 0,5"), "{:?}", whole.llama_args());
         // the output layer sits on the last device that has layers, as llama.cpp places it
         let top: u64 = f.weights.layer_bytes[80 - (b as usize - 1)..].iter().sum();
         assert_eq!(p.devices[1].bytes.weights, top + f.weights.output_bytes);

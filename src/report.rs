@@ -90,9 +90,14 @@ pub fn plan_text(report: &PlanReport) -> String {
     let placed = if c.n_gpu_layers() == 0 {
         "all layers on the CPU".to_string()
     } else {
-        let on: Vec<String> =
-            p.devices.iter().filter(|d| d.layers > 0).map(|d| format!("{} on {}", d.layers, d.name)).collect();
-        format!("{} of {} layers on the GPU ({})", c.n_gpu_layers(), p.max_layers, on.join(", "))
+        let used: Vec<_> = p.devices.iter().filter(|d| d.layers > 0).collect();
+        match used.as_slice() {
+            [one] => format!("{} of {} layers on {}", one.layers, p.max_layers, one.name),
+            many => {
+                let on: Vec<String> = many.iter().map(|d| format!("{} on {}", d.layers, d.name)).collect();
+                format!("{} of {} layers on the GPUs ({})", c.n_gpu_layers(), p.max_layers, on.join(", "))
+            }
+        }
     };
     out += &format!(
         "plan     {placed}, context {} tokens, KV cache {}/{}, flash attention {}\n",
