@@ -74,25 +74,25 @@ pub struct PlanArgs {
 /// The levers a llama.cpp user knows, with llama.cpp's names. Unset means "plan it".
 #[derive(Debug, Args, Default)]
 pub struct FitArgs {
-    /// Layers to put on the GPU(s), counting the output layer (llama.cpp -ngl).
+    /// -ngl: layers to put on the GPU(s), counting the output layer as llama.cpp does.
     #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N")]
     pub n_gpu_layers: Option<u32>,
-    /// Context size in tokens (llama.cpp -c).
+    /// Context size in tokens.
     #[arg(short = 'c', long = "ctx-size", value_name = "TOKENS")]
     pub ctx_size: Option<u64>,
-    /// K cache type: f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl (llama.cpp -ctk).
+    /// -ctk: K cache type: f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl.
     #[arg(long = "cache-type-k", value_name = "TYPE")]
     pub cache_type_k: Option<String>,
-    /// V cache type; quantized types need flash attention (llama.cpp -ctv).
+    /// -ctv: V cache type; quantized types need flash attention.
     #[arg(long = "cache-type-v", value_name = "TYPE")]
     pub cache_type_v: Option<String>,
-    /// Flash attention (llama.cpp -fa); auto turns it on where the backend supports it.
+    /// -fa: flash attention; auto turns it on where the backend supports it.
     #[arg(long = "flash-attn", value_name = "on|off|auto")]
     pub flash_attn: Option<OnOffAuto>,
-    /// Proportions of the offloaded layers per GPU, e.g. 3,1 (llama.cpp -ts).
+    /// -ts: proportions of the offloaded layers per GPU, e.g. 3,1.
     #[arg(long = "tensor-split", value_name = "N,N…")]
     pub tensor_split: Option<String>,
-    /// Physical batch size in tokens (llama.cpp -ub).
+    /// -ub: physical batch size in tokens.
     #[arg(long = "ubatch-size", value_name = "TOKENS", default_value_t = 512)]
     pub ubatch_size: u64,
     /// VRAM kept free on each GPU, one value or one per GPU [default: 512MiB].

@@ -19,9 +19,19 @@ pub enum Failure {
     #[error(transparent)]
     Profile(#[from] ProfileError),
     #[error("{}", plan_message(.0))]
-    DoesNotFit(#[from] PlanError),
+    DoesNotFit(PlanError),
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
+}
+
+/// A malformed pin is a usage error (exit 2); everything else the planner refuses does not fit (exit 5).
+impl From<PlanError> for Failure {
+    fn from(e: PlanError) -> Self {
+        match e {
+            PlanError::BadPin(message) => Failure::Usage(message),
+            other => Failure::DoesNotFit(other),
+        }
+    }
 }
 
 fn plan_message(e: &PlanError) -> String {

@@ -387,6 +387,12 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
     };
     let (n_ctx, split) = if pins.n_ctx_tokens.is_some() {
         reasons.push(format!("context {min_ctx} tokens, as pinned by -c"));
+        if min_ctx > facts.n_ctx_train {
+            warnings.push(format!(
+                "the model was trained on {} tokens of context; beyond that its answers degrade",
+                facts.n_ctx_train
+            ));
+        }
         (min_ctx, split)
     } else if let Some(s) = fits_at(target_ctx) {
         let why = if target_ctx == n_ctx_train {

@@ -95,6 +95,12 @@ fn bad_input_table() {
             exit_code: 6,
             message: "bad.toml:4: unknown field `vram`",
         },
+        Case {
+            what: "split for the wrong number of GPUs",
+            args: plan(&smol, &["--vram", "8GiB,8GiB", "--ram", "8GiB", "-ts", "1,1,1"]),
+            exit_code: 2,
+            message: "2 non-negative proportions",
+        },
         Case { what: "does not fit", args: plan(&big, &["--ram", "8GiB"]), exit_code: 5, message: "more RAM" },
         Case {
             what: "pin too large",
