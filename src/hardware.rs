@@ -173,12 +173,13 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
         let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
         ProfileError::Invalid { file: file.to_string(), line, message: e.message().replace('\n', " ") }
     })?;
-    let invalid = |message: String| ProfileError::Invalid { file: file.to_string(), line: 1, message };
+    let invalid = |line: usize, message: String| ProfileError::Invalid { file: file.to_string(), line, message };
     let mut devices = Vec::new();
     for gpu in &spec.gpu {
         let free = gpu.free.unwrap_or(gpu.total - gpu.total / 33);
         if free > gpu.total {
-            return Err(invalid(format!("gpu '{}': free is larger than total", gpu.name)));
+            let line = key_line(text, &format!("\"{}\"", gpu.name), "free");
+            return Err(invalid(line, format!("gpu '{}': free is larger than total", gpu.name)));
         }
         for _ in 0..gpu.count {
             devices.push(Device {
@@ -195,7 +196,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
     let h = &spec.host;
     let available = h.available.unwrap_or(h.ram - h.ram / 10);
     if available > h.ram {
-        return Err(invalid("host: available is larger than ram".into()));
+        return Err(invalid(key_line(text, "[host]", "available"), "host: available is larger than ram".into()));
     }
     Ok(Hardware {
         source: format!("profile {}", spec.name),
@@ -209,6 +210,17 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
             unified_memory: h.unified_memory,
         },
     })
+}
+
+/// The line (1-based) of the first `key =` after the first line containing `anchor`, for errors found
+/// after parsing (serde's spans cover only syntax and types).
+fn key_line(text: &str, anchor: &str, key: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.contains(anchor)).unwrap_or(0);
+    lines[start..]
+        .iter()
+        .position(|l| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
+        .map_or(start + 1, |i| start + i + 1)
 }
 
 /// `--vram 12GiB[,8GiB] --ram 32GiB`: a hypothetical machine with fully free memory.
@@ -276,5 +288,9 @@ mod tests {
         let err = parse_profile("name = \"x\"\n[host]\nram = \"32 parsecs\"\n", "p.toml").unwrap_err().to_string();
         assert!(err.starts_with("p.toml:3:") && err.contains("parsecs"), "{err}");
         assert!(matches!(load_profile("nope"), Err(ProfileError::Unknown { .. })));
+        let text =
+            "name = \"x\"\n[host]\nram = \"32GiB\"\n[[gpu]]\nname = \"a\"\ntotal = \"12GiB\"\nfree = \"13GiB\"\n";
+        let err = parse_profile(text, "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:7: gpu 'a': free is larger"), "{err}");
     }
 }
