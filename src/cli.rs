@@ -297,7 +297,7 @@ mod tests {
         assert!(
             parse(&["plan", "m.gguf", "--vram-budget", "12 parsecs", "--ram", "1GiB"])
                 .unwrap_err()
-                .contains("not a unit")
+                .contains("is not a size")
         );
         assert!(parse(&["plan", "m.gguf", "-ts", "a,b"]).unwrap_err().contains("non-negative"));
         assert!(parse(&["plan", "m.gguf", "-c", "0"]).unwrap_err().contains("context size"));

@@ -121,27 +121,12 @@ fn one() -> u32 {
     1
 }
 
-/// "12GiB", "11.5 GiB", "64GB" (powers of ten, as vendors write them) → bytes.
+/// "12GiB", "11.5 GiB", "512MiB", or "64GB" (powers of ten, as vendors write them) → bytes.
 pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let value: f64 = number.parse().map_err(|_| format!("'{text}' is not a size; write it like 12GiB or 11.5GB"))?;
-    let scale: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "k" | "kib" => 1024.0,
-        "kb" => 1e3,
-        "m" | "mib" => 1024.0 * 1024.0,
-        "mb" => 1e6,
-        "g" | "gib" => 1024.0 * 1024.0 * 1024.0,
-        "gb" => 1e9,
-        "t" | "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        "tb" => 1e12,
-        other => {
-            return Err(format!("'{other}' in '{text}' is not a unit; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)"));
-        }
-    };
-    Ok((value * scale).round() as u64)
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("'{text}' is not a size ({e}); write it like 12GiB, 11.5GiB, 512MiB or 64GB"))
 }
 
 fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
@@ -277,7 +262,7 @@ mod tests {
         assert_eq!(parse_bytes("12GiB").unwrap(), 12 << 30);
         assert_eq!(parse_bytes("11.5 GiB").unwrap(), (11.5 * (1u64 << 30) as f64) as u64);
         assert_eq!(parse_bytes("64GB").unwrap(), 64_000_000_000);
-        assert!(parse_bytes("12 gigs").unwrap_err().contains("not a unit"));
+        assert!(parse_bytes("12 gigs").unwrap_err().contains("is not a size"));
         assert!(parse_bytes("lots").is_err());
     }
 

@@ -79,7 +79,7 @@ fn bad_input_table() {
             what: "bad size",
             args: plan(&smol, &["--vram-budget", "12 parsecs"]),
             exit_code: 2,
-            message: "not a unit",
+            message: "is not a size",
         },
         Case { what: "bad cache", args: plan(&smol, &["-ctk", "q4_k"]), exit_code: 2, message: "not a KV cache type" },
         Case { what: "bad split", args: plan(&smol, &["-ts", "3:1"]), exit_code: 2, message: "--tensor-split" },
