@@ -23,3 +23,21 @@ pub mod probe;
 #[cfg(feature = "llama")]
 pub mod report;
 pub mod synth;
+
+/// What the fuzz target runs on arbitrary bytes: parse a header, extract facts, plan for a 12 GB GPU.
+/// Any input must end in Ok or a typed error. `tests/fuzz_corpus.rs` replays the committed corpus.
+#[doc(hidden)]
+pub fn fuzz_header(data: &[u8]) {
+    let Ok(header) = gguf::parse(data, data.len() as u64) else { return };
+    let model = gguf::Model {
+        path: "fuzz.gguf".into(),
+        metadata: header.metadata,
+        tensors: header.tensors,
+        file_bytes: header.file_bytes,
+        shards: 1,
+    };
+    if let Ok(facts) = facts::from_model(&model) {
+        let hw = hardware::hypothetical(&[12 << 30, 4 << 30], 32 << 30);
+        let _ = plan::plan(&facts, &hw, &plan::Policy::default());
+    }
+}
