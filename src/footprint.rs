@@ -27,6 +27,9 @@ pub struct Config {
     /// Give sliding-window layers a full-size cache. llama.cpp's library default is true; run-fit,
     /// like llama-server, loads with false and plans for it.
     pub swa_full: bool,
+    /// llama.cpp's op offload (on by default): batches of at least 32 tokens that use weights in host
+    /// memory run on the first GPU, which then holds a copy of those weights. Off: `--no-op-offload`.
+    pub op_offload: bool,
 }
 
 impl Config {
@@ -148,6 +151,9 @@ pub fn compute_bytes(facts: &ModelFacts, config: &Config, has_layers: bool, has_
     residual + masks + layers_peak.max(logits)
 }
 
+/// ggml-cuda's default `GGML_OP_OFFLOAD_MIN_BATCH`: smaller batches (token generation) stay on the CPU.
+pub const OP_OFFLOAD_MIN_BATCH_TOKENS: u64 = 32;
+
 /// Measured: the CPU backend keeps five n_embd-wide f32 rows per ubatch token alive beside the peak.
 const RESIDUAL_ROWS: u64 = 5;
 
@@ -180,20 +186,38 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
             slot.weights += facts.weights.output_bytes - facts.weights.tied_embedding_bytes;
         }
     }
+    let host_has_layers = owners[..n_layer].contains(&None);
+    let host_has_output = owners[n_layer].is_none();
+    // ggml_backend_sched: an op whose weights are in host memory goes to the first GPU backend that
+    // accepts it (CUDA: batches of >= 32 tokens); its weights are copied into that GPU's compute buffer
+    // as inputs of the split. So GPU 0 also runs the CPU layers' matrix products (and the logits, when
+    // the output layer stayed on the CPU) and holds a copy of the largest CPU-resident layer.
+    let op_offload = config.op_offload
+        && !devices.is_empty()
+        && config.n_ubatch_tokens >= OP_OFFLOAD_MIN_BATCH_TOKENS
+        && (host_has_layers || host_has_output);
     for (d, bytes) in devices.iter_mut().enumerate() {
-        let has_layers = owners[..n_layer].contains(&Some(d));
-        let has_output = owners[n_layer] == Some(d);
-        bytes.compute = compute_bytes(facts, config, has_layers, has_output);
+        let mut has_layers = owners[..n_layer].contains(&Some(d));
+        let mut has_output = owners[n_layer] == Some(d);
+        let mut copies = 0;
+        if op_offload && d == 0 {
+            has_layers |= host_has_layers;
+            has_output |= host_has_output;
+            let cpu_layers = owners[..n_layer].iter().zip(&facts.weights.layer_bytes).filter(|(o, _)| o.is_none());
+            let largest_layer = cpu_layers.map(|(_, &b)| b).max().unwrap_or(0);
+            copies = largest_layer.max(if host_has_output { facts.weights.output_bytes } else { 0 });
+        }
+        bytes.compute = compute_bytes(facts, config, has_layers, has_output) + copies;
     }
     // llama.cpp's output buffer (logits of the last token of each sequence) always lives in host memory.
     let output_buffer = facts.n_vocab * F32.block_bytes * config.n_seq.max(1);
-    let host_has_layers = owners[..n_layer].contains(&None);
-    let host_has_output = owners[n_layer].is_none();
-    host.compute = if devices.is_empty() || config.n_gpu_layers() == 0 {
+    host.compute = if op_offload {
+        // the large products run on GPU 0; the host keeps its layers' attention and the residual stream
+        compute_bytes(facts, config, host_has_layers, false)
+    } else if devices.is_empty() || config.n_gpu_layers() == 0 {
         compute_bytes(facts, config, host_has_layers, host_has_output)
     } else {
-        // With a GPU in use the host buffer only stages inputs and CPU-layer activations; the large
-        // matrix products of CPU layers are offloaded to the GPU for whole batches.
+        // GPUs hold every layer: the host only stages inputs (and logits, if the output stayed here)
         let residual = RESIDUAL_ROWS * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes;
         residual + if host_has_output { facts.n_vocab * config.n_ubatch_tokens * F32.block_bytes } else { 0 }
     };
@@ -204,6 +228,46 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config(gpu_layers: Vec<u32>) -> Config {
+        Config {
+            gpu_layers,
+            n_ctx_tokens: 4096,
+            cache_k: F16,
+            cache_v: F16,
+            n_ubatch_tokens: 512,
+            flash_attn: true,
+            n_seq: 1,
+            swa_full: false,
+            op_offload: true,
+        }
+    }
+
+    #[test]
+    fn the_first_gpu_does_the_batch_work_of_cpu_layers() {
+        let f = crate::synth::facts(&crate::synth::LLAMA3_8B, "Q4_K_M");
+        let largest_layer = *f.weights.layer_bytes.iter().max().unwrap();
+        // 10 of 33 layers on GPU 1, none on GPU 0: GPU 0 still gets the CPU layers' products and a copy
+        // of the largest CPU layer; the output layer is on GPU 1, so no logits copy.
+        let partial = footprint(&f, &config(vec![0, 10]));
+        let plain = compute_bytes(&f, &config(vec![0, 10]), true, false);
+        assert_eq!(partial.devices[0].compute, plain + largest_layer);
+        assert_eq!(partial.devices[0].weights, 0);
+        // With the output layer on the CPU its weights are what GPU 0 copies (the largest tensor set).
+        let none = footprint(&f, &config(vec![0, 0]));
+        assert_eq!(
+            none.devices[0].compute,
+            compute_bytes(&f, &config(vec![0, 0]), true, true) + f.weights.output_bytes
+        );
+        // Everything on the GPUs: nothing left to copy.
+        let full = footprint(&f, &config(vec![10, 23]));
+        assert_eq!(full.devices[0].compute, compute_bytes(&f, &config(vec![10, 23]), true, false));
+        // Without op offload (or for token generation batches) GPU 0 only does its own layers.
+        let off = footprint(&f, &Config { op_offload: false, ..config(vec![0, 10]) });
+        assert_eq!(off.devices[0].compute, 0);
+        let small_batch = footprint(&f, &Config { n_ubatch_tokens: 16, ..config(vec![0, 10]) });
+        assert_eq!(small_batch.devices[0].compute, 0);
+    }
 
     #[test]
     fn placement_puts_the_output_layer_first_on_the_gpu() {

@@ -124,6 +124,9 @@ impl Plan {
             args.extend(["-ctv".into(), c.cache_v.name.to_ascii_lowercase()]);
         }
         args.extend(["-fa".into(), if c.flash_attn { "on" } else { "off" }.into()]);
+        if !c.op_offload {
+            args.push("--no-op-offload".into());
+        }
         if c.n_ubatch_tokens != DEFAULT_UBATCH_TOKENS {
             args.extend(["-ub".into(), c.n_ubatch_tokens.to_string()]);
         }
@@ -167,6 +170,7 @@ struct Ctx<'a> {
     cache_k: GgmlType,
     cache_v: GgmlType,
     flash_attn: bool,
+    op_offload: bool,
 }
 
 impl Ctx<'_> {
@@ -180,6 +184,7 @@ impl Ctx<'_> {
             flash_attn: self.flash_attn,
             n_seq: self.policy.n_seq,
             swa_full: false,
+            op_offload: self.op_offload,
         }
     }
 
@@ -189,11 +194,8 @@ impl Ctx<'_> {
 
     /// Split `n` offloaded layers across the devices, or None when they cannot hold them.
     fn split(&self, n: u32, n_ctx: u64) -> Option<Vec<u32>> {
-        if n == 0 {
-            return Some(vec![0; self.hw.devices.len()]);
-        }
         if self.hw.devices.is_empty() {
-            return None;
+            return (n == 0).then(Vec::new);
         }
         let split = match &self.policy.pins.tensor_split {
             Some(ratios) => proportional_split(n, ratios),
@@ -231,7 +233,9 @@ impl Ctx<'_> {
                 let fp = footprint::footprint(self.facts, &self.config(trial, n_ctx));
                 fp.devices[d].total() <= self.usable[d]
             };
-            let (mut lo, mut hi) = (0u32, remaining);
+            // All the rest first: with every layer on the GPUs the op-offload copies disappear, so bytes
+            // are monotone in `take` only below that point.
+            let (mut lo, mut hi) = if fits(remaining) { (remaining, remaining) } else { (0u32, remaining) };
             while lo < hi {
                 let mid = lo + (hi - lo).div_ceil(2);
                 if fits(mid) { lo = mid } else { hi = mid - 1 }
@@ -324,7 +328,7 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
             cache_v.name.to_ascii_lowercase()
         )));
     }
-    let cx = Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn };
+    let mut cx = Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn, op_offload: true };
     let mut reasons = Vec::new();
     let mut warnings = Vec::new();
 
@@ -337,26 +341,30 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
 
     // 1. Layers, at the minimum context.
     let n_total = cx.n_total();
-    let (n_gpu, split) = match pins.n_gpu_layers {
+    let n_gpu = match pins.n_gpu_layers {
         Some(pinned) => {
-            let n = pinned.min(n_total);
-            if n > 0 && n_dev == 0 {
+            if pinned > 0 && n_dev == 0 {
                 return Err(PlanError::PinDoesNotFit {
                     what: format!("-ngl {pinned}"),
                     detail: "this machine has no GPU; use -ngl 0".into(),
                 });
             }
-            let split = cx.split(n, min_ctx).ok_or_else(|| pin_failure(&cx, n, min_ctx))?;
+            let n = pinned.min(n_total);
             reasons.push(format!("{n} of {n_total} layers on the GPU, as pinned by -ngl"));
-            (n, split)
+            n
         }
         None => {
             let n = cx.max_layers(min_ctx);
-            let split = cx.split(n, min_ctx).unwrap_or_else(|| vec![0; n_dev]);
             reasons.push(layer_reason(&cx, n, min_ctx));
-            (n, split)
+            n
         }
     };
+    if n_gpu == 0 && n_dev > 0 && cx.split(0, min_ctx).is_none() {
+        // Not even the prompt-processing work of the CPU layers fits the first GPU.
+        cx.op_offload = false;
+        reasons.push("the first GPU cannot hold prompt-processing buffers either: --no-op-offload".into());
+    }
+    let split = cx.split(n_gpu, min_ctx).ok_or_else(|| pin_failure(&cx, n_gpu, min_ctx))?;
 
     // Host check at the minimum context: fewer GPU layers can only need more RAM, so a miss is final.
     let fp_min = footprint::footprint(facts, &cx.config(split.clone(), min_ctx));
@@ -707,6 +715,20 @@ mod tests {
         // with a GPU, a smaller quantization is suggested when it would fit
         let err = plan(&f, &hypothetical(&[], 32 * GIB), &Policy::default()).unwrap_err();
         assert!(err.suggestions().iter().any(|s| s.contains("smaller quantization")), "{:?}", err.suggestions());
+    }
+
+    #[test]
+    fn a_gpu_too_small_for_batch_work_turns_op_offload_off() {
+        let f = synth::facts(&LLAMA3_8B, "Q4_K_M");
+        // 0.6 GiB free, 512 MiB reserve: not even the output-layer copy (420 MB) fits.
+        let p = plan(&f, &machine(vec![gpu("CUDA0", 0.6)], 32), &Policy::default()).unwrap();
+        assert_eq!(p.config.n_gpu_layers(), 0);
+        assert!(!p.config.op_offload);
+        assert!(p.llama_args().contains(&"--no-op-offload".to_string()));
+        assert_eq!(p.devices[0].bytes.total(), 0);
+        // with room for it, op offload stays on and GPU 0 holds the copy
+        let p = plan(&f, &machine(vec![gpu("CUDA0", 3.0)], 32), &Policy::default()).unwrap();
+        assert!(p.config.op_offload && p.devices[0].bytes.compute > f.weights.output_bytes);
     }
 
     #[test]

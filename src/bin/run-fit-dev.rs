@@ -63,6 +63,7 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
             flash_attn,
             n_seq: 1,
             swa_full,
+            op_offload: true,
         };
         let predicted = footprint::footprint(&facts, &config).host;
         let real = engine.measure_buffers(model, n_ctx, flash_attn, swa_full)?;
