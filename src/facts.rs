@@ -99,9 +99,9 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
         return Err(FactsError::UnknownArchitecture(arch));
     }
     let key = |k: &str| format!("{arch}.{k}");
-    let n_layer = required_u64(md, &key("block_count"))?;
-    if n_layer == 0 || n_layer > 4096 {
-        return Err(FactsError::BadValue { key: key("block_count"), value: n_layer.to_string() });
+    let n_layer = bounded(required_u64(md, &key("block_count"))?, &key("block_count"), 4096)?;
+    if n_layer == 0 {
+        return Err(FactsError::BadValue { key: key("block_count"), value: "0".into() });
     }
     let n_layer_usize = n_layer as usize;
     let n_embd = bounded(required_u64(md, &key("embedding_length"))?, &key("embedding_length"), 1 << 17)?;
@@ -112,8 +112,9 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
     }
     let n_head_max = n_head.iter().copied().max().unwrap_or(0);
     let default_head_dim = n_embd.checked_div(n_head_max).unwrap_or(0);
-    let mut head_dim_k = optional_u64(md, &key("attention.key_length")).unwrap_or(default_head_dim);
-    let mut head_dim_v = optional_u64(md, &key("attention.value_length")).unwrap_or(default_head_dim);
+    let head_dim = |name: &str| bounded(optional_u64(md, &key(name)).unwrap_or(default_head_dim), &key(name), 1 << 14);
+    let mut head_dim_k = head_dim("attention.key_length")?;
+    let mut head_dim_v = head_dim("attention.value_length")?;
     let mut n_head_kv = n_head_kv;
 
     // MLA caches the compressed latent (kv_lora_rank) plus the rope part, once per token and layer, no V.
@@ -439,6 +440,17 @@ mod tests {
         let err = facts_of("llama", vec![("{a}.block_count", Kv::U32(4)), ("{a}.embedding_length", Kv::U32(1 << 30))])
             .unwrap_err();
         assert!(matches!(err, FactsError::BadValue { .. }));
+        // a head dimension near 2^32 times 4096 heads and a 2^24-token context would overflow u64
+        let err = facts_of(
+            "llama",
+            vec![
+                ("{a}.block_count", Kv::U32(4)),
+                ("{a}.embedding_length", Kv::U32(64)),
+                ("{a}.attention.key_length", Kv::U32(u32::MAX)),
+            ],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("llama.attention.key_length"), "{err}");
     }
 
     #[test]

@@ -21,6 +21,7 @@ const DEFAULT_ALIGNMENT_BYTES: u64 = 32;
 /// Real files have at most a few thousand tensors (DeepSeek-V3: ~1,100 per shard); this bounds a hostile count.
 const MAX_TENSORS: u64 = 1 << 20;
 const MAX_DIMS: u32 = 4;
+const MAX_SHARDS: u64 = 99_999;
 /// String arrays longer than this (tokenizer vocabularies) are validated and skipped, not kept.
 const MAX_KEPT_STRINGS: u64 = 256;
 /// Numeric arrays longer than this (token types, scores) are skipped in one read: per-layer arrays,
@@ -159,6 +160,10 @@ pub fn read_model(path: &Path) -> Result<Model, GgufError> {
     };
     if shard_count <= 1 {
         return Ok(model);
+    }
+    // llama-gguf-split numbers shards with five digits; more is corruption, not a model to enumerate.
+    if shard_count > MAX_SHARDS {
+        return Err(GgufError::Corrupt(format!("split.count is {shard_count}, more than {MAX_SHARDS} shards")));
     }
     let paths = shard_paths(path, shard_count)?;
     for shard in paths.iter().skip(1) {
@@ -577,6 +582,11 @@ mod tests {
         assert_eq!(m.file_bytes, std::fs::metadata(&first).unwrap().len() + std::fs::metadata(&second).unwrap().len());
         std::fs::remove_file(&second).unwrap();
         assert!(matches!(read_model(&first), Err(GgufError::NotFound { .. })));
+        // A split count beyond llama-gguf-split's five digits is refused before any path is built.
+        let huge = dir.path().join("h-00001-of-100000000.gguf");
+        let kvs = vec![("split.count".to_string(), Kv::U32(100_000_000))];
+        writer::write_sparse(&huge, &kvs, &[]).unwrap();
+        assert!(matches!(read_model(&huge), Err(GgufError::Corrupt(_))));
     }
 
     #[test]
