@@ -211,15 +211,13 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
     }
     // llama.cpp's output buffer (logits of the last token of each sequence) always lives in host memory.
     let output_buffer = facts.n_vocab * F32.block_bytes * config.n_seq.max(1);
-    host.compute = if op_offload {
-        // the large products run on GPU 0; the host keeps its layers' attention and the residual stream
-        compute_bytes(facts, config, host_has_layers, false)
-    } else if devices.is_empty() || config.n_gpu_layers() == 0 {
-        compute_bytes(facts, config, host_has_layers, host_has_output)
+    // The host runs its own layers; their large products and the logits move to GPU 0 under op offload.
+    let host_runs_output = host_has_output && !op_offload;
+    host.compute = if host_has_layers || host_runs_output {
+        compute_bytes(facts, config, host_has_layers, host_runs_output)
     } else {
-        // GPUs hold every layer: the host only stages inputs (and logits, if the output stayed here)
-        let residual = RESIDUAL_ROWS * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes;
-        residual + if host_has_output { facts.n_vocab * config.n_ubatch_tokens * F32.block_bytes } else { 0 }
+        // Every layer on the GPUs: the host still looks up the input embeddings (token_embd stays here).
+        RESIDUAL_ROWS * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes
     };
     host.compute += output_buffer;
     Footprint { devices, host }
@@ -262,9 +260,18 @@ mod tests {
         // Everything on the GPUs: nothing left to copy.
         let full = footprint(&f, &config(vec![10, 23]));
         assert_eq!(full.devices[0].compute, compute_bytes(&f, &config(vec![10, 23]), true, false));
-        // Without op offload (or for token generation batches) GPU 0 only does its own layers.
-        let off = footprint(&f, &Config { op_offload: false, ..config(vec![0, 10]) });
+        // Without op offload (or for token generation batches) GPU 0 only does its own layers, and the
+        // host runs its layers' products and the logits itself.
+        let off_config = Config { op_offload: false, ..config(vec![0, 10]) };
+        let off = footprint(&f, &off_config);
         assert_eq!(off.devices[0].compute, 0);
+        let output_buffer = f.n_vocab * 4;
+        assert_eq!(off.host.compute, compute_bytes(&f, &off_config, true, false) + output_buffer);
+        let output_on_cpu = Config { op_offload: false, ..config(vec![0, 0]) };
+        assert_eq!(
+            footprint(&f, &output_on_cpu).host.compute,
+            compute_bytes(&f, &output_on_cpu, true, true) + output_buffer
+        );
         let small_batch = footprint(&f, &Config { n_ubatch_tokens: 16, ..config(vec![0, 10]) });
         assert_eq!(small_batch.devices[0].compute, 0);
     }
