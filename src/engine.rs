@@ -6,6 +6,7 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::Path;
 use std::pin::pin;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -24,7 +25,7 @@ pub const CAN_OFFLOAD: bool =
 
 /// Lines llama.cpp logged most recently, kept to classify failures and to read buffer sizes.
 static LOG_TAIL: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
-static LOG_ECHO: Mutex<bool> = Mutex::new(false);
+static LOG_ECHO: AtomicBool = AtomicBool::new(false);
 const LOG_TAIL_LINES: usize = 400;
 
 extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
@@ -33,7 +34,7 @@ extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mu
     }
     // SAFETY: llama.cpp passes a NUL-terminated string valid for the duration of the call.
     let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
-    if *LOG_ECHO.lock().unwrap_or_else(|e| e.into_inner()) {
+    if LOG_ECHO.load(Ordering::Relaxed) {
         eprint!("{line}");
     }
     // Debug lines (one per tensor, per graph node) would push the informative ones out of the tail.
@@ -55,7 +56,7 @@ pub struct Engine {
 impl Engine {
     /// Start llama.cpp. Its logs are kept quiet unless `echo_logs` (run-fit's -v).
     pub fn init(echo_logs: bool) -> Result<Engine> {
-        *LOG_ECHO.lock().unwrap_or_else(|e| e.into_inner()) = echo_logs;
+        LOG_ECHO.store(echo_logs, Ordering::Relaxed);
         // SAFETY: installing a plain C callback before any other llama.cpp call.
         unsafe {
             sys::llama_log_set(Some(on_log), std::ptr::null_mut());

@@ -21,7 +21,7 @@ pub enum FactsError {
 }
 
 /// Sliding-window attention: `layers[i]` is true for a layer that only attends to the last `window_tokens`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SlidingWindow {
     pub window_tokens: u64,
     pub layers: Vec<bool>,
@@ -29,7 +29,7 @@ pub struct SlidingWindow {
 
 /// Weight bytes as llama.cpp places them: per repeating layer, the input layer (always on the CPU) and
 /// the output layer (offloaded as the last "layer").
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Weights {
     pub layer_bytes: Vec<u64>,
     /// token_embd and anything else outside `blk.N.` that is not the output head.
@@ -48,13 +48,13 @@ impl Weights {
 }
 
 /// Recurrent (Mamba, RWKV) layers keep a fixed f32 state per sequence instead of a KV cache.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Recurrent {
     pub state_bytes_per_seq: u64,
     pub layers: Vec<bool>,
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct ModelFacts {
     pub architecture: String,
     pub name: Option<String>,
@@ -71,14 +71,12 @@ pub struct ModelFacts {
     pub sliding_window: Option<SlidingWindow>,
     pub n_expert: u64,
     pub n_expert_used: u64,
-    pub mla_kv_lora_rank: Option<u64>,
     pub recurrent: Option<Recurrent>,
     /// The most common weight type of the 2-D tensors, e.g. "Q4_K" for a Q4_K_M file.
     pub dominant_type: String,
     pub file_type: Option<String>,
     pub params: u64,
     pub weights: Weights,
-    pub file_bytes: u64,
 }
 
 impl ModelFacts {
@@ -167,13 +165,11 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
         sliding_window,
         n_expert,
         n_expert_used,
-        mla_kv_lora_rank,
         recurrent,
         dominant_type: dominant_type(&model.tensors),
         file_type: optional_u64(md, "general.file_type").map(file_type_name),
         params: model.tensors.iter().map(TensorInfo::elements).sum(),
         weights,
-        file_bytes: model.file_bytes,
         architecture: arch,
     })
 }

@@ -11,7 +11,7 @@ pub mod writer;
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{self, BufReader, Read};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 pub use types::GgmlType;
@@ -206,8 +206,9 @@ pub fn read_header(path: &Path) -> Result<Header, GgufError> {
     if meta.is_dir() {
         return Err(GgufError::IsDirectory { path: path.to_path_buf() });
     }
+    // No BufReader: the parser reads in large chunks itself.
     let file = File::open(path).map_err(|e| open_error(path, e))?;
-    parse(BufReader::with_capacity(1 << 16, file), meta.len())
+    parse(file, meta.len())
 }
 
 fn open_error(path: &Path, e: io::Error) -> GgufError {
@@ -353,9 +354,21 @@ impl<R: Read> Reader<R> {
         }
         self.buf.drain(..self.at);
         self.at = 0;
-        let want = ((n - buffered) as u64).max(CHUNK_BYTES).min(self.remaining() - buffered as u64);
-        (&mut self.inner).take(want).read_to_end(&mut self.buf).map_err(|_| self.truncated())?;
-        if self.buf.len() < n {
+        // Read at least the `n` needed, up to a chunk: one read(2) per chunk on a file. A reader may end
+        // before the declared length (a header parsed from memory); only a short `n` is an error.
+        let want = ((n - buffered) as u64).max(CHUNK_BYTES).min(self.remaining() - buffered as u64) as usize;
+        self.buf.resize(buffered + want, 0);
+        let mut got = buffered;
+        while got < n {
+            match self.inner.read(&mut self.buf[got..]) {
+                Ok(0) => break,
+                Ok(k) => got += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+        self.buf.truncate(got);
+        if got < n {
             return Err(self.truncated());
         }
         Ok(())
@@ -377,22 +390,16 @@ impl<R: Read> Reader<R> {
     }
 
     fn skip(&mut self, n: u64) -> Result<(), GgufError> {
-        let buffered = (self.buf.len() - self.at) as u64;
-        if n <= buffered.max(CHUNK_BYTES) {
-            return self.bytes(n).map(|_| ());
-        }
-        // A long run (a big numeric array): drop the buffer and let the reader skip the rest.
         if n > self.remaining() {
             return Err(self.truncated());
         }
-        let rest = n - buffered;
-        self.buf.clear();
-        self.at = 0;
-        let copied = io::copy(&mut (&mut self.inner).take(rest), &mut io::sink()).map_err(|_| self.truncated())?;
-        if copied != rest {
-            return Err(self.truncated());
+        // Through the buffer, a chunk at a time: a long numeric array never lands in memory whole.
+        let mut left = n;
+        while left > 0 {
+            let k = left.min(CHUNK_BYTES);
+            self.bytes(k)?;
+            left -= k;
         }
-        self.pos += n;
         Ok(())
     }
 
