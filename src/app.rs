@@ -7,7 +7,7 @@ use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
 use crate::facts::{self, ModelFacts};
 use crate::hardware::{self, Hardware};
-use crate::plan::{self, DEFAULT_GPU_RESERVE_BYTES};
+use crate::plan;
 use crate::report::{self, PlanReport};
 use crate::{gguf, probe};
 
@@ -32,10 +32,10 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
     };
     let plan = plan::plan(&facts, &hardware, &req.policy)?;
     let llama_fit = match (&engine, req.compare_llama) {
+        // Same minimum context and the same per-GPU reserves as our plan, so the two choices compare.
         (Some(e), true) => {
-            let reserve = req.policy.gpu_reserve_bytes.first().copied().unwrap_or(DEFAULT_GPU_RESERVE_BYTES);
-            let min_ctx = req.policy.min_ctx_tokens.min(facts.n_ctx_train) as u32;
-            Some(e.llama_fit(&req.model, min_ctx, reserve as usize)?)
+            let reserves: Vec<u64> = plan.devices.iter().map(|d| d.reserve_bytes).collect();
+            Some(e.llama_fit(&req.model, plan.min_ctx_tokens as u32, &reserves)?)
         }
         _ => None,
     };

@@ -222,9 +222,6 @@ impl FitArgs {
         if let Some(r) = &self.reserve {
             policy.gpu_reserve_bytes = sizes(r, "--reserve")?;
         }
-        if self.ctx_size == Some(0) {
-            return Err("--ctx-size 0: give a context size in tokens, e.g. 4096".into());
-        }
         policy.min_ctx_tokens = self.min_ctx.unwrap_or(DEFAULT_MIN_CTX_TOKENS).max(1);
         if let Some(max) = self.max_ctx {
             policy.max_ctx_tokens = max.max(policy.min_ctx_tokens);
@@ -300,7 +297,6 @@ mod tests {
                 .contains("is not a size")
         );
         assert!(parse(&["plan", "m.gguf", "-ts", "a,b"]).unwrap_err().contains("non-negative"));
-        assert!(parse(&["plan", "m.gguf", "-c", "0"]).unwrap_err().contains("context size"));
         assert!(parse(&["plan", "m.gguf", "-ngl", "-3"]).is_err());
     }
 

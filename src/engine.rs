@@ -23,6 +23,9 @@ use crate::hardware::{Device, DeviceKind};
 pub const CAN_OFFLOAD: bool =
     cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal", feature = "dynamic-backends"));
 
+/// common_fit_params' own default margin per device.
+const LLAMA_FIT_DEFAULT_MARGIN_BYTES: usize = 1 << 30;
+
 /// Lines llama.cpp logged most recently, kept to classify failures and to read buffer sizes.
 static LOG_TAIL: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
 static LOG_ECHO: AtomicBool = AtomicBool::new(false);
@@ -95,11 +98,15 @@ impl Engine {
     }
 
     /// llama.cpp's own fit (`common_fit_params`) on the same file: its choice of -ngl and -c.
-    pub fn llama_fit(&self, model: &Path, n_ctx_min_tokens: u32, margin_bytes: usize) -> Result<LlamaFit> {
+    /// `margins_bytes` per GPU, in device order; devices beyond it keep llama.cpp's default margin.
+    pub fn llama_fit(&self, model: &Path, n_ctx_min_tokens: u32, margins_bytes: &[u64]) -> Result<LlamaFit> {
         let path = path_cstring(model)?;
         let mut mparams = pin!(LlamaModelParams::default());
         let mut cparams = LlamaContextParams::default().with_n_ctx(None);
-        let mut margins = vec![margin_bytes; llama_cpp_2::max_devices()];
+        let mut margins = vec![LLAMA_FIT_DEFAULT_MARGIN_BYTES; llama_cpp_2::max_devices()];
+        for (slot, &m) in margins.iter_mut().zip(margins_bytes) {
+            *slot = m as usize;
+        }
         let result =
             mparams.as_mut().fit_params(&path, &mut cparams, &mut margins, n_ctx_min_tokens, sys::GGML_LOG_LEVEL_ERROR);
         let fitted = result.is_ok();

@@ -103,6 +103,8 @@ pub struct Plan {
     pub host: HostUse,
     /// n_layer + 1: llama.cpp counts the output layer as one more layer.
     pub max_layers: u32,
+    /// The context at which the layers were fitted (then the context grew from there).
+    pub min_ctx_tokens: u64,
     pub reasons: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -461,7 +463,7 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
     if cache_k != F16 || cache_v != F16 {
         reasons.push(format!("KV cache {}/{}, as pinned", cache_k.name.to_lowercase(), cache_v.name.to_lowercase()));
     }
-    Ok(Plan { config, devices, host, max_layers: n_total, reasons, warnings })
+    Ok(Plan { config, devices, host, max_layers: n_total, min_ctx_tokens: min_ctx, reasons, warnings })
 }
 
 fn layer_reason(cx: &Ctx, n: u32, ctx: u64) -> String {
@@ -478,28 +480,27 @@ fn layer_reason(cx: &Ctx, n: u32, ctx: u64) -> String {
     )
 }
 
+/// Why a pinned layer count (or split) does not fit, with the largest `-ngl` that does.
 fn pin_failure(cx: &Ctx, n: u32, ctx: u64) -> PlanError {
-    let split = match &cx.policy.pins.tensor_split {
-        Some(r) => proportional_split(n, r),
-        None => {
-            // show the default llama.cpp would use: proportional to free memory
-            let ratios: Vec<f64> = cx.usable.iter().map(|&u| u as f64).collect();
-            proportional_split(n, &ratios)
-        }
-    };
-    let fp = footprint::footprint(cx.facts, &cx.config(split, ctx));
-    let worst = fp
-        .devices
-        .iter()
-        .zip(&cx.usable)
-        .enumerate()
-        .max_by_key(|(_, (b, u))| b.total() as i64 - **u as i64)
-        .map(|(i, (b, u))| format!("{} needs {} but has {} usable", cx.hw.devices[i].name, human(b.total()), human(*u)))
-        .unwrap_or_default();
     let best = cx.max_layers(ctx).min(n);
+    let why = match &cx.policy.pins.tensor_split {
+        // The split is fixed: name the device it overfills.
+        Some(ratios) => {
+            let fp = footprint::footprint(cx.facts, &cx.config(proportional_split(n, ratios), ctx));
+            fp.devices
+                .iter()
+                .zip(&cx.usable)
+                .zip(&cx.hw.devices)
+                .max_by_key(|((b, u), _)| b.total() as i64 - **u as i64)
+                .map(|((b, u), d)| format!("{} needs {} but has {} usable", d.name, human(b.total()), human(*u)))
+                .unwrap_or_default()
+        }
+        // The split is planned: the GPUs together hold fewer layers.
+        None => format!("the GPUs have {} usable", cx.usable.iter().map(|&u| human(u)).collect::<Vec<_>>().join(" + ")),
+    };
     PlanError::PinDoesNotFit {
         what: format!("-ngl {n} at {ctx} tokens"),
-        detail: format!("{worst}; at most -ngl {best} fits"),
+        detail: format!("{why}; at most -ngl {best} fits"),
     }
 }
 

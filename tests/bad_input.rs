@@ -81,6 +81,7 @@ fn bad_input_table() {
             exit_code: 2,
             message: "is not a size",
         },
+        Case { what: "zero context", args: plan(&smol, &["-c", "0"]), exit_code: 2, message: "context size in tokens" },
         Case { what: "bad cache", args: plan(&smol, &["-ctk", "q4_k"]), exit_code: 2, message: "not a KV cache type" },
         Case { what: "bad split", args: plan(&smol, &["-ts", "3:1"]), exit_code: 2, message: "--tensor-split" },
         Case {

@@ -93,7 +93,7 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
 
 fn llama_fit(model: &Path) -> Result<()> {
     let engine = Engine::init(false)?;
-    let fit = engine.llama_fit(model, 4096, 512 << 20)?;
+    let fit = engine.llama_fit(model, 4096, &[run_fit::plan::DEFAULT_GPU_RESERVE_BYTES])?;
     println!("-ngl {} -c {} (fitted: {})", fit.n_gpu_layers, fit.n_ctx_tokens, fit.fitted);
     Ok(())
 }
