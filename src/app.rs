@@ -1,12 +1,16 @@
 //! The commands, as typed steps: read the model, get the hardware, plan, report. `main` calls these.
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use crate::cli::{HardwareSource, PlanRequest};
+use crate::chat;
+use crate::cli::{HardwareSource, Mode, PlanRequest, RunRequest};
 use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
 use crate::facts::{self, ModelFacts};
 use crate::hardware::{self, Hardware};
+use crate::launch::{Launcher, Ui};
 use crate::plan;
 use crate::report::{self, PlanReport};
 use crate::{gguf, probe};
@@ -62,5 +66,37 @@ fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {
         // A closed pipe (`run-fit plan … | head`) is the reader's choice, not an error.
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         r => r.map_err(|e| Failure::Internal(e.into())),
+    }
+}
+
+/// `run-fit MODEL`: plan, load in a worker (backing off on out-of-memory), then chat or answer once.
+pub fn run_model(req: &RunRequest, ui: &Ui) -> Result<(), Failure> {
+    let facts = read_facts(&req.model)?;
+    // Read a piped prompt first: a missing prompt should fail before a model is loaded.
+    let piped = match &req.mode {
+        Mode::Once(None) => {
+            let mut text = String::new();
+            std::io::stdin()
+                .read_to_string(&mut text)
+                .map_err(|e| Failure::Usage(format!("reading the prompt from stdin: {e}")))?;
+            if text.trim().is_empty() {
+                return Err(Failure::Usage(
+                    "no prompt: give -p TEXT, pipe a prompt on stdin, or run in a terminal to chat".into(),
+                ));
+            }
+            Some(text.trim_end().to_string())
+        }
+        _ => None,
+    };
+    // Ctrl-C becomes a flag the waits poll: it stops a reply instead of killing run-fit.
+    let interrupt = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))
+        .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("installing the Ctrl-C handler")))?;
+    let hardware = probe::measure_isolated()?;
+    let launcher = Launcher::new(req, &facts, hardware, ui, Arc::clone(&interrupt));
+    match (&req.mode, piped) {
+        (Mode::Once(Some(prompt)), _) => chat::once(req, prompt.clone(), launcher, ui, interrupt),
+        (Mode::Once(None), Some(prompt)) => chat::once(req, prompt, launcher, ui, interrupt),
+        _ => chat::interactive(req, launcher, ui, interrupt),
     }
 }

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::facts::cache_type;
 use crate::hardware::parse_bytes;
 use crate::plan::{DEFAULT_MIN_CTX_TOKENS, Pins, Policy};
+use crate::protocol::{Sampling, SplitMode};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -28,10 +29,78 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Load the model at the best setting this machine allows and chat (`run-fit MODEL` does the same).
+    Run(Box<RunArgs>),
     /// Explain how the model would be placed on this machine (or a profile) without loading it.
     Plan(Box<PlanArgs>),
     /// List the GPUs llama.cpp sees and the RAM available to run-fit.
     Devices(DevicesArgs),
+    /// The process that loads the model; started by `run-fit run`, not by people.
+    #[command(name = "__worker", hide = true)]
+    Worker,
+}
+
+/// Subcommand names: `run-fit MODEL` is `run-fit run MODEL` when the first word is none of these.
+const SUBCOMMANDS: &[&str] = &["run", "plan", "devices", "help", "__worker"];
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A .gguf file (the first shard of a split model).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    #[command(flatten)]
+    pub levers: LeverArgs,
+    /// Answer this prompt once and exit (without -p, a prompt piped on stdin is answered once).
+    #[arg(short = 'p', long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// -sys: the system prompt.
+    #[arg(long = "system-prompt", value_name = "TEXT")]
+    pub system_prompt: Option<String>,
+    /// Generate at most N tokens per reply; -1: until the model stops or the context is full.
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Keep generating past the end-of-generation token (to force a token count).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Temperature; 0 is greedy.
+    #[arg(long, value_name = "T", default_value_t = 0.8, allow_negative_numbers = true)]
+    pub temp: f32,
+    #[arg(long = "top-k", value_name = "K", default_value_t = 40)]
+    pub top_k: i32,
+    #[arg(long = "top-p", value_name = "P", default_value_t = 0.95)]
+    pub top_p: f32,
+    #[arg(long = "min-p", value_name = "P", default_value_t = 0.05)]
+    pub min_p: f32,
+    /// Random seed; -1: a new one every reply.
+    #[arg(short = 's', long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub seed: i64,
+    /// Print the reply, the statistics and the configuration as one JSON object (with -p or piped stdin).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// llama.cpp's loading and threading levers, passed through as given.
+#[derive(Debug, Args)]
+pub struct LeverArgs {
+    /// CPU threads for generation and prompt processing [default: physical cores].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// Logical batch size in tokens.
+    #[arg(short = 'b', long = "batch-size", value_name = "TOKENS", default_value_t = 2048)]
+    pub batch_size: u32,
+    /// Read the weights into memory instead of mapping the file.
+    #[arg(long)]
+    pub no_mmap: bool,
+    /// Lock the weights in RAM so the OS cannot page them out.
+    #[arg(long)]
+    pub mlock: bool,
+    /// -sm: how to use several GPUs: layer (whole layers per GPU), row, or none (only the main GPU).
+    #[arg(long = "split-mode", value_name = "none|layer|row", default_value = "layer")]
+    pub split_mode: SplitMode,
+    /// -mg: the GPU used with --split-mode none (and for row-split intermediate results).
+    #[arg(long = "main-gpu", value_name = "N", default_value_t = 0)]
+    pub main_gpu: u32,
 }
 
 #[derive(Debug, Args)]
@@ -123,10 +192,21 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-fa", "--flash-attn"),
     ("-ts", "--tensor-split"),
     ("-ub", "--ubatch-size"),
+    ("-sys", "--system-prompt"),
+    ("-sm", "--split-mode"),
+    ("-mg", "--main-gpu"),
 ];
 
-/// Rewrite `-ngl 99` (and `-ngl=99`) into `--n-gpu-layers 99` so llama.cpp habits work.
+/// Rewrite `-ngl 99` (and `-ngl=99`) into `--n-gpu-layers 99` so llama.cpp habits work, and
+/// `run-fit MODEL …` into `run-fit run MODEL …`.
 pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut args: Vec<String> = args.into_iter().collect();
+    if let Some(first) = args.get(1)
+        && !SUBCOMMANDS.contains(&first.as_str())
+        && !matches!(first.as_str(), "-h" | "--help" | "-V" | "--version")
+    {
+        args.insert(1, "run".into());
+    }
     let mut out = Vec::new();
     let mut after_double_dash = false;
     for arg in args {
@@ -254,6 +334,95 @@ impl PlanArgs {
     }
 }
 
+/// How the run ends: a chat at the terminal, or one answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Interactive,
+    /// `-p TEXT`, or (None) the prompt is read from stdin.
+    Once(Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Levers {
+    pub threads: Option<u32>,
+    pub batch_tokens: u32,
+    pub use_mmap: bool,
+    pub use_mlock: bool,
+    pub split_mode: SplitMode,
+    pub main_gpu: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub model: PathBuf,
+    pub policy: Policy,
+    pub levers: Levers,
+    pub mode: Mode,
+    pub system_prompt: Option<String>,
+    pub max_tokens: Option<u32>,
+    pub ignore_eos: bool,
+    pub sampling: Sampling,
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// `stdin_is_terminal`: without -p, a terminal means a chat and a pipe means one answer.
+    pub fn request(&self, stdin_is_terminal: bool) -> Result<RunRequest, String> {
+        let probability = |v: f32, flag: &str| {
+            if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{flag} {v}: give a value from 0 to 1")) }
+        };
+        if !self.temp.is_finite() || self.temp < 0.0 {
+            return Err(format!("--temp {}: give 0 (greedy) or a positive temperature such as 0.8", self.temp));
+        }
+        let sampling = Sampling {
+            temp: self.temp,
+            top_k: self.top_k.max(0),
+            top_p: probability(self.top_p, "--top-p")?,
+            min_p: probability(self.min_p, "--min-p")?,
+            seed: match self.seed {
+                -1 => None,
+                s => Some(u32::try_from(s).map_err(|_| format!("--seed {s}: give 0 to 4294967295, or -1 for random"))?),
+            },
+        };
+        let max_tokens = match self.n_predict {
+            -1 => None,
+            n => Some(u32::try_from(n).map_err(|_| format!("-n {n}: give a number of tokens, or -1 for no limit"))?),
+        };
+        if self.levers.threads == Some(0) {
+            return Err("-t 0: give a number of threads, e.g. -t 4".into());
+        }
+        let mode = match &self.prompt {
+            Some(p) => Mode::Once(Some(p.clone())),
+            None if stdin_is_terminal => Mode::Interactive,
+            None => Mode::Once(None),
+        };
+        if self.json && mode == Mode::Interactive {
+            return Err("--json prints one answer: give a prompt with -p or on stdin".into());
+        }
+        let mut policy = self.fit.policy()?;
+        // -b smaller than -ub makes llama.cpp shrink the physical batch too; plan what it will use.
+        policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
+        Ok(RunRequest {
+            model: self.model.clone(),
+            policy,
+            levers: Levers {
+                threads: self.levers.threads,
+                batch_tokens: self.levers.batch_size.max(1),
+                use_mmap: !self.levers.no_mmap,
+                use_mlock: self.levers.mlock,
+                split_mode: self.levers.split_mode,
+                main_gpu: self.levers.main_gpu,
+            },
+            mode,
+            system_prompt: self.system_prompt.clone(),
+            max_tokens,
+            ignore_eos: self.ignore_eos,
+            sampling,
+            json: self.json,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,8 +432,53 @@ mod tests {
         let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
         match cli.command {
             Command::Plan(p) => p.request(),
-            Command::Devices(_) => Err("devices".into()),
+            _ => Err("not plan".into()),
         }
+    }
+
+    fn run(args: &[&str]) -> Result<RunRequest, String> {
+        let argv = normalize_args(std::iter::once("run-fit".to_string()).chain(args.iter().map(|s| s.to_string())));
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Run(r) => r.request(true),
+            _ => Err("not run".into()),
+        }
+    }
+
+    #[test]
+    fn a_bare_model_path_means_run() {
+        let r = run(&["m.gguf", "-p", "hi", "-n", "16", "--temp", "0", "-t", "2", "-c", "2048"]).unwrap();
+        assert_eq!(r.model, PathBuf::from("m.gguf"));
+        assert_eq!(r.mode, Mode::Once(Some("hi".into())));
+        assert_eq!(r.max_tokens, Some(16));
+        assert_eq!(r.sampling.temp, 0.0);
+        assert_eq!(r.levers.threads, Some(2));
+        assert_eq!(r.policy.pins.n_ctx_tokens, Some(2048));
+        assert_eq!(run(&["run", "m.gguf"]).unwrap().mode, Mode::Interactive);
+        // global flags before the model still work
+        assert_eq!(run(&["-v", "m.gguf"]).unwrap().model, PathBuf::from("m.gguf"));
+    }
+
+    #[test]
+    fn llama_cpp_run_flags_work() {
+        let r = run(&["m.gguf", "-sm", "none", "-mg", "1", "-sys", "be brief", "-b", "256", "-ub", "512", "--no-mmap"]);
+        let r = r.unwrap();
+        assert_eq!(r.levers.split_mode, SplitMode::None);
+        assert_eq!(r.levers.main_gpu, 1);
+        assert_eq!(r.system_prompt.as_deref(), Some("be brief"));
+        assert_eq!(r.policy.n_ubatch_tokens, 256, "the physical batch is capped by -b");
+        assert!(!r.levers.use_mmap);
+        assert_eq!(r.sampling.seed, None);
+        assert_eq!(run(&["m.gguf", "-s", "42"]).unwrap().sampling.seed, Some(42));
+    }
+
+    #[test]
+    fn bad_run_values_say_what_to_do() {
+        assert!(run(&["m.gguf", "--temp", "-1"]).unwrap_err().contains("greedy"));
+        assert!(run(&["m.gguf", "--top-p", "2"]).unwrap_err().contains("from 0 to 1"));
+        assert!(run(&["m.gguf", "-n", "-5"]).unwrap_err().contains("-1 for no limit"));
+        assert!(run(&["m.gguf", "--json"]).unwrap_err().contains("-p"));
+        assert!(run(&["m.gguf", "-t", "0"]).unwrap_err().contains("threads"));
     }
 
     #[test]
@@ -302,7 +516,7 @@ mod tests {
 
     #[test]
     fn arguments_after_double_dash_are_left_alone() {
-        let out = normalize_args(["x", "-ngl", "--", "-ngl"].map(String::from));
-        assert_eq!(out, ["x", "--n-gpu-layers", "--", "-ngl"]);
+        let out = normalize_args(["x", "plan", "-ngl", "--", "-ngl"].map(String::from));
+        assert_eq!(out, ["x", "plan", "--n-gpu-layers", "--", "-ngl"]);
     }
 }

@@ -6,7 +6,7 @@ use std::ffi::{CStr, CString, c_char, c_void};
 use std::path::Path;
 use std::pin::pin;
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{Context, Result, anyhow};
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -16,6 +16,8 @@ use llama_cpp_2::{LlamaBackendDeviceType, list_llama_ggml_backend_devices};
 use llama_cpp_sys_2 as sys;
 
 use crate::hardware::{Device, DeviceKind};
+
+pub mod session;
 
 /// Whether this build can see offload devices at all: a GPU backend compiled in, or backend modules
 /// loaded at run time. A static CPU-only build registers only the CPU backend, so there is nothing to
@@ -28,7 +30,7 @@ const LLAMA_FIT_DEFAULT_MARGIN_BYTES: usize = 1 << 30;
 
 /// Lines llama.cpp logged most recently, kept to classify failures and to read buffer sizes.
 static LOG_TAIL: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
-static LOG_ECHO: AtomicBool = AtomicBool::new(false);
+static LOG_ECHO: AtomicU8 = AtomicU8::new(LogEcho::Nothing as u8);
 const LOG_TAIL_LINES: usize = 400;
 
 extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mut c_void) {
@@ -37,11 +39,13 @@ extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mu
     }
     // SAFETY: llama.cpp passes a NUL-terminated string valid for the duration of the call.
     let line = unsafe { CStr::from_ptr(text) }.to_string_lossy();
-    if LOG_ECHO.load(Ordering::Relaxed) {
+    let echo = LOG_ECHO.load(Ordering::Relaxed);
+    // Debug lines (one per tensor, per graph node) would push the informative ones out of the tail.
+    let debug = level == sys::GGML_LOG_LEVEL_DEBUG;
+    if echo == LogEcho::Everything as u8 || (echo == LogEcho::Informative as u8 && !debug) {
         eprint!("{line}");
     }
-    // Debug lines (one per tensor, per graph node) would push the informative ones out of the tail.
-    if level == sys::GGML_LOG_LEVEL_DEBUG {
+    if debug {
         return;
     }
     let mut tail = LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner());
@@ -49,6 +53,15 @@ extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mu
         tail.pop_front();
     }
     tail.push_back(line.into_owned());
+}
+
+/// Which of llama.cpp's log lines go to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogEcho {
+    Nothing = 0,
+    /// Info and above: the worker's stderr, which the supervisor keeps to classify failures.
+    Informative = 1,
+    Everything = 2,
 }
 
 /// An initialised llama.cpp backend. Only one may exist at a time.
@@ -59,7 +72,11 @@ pub struct Engine {
 impl Engine {
     /// Start llama.cpp. Its logs are kept quiet unless `echo_logs` (run-fit's -v).
     pub fn init(echo_logs: bool) -> Result<Engine> {
-        LOG_ECHO.store(echo_logs, Ordering::Relaxed);
+        Engine::init_with(if echo_logs { LogEcho::Everything } else { LogEcho::Nothing })
+    }
+
+    pub fn init_with(echo: LogEcho) -> Result<Engine> {
+        LOG_ECHO.store(echo as u8, Ordering::Relaxed);
         // SAFETY: installing a plain C callback before any other llama.cpp call.
         unsafe {
             sys::llama_log_set(Some(on_log), std::ptr::null_mut());

@@ -20,6 +20,14 @@ pub enum Failure {
     Profile(#[from] ProfileError),
     #[error("{}", plan_message(.0))]
     DoesNotFit(PlanError),
+    /// A real out-of-memory that backoff could not get around.
+    #[error("{0}")]
+    OutOfMemory(String),
+    /// llama.cpp failed for a reason other than memory.
+    #[error("{0}")]
+    Engine(String),
+    #[error("interrupted")]
+    Interrupted,
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -42,16 +50,19 @@ fn plan_message(e: &PlanError) -> String {
 }
 
 impl Failure {
-    /// 1 internal, 2 usage, 3 unreadable or broken model file, 4 unsupported model, 5 does not fit,
-    /// 6 bad hardware profile.
+    /// 1 internal, 2 usage, 3 unreadable or broken model file, 4 unsupported model, 5 does not fit
+    /// (planned, or a real out-of-memory with nothing smaller left), 6 bad hardware profile, 7 llama.cpp
+    /// failed for another reason, 130 interrupted (Ctrl-C).
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::Internal(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Model(_) => 3,
             Failure::Unsupported(_) => 4,
-            Failure::DoesNotFit(_) => 5,
+            Failure::DoesNotFit(_) | Failure::OutOfMemory(_) => 5,
             Failure::Profile(_) => 6,
+            Failure::Engine(_) => 7,
+            Failure::Interrupted => 130,
         }
     }
 

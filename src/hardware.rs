@@ -14,7 +14,7 @@ pub enum DeviceKind {
 }
 
 /// One GPU (or other offload device) as llama.cpp sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Device {
     pub name: String,
     pub description: String,
@@ -26,7 +26,7 @@ pub struct Device {
     pub bandwidth_gb_per_s: Option<f64>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
     pub total_bytes: u64,
     /// What a new process can use without swapping: MemAvailable, capped by the container's limit.
@@ -38,7 +38,7 @@ pub struct Host {
     pub unified_memory: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hardware {
     /// Where the numbers come from: "this machine", a profile name, or "hypothetical".
     pub source: String,

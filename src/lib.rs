@@ -8,6 +8,9 @@
 #[cfg(feature = "llama")]
 pub mod app;
 pub mod archs;
+pub mod backoff;
+#[cfg(feature = "llama")]
+pub mod chat;
 pub mod cli;
 #[cfg(feature = "llama")]
 pub mod engine;
@@ -17,12 +20,19 @@ pub mod facts;
 pub mod footprint;
 pub mod gguf;
 pub mod hardware;
+#[cfg(feature = "llama")]
+pub mod launch;
 pub mod plan;
 #[cfg(feature = "llama")]
 pub mod probe;
+pub mod protocol;
 #[cfg(feature = "llama")]
 pub mod report;
+#[cfg(feature = "llama")]
+pub mod supervisor;
 pub mod synth;
+#[cfg(feature = "llama")]
+pub mod worker;
 
 /// What the fuzz target runs on arbitrary bytes: parse a header, extract facts, plan for a 12 GB GPU.
 /// Any input must end in Ok or a typed error. `tests/fuzz_corpus.rs` replays the committed corpus.

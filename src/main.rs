@@ -1,9 +1,11 @@
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::Parser;
 use run_fit::app;
 use run_fit::cli::{Cli, Command, normalize_args};
 use run_fit::error::Failure;
+use run_fit::launch::Ui;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(normalize_args(std::env::args())) {
@@ -14,12 +16,17 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
-    let mut stdout = std::io::stdout().lock();
     let result = match &cli.command {
-        Command::Plan(args) => {
-            args.request().map_err(Failure::Usage).and_then(|req| app::run_plan(&req, cli.verbose, &mut stdout))
-        }
-        Command::Devices(args) => app::run_devices(args.json, cli.verbose, &mut stdout),
+        Command::Worker => return run_fit::worker::run(),
+        Command::Run(args) => args.request(std::io::stdin().is_terminal()).map_err(Failure::Usage).and_then(|req| {
+            let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
+            app::run_model(&req, &ui)
+        }),
+        Command::Plan(args) => args
+            .request()
+            .map_err(Failure::Usage)
+            .and_then(|req| app::run_plan(&req, cli.verbose, &mut std::io::stdout().lock())),
+        Command::Devices(args) => app::run_devices(args.json, cli.verbose, &mut std::io::stdout().lock()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -54,6 +54,8 @@ pub struct Policy {
     pub n_seq: u64,
     pub allow_swap: bool,
     pub pins: Pins,
+    /// At most this many GPU layers even when more fit: set by backoff after a real out-of-memory.
+    pub max_gpu_layers: Option<u32>,
 }
 
 impl Default for Policy {
@@ -68,6 +70,7 @@ impl Default for Policy {
             n_seq: 1,
             allow_swap: false,
             pins: Pins::default(),
+            max_gpu_layers: None,
         }
     }
 }
@@ -356,9 +359,17 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, 
             n
         }
         None => {
-            let n = cx.max_layers(min_ctx);
-            reasons.push(layer_reason(&cx, n, min_ctx));
-            n
+            let fit = cx.max_layers(min_ctx);
+            match policy.max_gpu_layers {
+                Some(cap) if cap < fit => {
+                    reasons.push(format!("{cap} of {n_total} layers on the GPU: fewer than the {fit} estimated to fit, after a real out-of-memory"));
+                    cap
+                }
+                _ => {
+                    reasons.push(layer_reason(&cx, fit, min_ctx));
+                    fit
+                }
+            }
         }
     };
     if n_gpu == 0 && n_dev > 0 && cx.split(0, min_ctx).is_none() {

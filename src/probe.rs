@@ -29,3 +29,30 @@ pub fn measure_host() -> Result<Host> {
     let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
     Ok(Host { total_bytes, available_bytes, swap_free_bytes, threads, bandwidth_gb_per_s: None, unified_memory: false })
 }
+
+/// Measure this machine without starting llama.cpp in this process: a GPU backend keeps its context
+/// (hundreds of MiB of VRAM per GPU) until the process exits, and the supervisor lives as long as the
+/// chat. A CPU-only build has nothing to start, so it measures in place.
+pub fn measure_isolated() -> Result<Hardware> {
+    if !crate::engine::CAN_OFFLOAD {
+        return measure(None);
+    }
+    let exe = std::env::current_exe().context("finding run-fit's own executable")?;
+    let out = std::process::Command::new(exe)
+        .args(["devices", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running `run-fit devices --json`")?;
+    anyhow::ensure!(out.status.success(), "`run-fit devices --json` failed ({})", out.status);
+    serde_json::from_slice(&out.stdout).context("reading `run-fit devices --json`")
+}
+
+/// llama.cpp's default thread count: physical cores (hyper-threads slow generation down).
+pub fn physical_cores() -> u32 {
+    System::physical_core_count()
+        .ok()
+        .map(|n| n as u32)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
+        .max(1)
+}

@@ -203,3 +203,31 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
 pub fn devices_json(hw: &Hardware) -> String {
     serde_json::to_string_pretty(hw).expect("hardware serialises")
 }
+
+/// The one line `run-fit MODEL` prints before loading: model, quant, where the layers go, context,
+/// cache types, and the memory it expects to use.
+pub fn run_summary(model: &ModelSummary, plan: &Plan) -> String {
+    let c = &plan.config;
+    let name = model.name.clone().unwrap_or_else(|| {
+        std::path::Path::new(&model.path).file_name().map_or(model.path.clone(), |n| n.to_string_lossy().into())
+    });
+    let layers = if plan.devices.is_empty() {
+        format!("{} layers on the CPU", plan.max_layers)
+    } else {
+        let on: Vec<String> =
+            plan.devices.iter().filter(|d| d.layers > 0).map(|d| format!("{} {}", d.layers, d.name)).collect();
+        let gpu = if on.is_empty() { "none".to_string() } else { on.join(" + ") };
+        format!("{}/{} layers on GPU ({gpu})", c.n_gpu_layers(), plan.max_layers)
+    };
+    let vram: u64 = plan.devices.iter().map(|d| d.bytes.total()).sum();
+    let vram = if plan.devices.is_empty() { String::new() } else { format!(" · VRAM {}", human(vram)) };
+    format!(
+        "{name} {} · {layers} · context {} tokens · KV {}/{} · flash attention {}{vram} · RAM {}",
+        model.quant,
+        c.n_ctx_tokens,
+        c.cache_k.name.to_lowercase(),
+        c.cache_v.name.to_lowercase(),
+        if c.flash_attn { "on" } else { "off" },
+        human(plan.host.bytes.total()),
+    )
+}

@@ -1,0 +1,252 @@
+//! The conversation: one answer (`-p`, piped stdin) or a chat at the terminal. Holds the transcript, so a
+//! worker that dies mid-reply costs nothing but the reply: the launcher starts a smaller one and the
+//! turn is asked again. If no smaller one can start, the transcript is saved and its path printed.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use rustyline::error::ReadlineError;
+use rustyline::{Cmd, ConditionalEventHandler, Event, EventContext, EventHandler, KeyEvent, Movement, RepeatCount};
+use serde::Serialize;
+
+use crate::cli::RunRequest;
+use crate::error::Failure;
+use crate::launch::{Launcher, Running, Ui};
+use crate::protocol::{Message, Stats, StopReason};
+use crate::supervisor::Reply;
+
+const HELP: &str = "commands:
+  /stats        totals for this chat
+  /reset        forget the conversation (keeps the system prompt)
+  /system TEXT  set the system prompt (empty: none)
+  /help         this list
+  /exit         leave (also Ctrl-D, or Ctrl-C at an empty prompt)
+Ctrl-C while the model answers stops the reply.";
+
+/// What the model is shown: the system prompt and the turns still inside the context window.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Conversation {
+    pub system: Option<String>,
+    /// Every user and assistant message, oldest first; the transcript.
+    pub turns: Vec<Message>,
+    /// Turns before this index were dropped to fit the context.
+    pub first_kept: usize,
+    #[serde(skip)]
+    pub totals: Stats,
+    #[serde(skip)]
+    pub replies: u64,
+}
+
+impl Conversation {
+    pub fn messages(&self) -> Vec<Message> {
+        let system = self.system.iter().map(|s| Message::new("system", s));
+        system.chain(self.turns[self.first_kept..].iter().cloned()).collect()
+    }
+
+    /// Record a reply: its text joins the transcript, dropped turns leave the window.
+    fn record(&mut self, reply: &Reply) {
+        self.first_kept = (self.first_kept + reply.dropped).min(self.turns.len().saturating_sub(1));
+        self.turns.push(Message::new("assistant", &reply.text));
+        self.totals.add(&reply.stats);
+        self.replies += 1;
+    }
+
+    fn reset(&mut self) {
+        self.turns.clear();
+        self.first_kept = 0;
+    }
+
+    /// Write the transcript where the user can find it again; returns the path.
+    fn save(&self, model: &std::path::Path) -> std::io::Result<PathBuf> {
+        let dir = std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .unwrap_or_else(std::env::temp_dir)
+            .join("run-fit");
+        std::fs::create_dir_all(&dir)?;
+        let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let path = dir.join(format!("transcript-{secs}-{}.json", std::process::id()));
+        let body = serde_json::json!({ "model": model, "system": self.system, "messages": self.turns });
+        std::fs::write(&path, serde_json::to_string_pretty(&body).unwrap_or_default())?;
+        Ok(path)
+    }
+}
+
+/// Ask the running worker for a reply to the conversation; if the worker dies, back off and ask a new
+/// one. `on_text` streams the reply (a restarted reply streams again from its start).
+fn answer(
+    launcher: &mut Launcher,
+    running: &mut Running,
+    conv: &Conversation,
+    req: &RunRequest,
+    interrupt: &AtomicBool,
+    on_text: &mut dyn FnMut(&str),
+) -> Result<Reply, Failure> {
+    loop {
+        let reply =
+            running.worker.reply(&conv.messages(), req.max_tokens, &req.sampling, req.ignore_eos, interrupt, on_text);
+        match reply {
+            Ok(reply) => return Ok(reply),
+            Err(death) => {
+                launcher.shrink(&running.plan, &death)?;
+                *running = launcher.start()?;
+                on_text("\n[run-fit: restarting the reply]\n");
+            }
+        }
+    }
+}
+
+fn print_reply_end(ui: &Ui, reply: &Reply) {
+    if reply.dropped > 0 {
+        ui.note(&format!(
+            "the context was full: dropped the {} oldest messages (the system prompt stays)",
+            reply.dropped
+        ));
+    }
+    match reply.stop {
+        StopReason::Stopped => ui.note("stopped"),
+        StopReason::ContextFull => ui.note("the context is full: the reply was cut; older turns are dropped next time"),
+        StopReason::EndOfGeneration | StopReason::TokenLimit => {}
+    }
+    // The numbers are a result, shown even with -q.
+    eprintln!("{}", reply.stats.line());
+}
+
+#[derive(Serialize)]
+struct OnceJson<'a> {
+    reply: &'a str,
+    stop: StopReason,
+    stats: &'a Stats,
+    prompt_tok_per_s: f64,
+    generation_tok_per_s: f64,
+    llama_args: Vec<String>,
+    backoff: &'a [String],
+}
+
+/// `-p PROMPT` or a piped prompt: answer once.
+pub fn once(
+    req: &RunRequest,
+    prompt: String,
+    mut launcher: Launcher,
+    ui: &Ui,
+    interrupt: Arc<AtomicBool>,
+) -> Result<(), Failure> {
+    let mut running = launcher.start()?;
+    let mut conv = Conversation { system: req.system_prompt.clone(), ..Conversation::default() };
+    conv.turns.push(Message::new("user", &prompt));
+    let mut stdout = std::io::stdout();
+    let mut on_text = |t: &str| {
+        if !req.json {
+            let _ = stdout.write_all(t.as_bytes());
+            let _ = stdout.flush();
+        }
+    };
+    let reply = answer(&mut launcher, &mut running, &conv, req, &interrupt, &mut on_text)?;
+    if let Some(message) = &reply.rejected {
+        return Err(Failure::Usage(message.clone()));
+    }
+    if req.json {
+        let json = OnceJson {
+            reply: &reply.text,
+            stop: reply.stop,
+            stats: &reply.stats,
+            prompt_tok_per_s: reply.stats.prompt_tok_per_s(),
+            generation_tok_per_s: reply.stats.generation_tok_per_s(),
+            llama_args: running.plan.llama_args(),
+            backoff: &launcher.steps,
+        };
+        println!("{}", serde_json::to_string(&json).expect("serializes"));
+    } else {
+        println!();
+    }
+    print_reply_end(ui, &reply);
+    if reply.stop == StopReason::Stopped { Err(Failure::Interrupted) } else { Ok(()) }
+}
+
+/// Ctrl-C with text on the line clears the line; at an empty prompt it falls through to rustyline's
+/// default, which ends the chat.
+struct ClearOrExit;
+
+impl ConditionalEventHandler for ClearOrExit {
+    fn handle(&self, _: &Event, _: RepeatCount, _: bool, ctx: &EventContext) -> Option<Cmd> {
+        (!ctx.line().is_empty()).then_some(Cmd::Kill(Movement::WholeLine))
+    }
+}
+
+/// The chat at the terminal.
+pub fn interactive(
+    req: &RunRequest,
+    mut launcher: Launcher,
+    ui: &Ui,
+    interrupt: Arc<AtomicBool>,
+) -> Result<(), Failure> {
+    let mut running = launcher.start()?;
+    let mut conv = Conversation { system: req.system_prompt.clone(), ..Conversation::default() };
+    let mut editor = rustyline::DefaultEditor::new().map_err(|e| Failure::Internal(e.into()))?;
+    editor.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(ClearOrExit)));
+    eprintln!("run-fit: ready, context {} tokens. /help for commands, Ctrl-D to leave.", running.n_ctx_tokens);
+    loop {
+        let line = match editor.readline("> ") {
+            Ok(line) => line,
+            Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
+            Err(e) => return Err(Failure::Internal(e.into())),
+        };
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        let _ = editor.add_history_entry(text);
+        if let Some(command) = text.strip_prefix('/') {
+            let (name, rest) = command.split_once(' ').unwrap_or((command, ""));
+            match name {
+                "exit" | "quit" | "bye" => break,
+                "help" | "?" => eprintln!("{HELP}"),
+                "reset" => {
+                    conv.reset();
+                    ui.note("conversation cleared");
+                }
+                "system" => {
+                    let rest = rest.trim();
+                    conv.system = (!rest.is_empty()).then(|| rest.to_string());
+                    ui.note(if rest.is_empty() { "no system prompt" } else { "system prompt set" });
+                }
+                "stats" => eprintln!(
+                    "{} replies · {} · {} backoff steps",
+                    conv.replies,
+                    conv.totals.line(),
+                    launcher.steps.len()
+                ),
+                _ => eprintln!("unknown command /{name}: /help lists them"),
+            }
+            continue;
+        }
+        conv.turns.push(Message::new("user", text));
+        let mut stdout = std::io::stdout();
+        let mut on_text = |t: &str| {
+            let _ = stdout.write_all(t.as_bytes());
+            let _ = stdout.flush();
+        };
+        match answer(&mut launcher, &mut running, &conv, req, &interrupt, &mut on_text) {
+            Ok(reply) if reply.rejected.is_some() => {
+                conv.turns.pop();
+                eprintln!("run-fit: {}", reply.rejected.unwrap_or_default());
+            }
+            Ok(reply) => {
+                println!();
+                conv.record(&reply);
+                print_reply_end(ui, &reply);
+            }
+            Err(failure) => {
+                println!();
+                match conv.save(&req.model) {
+                    Ok(path) => eprintln!("run-fit: the conversation is saved in {}", path.display()),
+                    Err(e) => eprintln!("run-fit: could not save the conversation: {e}"),
+                }
+                return Err(failure);
+            }
+        }
+    }
+    Ok(())
+}

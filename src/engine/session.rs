@@ -1,0 +1,445 @@
+//! A loaded model and its context, driven through llama.cpp's C API (the sys crate): the safe crate's
+//! model parameters cannot set `tensor_split`, which run-fit's multi-GPU plans need, and a model loaded
+//! through the C API cannot be handed to the safe types. Every pointer here is owned by `Session` and
+//! freed once in `Drop`.
+
+use std::ffi::{CString, c_char, c_void};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use llama_cpp_sys_2 as sys;
+
+use crate::protocol::{LoadSpec, Message, Sampling, SplitMode, Stage, Stats, StopReason};
+
+/// llama.cpp refused a step; the log lines the worker echoed say more.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepError {
+    pub stage: Stage,
+    pub message: String,
+}
+
+/// A request the session cannot serve but survives (not about memory).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatError {
+    /// The conversation cannot be shortened enough to fit the context.
+    TooLong(String),
+    Step(StepError),
+}
+
+pub struct Session {
+    model: *mut sys::llama_model,
+    ctx: *mut sys::llama_context,
+    vocab: *const sys::llama_vocab,
+    template: Option<CString>,
+    /// The tokens whose keys and values are in the cache, in order (sequence 0).
+    cached: Vec<sys::llama_token>,
+    n_ctx_tokens: u32,
+    n_batch_tokens: u32,
+    /// Set by the abort callback's owner (the worker's stdin reader) to stop a decode or a reply.
+    stop: &'static AtomicBool,
+}
+
+extern "C" fn on_progress(fraction: f32, user: *mut c_void) -> bool {
+    // SAFETY: `user` is the `&mut dyn FnMut(f32)` passed by `Session::load`, alive for the whole load.
+    let report = unsafe { &mut *(user as *mut &mut dyn FnMut(f32)) };
+    report(fraction);
+    true
+}
+
+extern "C" fn on_abort(user: *mut c_void) -> bool {
+    // SAFETY: `user` is the `&'static AtomicBool` given at context creation.
+    let stop = unsafe { &*(user as *const AtomicBool) };
+    stop.load(Ordering::Relaxed)
+}
+
+impl Session {
+    /// Load the weights, create the context and run one warm-up decode, telling `on_stage` before each
+    /// step so that a process that dies inside llama.cpp can be attributed to the step.
+    pub fn load(
+        spec: &LoadSpec,
+        stop: &'static AtomicBool,
+        on_stage: &mut dyn FnMut(Stage),
+        mut on_progress_fraction: &mut dyn FnMut(f32),
+    ) -> Result<Session, StepError> {
+        let path = CString::new(spec.model.as_os_str().as_encoded_bytes())
+            .map_err(|_| StepError { stage: Stage::Load, message: "the model path contains a NUL byte".into() })?;
+        // llama.cpp reads max_devices floats from tensor_split when it is set.
+        let mut split = spec.tensor_split.clone();
+        // SAFETY: llama_max_devices is a constant lookup.
+        split.resize(split.len().max(unsafe { sys::llama_max_devices() }), 0.0);
+        on_stage(Stage::Load);
+        // SAFETY: parameters start from llama.cpp's defaults; the tensor_split buffer and the progress
+        // closure outlive the load call; the returned pointer is checked for null.
+        let model = unsafe {
+            let mut mp = sys::llama_model_default_params();
+            mp.n_gpu_layers = spec.n_gpu_layers as i32;
+            mp.split_mode = match spec.split_mode {
+                SplitMode::None => sys::LLAMA_SPLIT_MODE_NONE,
+                SplitMode::Layer => sys::LLAMA_SPLIT_MODE_LAYER,
+                SplitMode::Row => sys::LLAMA_SPLIT_MODE_ROW,
+            };
+            mp.main_gpu = spec.main_gpu as i32;
+            if !spec.tensor_split.is_empty() {
+                mp.tensor_split = split.as_ptr();
+            }
+            mp.load_mode = match (spec.use_mmap, spec.use_mlock) {
+                (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
+                (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
+                (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
+                (false, false) => sys::LLAMA_LOAD_MODE_NONE,
+            };
+            mp.progress_callback = Some(on_progress);
+            mp.progress_callback_user_data = &mut on_progress_fraction as *mut &mut dyn FnMut(f32) as *mut c_void;
+            sys::llama_model_load_from_file(path.as_ptr(), mp)
+        };
+        if model.is_null() {
+            return Err(StepError { stage: Stage::Load, message: "llama.cpp could not load the model".into() });
+        }
+        // From here the session owns the model: Drop frees it on every early return.
+        let mut session = Session {
+            model,
+            ctx: std::ptr::null_mut(),
+            // SAFETY: model is non-null; the vocab lives as long as the model.
+            vocab: unsafe { sys::llama_model_get_vocab(model) },
+            // SAFETY: the template string belongs to the model; copied at once.
+            template: unsafe {
+                let t = sys::llama_model_chat_template(model, std::ptr::null());
+                (!t.is_null()).then(|| std::ffi::CStr::from_ptr(t).to_owned())
+            },
+            cached: Vec::new(),
+            n_ctx_tokens: 0,
+            n_batch_tokens: 0,
+            stop,
+        };
+
+        on_stage(Stage::Context);
+        // SAFETY: as above; `stop` is 'static, so the abort callback's data outlives the context.
+        session.ctx = unsafe {
+            let mut cp = sys::llama_context_default_params();
+            cp.n_ctx = spec.n_ctx_tokens;
+            cp.n_batch = spec.n_batch_tokens;
+            cp.n_ubatch = spec.n_ubatch_tokens;
+            cp.n_seq_max = 1;
+            cp.n_threads = spec.n_threads as i32;
+            cp.n_threads_batch = spec.n_threads_batch as i32;
+            cp.type_k = spec.type_k as sys::ggml_type;
+            cp.type_v = spec.type_v as sys::ggml_type;
+            cp.flash_attn_type =
+                if spec.flash_attn { sys::LLAMA_FLASH_ATTN_TYPE_ENABLED } else { sys::LLAMA_FLASH_ATTN_TYPE_DISABLED };
+            cp.op_offload = spec.op_offload;
+            cp.swa_full = spec.swa_full;
+            cp.no_perf = false;
+            cp.abort_callback = Some(on_abort);
+            cp.abort_callback_data = stop as *const AtomicBool as *mut c_void;
+            sys::llama_init_from_model(model, cp)
+        };
+        if session.ctx.is_null() {
+            return Err(StepError {
+                stage: Stage::Context,
+                message: format!("llama.cpp could not create a context of {} tokens", spec.n_ctx_tokens),
+            });
+        }
+        // SAFETY: ctx is non-null.
+        unsafe {
+            session.n_ctx_tokens = sys::llama_n_ctx(session.ctx);
+            session.n_batch_tokens = sys::llama_n_batch(session.ctx);
+        }
+
+        // As llama.cpp's own tools do: one decode starts the thread pool and touches every buffer, so a
+        // failure there happens now, not in the middle of the first reply.
+        on_stage(Stage::Warmup);
+        // SAFETY: vocab is valid while the model is.
+        let mut warm = [unsafe { sys::llama_vocab_bos(session.vocab) }.max(0)];
+        session.decode(&mut warm, Stage::Warmup)?;
+        session.clear();
+        Ok(session)
+    }
+
+    pub fn n_ctx_tokens(&self) -> u32 {
+        self.n_ctx_tokens
+    }
+
+    pub fn has_chat_template(&self) -> bool {
+        self.template.is_some()
+    }
+
+    fn clear(&mut self) {
+        // SAFETY: ctx is non-null once loaded; clears sequence data and metadata.
+        unsafe { sys::llama_memory_clear(sys::llama_get_memory(self.ctx), true) };
+        self.cached.clear();
+    }
+
+    /// Decode `tokens` at the next positions; on success they are in the cache. Ok(false): the user
+    /// stopped it part-way.
+    fn decode(&mut self, tokens: &mut [sys::llama_token], stage: Stage) -> Result<bool, StepError> {
+        for chunk in tokens.chunks_mut(self.n_batch_tokens.max(1) as usize) {
+            // SAFETY: the batch views `chunk`, which outlives the call; ctx is valid.
+            let rc = unsafe {
+                sys::llama_decode(self.ctx, sys::llama_batch_get_one(chunk.as_mut_ptr(), chunk.len() as i32))
+            };
+            match rc {
+                0 => self.cached.extend_from_slice(chunk),
+                2 => {
+                    // Aborted by the user part-way through: forget what is cached rather than guess.
+                    self.clear();
+                    return Ok(false);
+                }
+                1 => return Err(StepError { stage, message: "no room left in the KV cache".into() }),
+                rc => return Err(StepError { stage, message: format!("llama_decode failed with {rc}") }),
+            }
+        }
+        Ok(true)
+    }
+
+    /// The conversation as the model's chat template renders it, ready for the assistant's reply.
+    /// Models without a template get llama.cpp's default (ChatML).
+    pub fn render(&self, messages: &[Message]) -> Result<String, String> {
+        let owned: Vec<(CString, CString)> = messages
+            .iter()
+            .map(|m| Ok((CString::new(m.role.as_str())?, CString::new(m.content.as_str())?)))
+            .collect::<Result<_, std::ffi::NulError>>()
+            .map_err(|_| "a message contains a NUL byte".to_string())?;
+        let chat: Vec<sys::llama_chat_message> =
+            owned.iter().map(|(r, c)| sys::llama_chat_message { role: r.as_ptr(), content: c.as_ptr() }).collect();
+        let tmpl = self.template.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+        let mut buf: Vec<u8> =
+            vec![0; 1024 + 2 * messages.iter().map(|m| m.content.len() + m.role.len()).sum::<usize>()];
+        for _ in 0..2 {
+            // SAFETY: every pointer refers to live CStrings or `buf`, whose length is passed.
+            let n = unsafe {
+                sys::llama_chat_apply_template(
+                    tmpl,
+                    chat.as_ptr(),
+                    chat.len(),
+                    true,
+                    buf.as_mut_ptr() as *mut c_char,
+                    buf.len().min(i32::MAX as usize) as i32,
+                )
+            };
+            if n < 0 {
+                return Err("llama.cpp does not know this model's chat template".into());
+            }
+            if n as usize <= buf.len() {
+                buf.truncate(n as usize);
+                return String::from_utf8(buf).map_err(|_| "the chat template produced invalid UTF-8".into());
+            }
+            buf.resize(n as usize, 0);
+        }
+        Err("the chat template output kept growing".into())
+    }
+
+    pub fn tokenize(&self, text: &str) -> Vec<sys::llama_token> {
+        let mut tokens = vec![0; text.len() + 8];
+        for _ in 0..2 {
+            // SAFETY: `tokens` has the capacity passed; text is passed with its length.
+            let n = unsafe {
+                sys::llama_tokenize(
+                    self.vocab,
+                    text.as_ptr() as *const c_char,
+                    text.len().min(i32::MAX as usize) as i32,
+                    tokens.as_mut_ptr(),
+                    tokens.len().min(i32::MAX as usize) as i32,
+                    true,
+                    true,
+                )
+            };
+            if n >= 0 {
+                tokens.truncate(n as usize);
+                // A template that writes the BOS text itself plus add_special gives two BOS tokens.
+                // SAFETY: vocab is valid.
+                let bos = unsafe { sys::llama_vocab_bos(self.vocab) };
+                if tokens.len() >= 2 && tokens[0] == bos && tokens[1] == bos {
+                    tokens.remove(0);
+                }
+                return tokens;
+            }
+            tokens.resize((-n) as usize, 0);
+        }
+        Vec::new()
+    }
+
+    /// Render and tokenize `messages`, dropping the oldest turns after the system prompt until the
+    /// prompt leaves room for `reply_room_tokens`. Returns the tokens and how many messages were dropped.
+    pub fn fit_prompt(
+        &self,
+        messages: &[Message],
+        reply_room_tokens: u32,
+    ) -> Result<(Vec<sys::llama_token>, usize), ChatError> {
+        let budget = self.n_ctx_tokens.saturating_sub(reply_room_tokens).max(1) as usize;
+        let keep_system = messages.first().is_some_and(|m| m.role == "system") as usize;
+        let mut dropped = 0;
+        loop {
+            let mut window: Vec<Message> = messages[..keep_system].to_vec();
+            window.extend_from_slice(&messages[keep_system + dropped..]);
+            let text = self.render(&window).map_err(ChatError::TooLong)?;
+            let tokens = self.tokenize(&text);
+            if tokens.len() <= budget {
+                return Ok((tokens, dropped));
+            }
+            // Drop a whole turn (user + assistant) at a time, never the message being answered.
+            if keep_system + dropped + 2 >= messages.len() {
+                return Err(ChatError::TooLong(format!(
+                    "the prompt is {} tokens but the context holds {} with room for the reply; shorten the message or raise -c",
+                    tokens.len(),
+                    budget
+                )));
+            }
+            dropped += 2;
+        }
+    }
+
+    /// Answer: evaluate `prompt` (reusing the cached prefix), then sample until end of generation,
+    /// `max_tokens`, a full context or a stop. `on_text` gets each complete UTF-8 piece.
+    pub fn reply(
+        &mut self,
+        prompt: &[sys::llama_token],
+        max_tokens: Option<u32>,
+        sampling: &Sampling,
+        ignore_eos: bool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<(StopReason, Stats), StepError> {
+        if prompt.is_empty() {
+            return Err(StepError { stage: Stage::Decode, message: "the prompt rendered to no tokens".into() });
+        }
+        // Keep the longest cached prefix, but always decode at least the last prompt token: its logits
+        // start the reply.
+        let common = self.cached.iter().zip(prompt).take_while(|(a, b)| a == b).count().min(prompt.len() - 1);
+        // SAFETY: ctx is valid; removing positions [common, end) of sequence 0.
+        let trimmed = unsafe { sys::llama_memory_seq_rm(sys::llama_get_memory(self.ctx), 0, common as i32, -1) };
+        if trimmed {
+            self.cached.truncate(common);
+        } else {
+            // Sliding-window and recurrent caches cannot drop a suffix: start over.
+            self.clear();
+        }
+        let mut new_tokens = prompt[self.cached.len()..].to_vec();
+        let started = Instant::now();
+        if !self.decode(&mut new_tokens, Stage::Decode)? {
+            let stats = self.stats(new_tokens.len() as u64, started.elapsed().as_secs_f64() * 1e3, 0, 0.0);
+            return Ok((StopReason::Stopped, stats));
+        }
+        // SAFETY: ctx is valid; waits for the backend so the prompt time is complete.
+        unsafe { sys::llama_synchronize(self.ctx) };
+        let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+
+        let sampler = Sampler::new(sampling);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut generated = 0u64;
+        let gen_started = Instant::now();
+        let stop = loop {
+            if self.stop.load(Ordering::Relaxed) {
+                break StopReason::Stopped;
+            }
+            if max_tokens.is_some_and(|m| generated >= m as u64) {
+                break StopReason::TokenLimit;
+            }
+            if self.cached.len() >= self.n_ctx_tokens as usize {
+                break StopReason::ContextFull;
+            }
+            // SAFETY: sampler and ctx are valid; -1 = the last token's logits.
+            let token = unsafe { sys::llama_sampler_sample(sampler.0, self.ctx, -1) };
+            // SAFETY: vocab is valid.
+            if !ignore_eos && unsafe { sys::llama_vocab_is_eog(self.vocab, token) } {
+                break StopReason::EndOfGeneration;
+            }
+            pending.extend_from_slice(&self.piece(token));
+            let valid = match std::str::from_utf8(&pending) {
+                Ok(s) => s.len(),
+                Err(e) if e.error_len().is_none() => e.valid_up_to(), // an incomplete character: wait
+                Err(_) => pending.len(),                              // invalid bytes: pass them lossily
+            };
+            if valid > 0 {
+                on_text(&String::from_utf8_lossy(&pending[..valid]));
+                pending.drain(..valid);
+            }
+            generated += 1;
+            if !self.decode(&mut [token], Stage::Decode)? {
+                break StopReason::Stopped;
+            }
+        };
+        if !pending.is_empty() {
+            on_text(&String::from_utf8_lossy(&pending));
+        }
+        let gen_ms = gen_started.elapsed().as_secs_f64() * 1e3;
+        Ok((stop, self.stats(new_tokens.len() as u64, prompt_ms, generated, gen_ms)))
+    }
+
+    fn stats(&self, prompt_tokens: u64, prompt_ms: f64, generated_tokens: u64, generation_ms: f64) -> Stats {
+        Stats {
+            prompt_tokens,
+            prompt_ms,
+            generated_tokens,
+            generation_ms,
+            ctx_used_tokens: self.cached.len() as u64,
+            ctx_size_tokens: self.n_ctx_tokens as u64,
+        }
+    }
+
+    /// The text of one token; special tokens (end of turn…) render as nothing.
+    fn piece(&self, token: sys::llama_token) -> Vec<u8> {
+        let mut buf = vec![0u8; 64];
+        for _ in 0..2 {
+            // SAFETY: buf has the length passed.
+            let n = unsafe {
+                sys::llama_token_to_piece(
+                    self.vocab,
+                    token,
+                    buf.as_mut_ptr() as *mut c_char,
+                    buf.len() as i32,
+                    0,
+                    false,
+                )
+            };
+            if n >= 0 {
+                buf.truncate(n as usize);
+                return buf;
+            }
+            buf.resize((-n) as usize, 0);
+        }
+        Vec::new()
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        // SAFETY: each pointer was returned by llama.cpp, is freed once, context before model.
+        unsafe {
+            if !self.ctx.is_null() {
+                sys::llama_free(self.ctx);
+            }
+            sys::llama_model_free(self.model);
+        }
+    }
+}
+
+/// llama.cpp's sampler chain in its default order (top-k, top-p, min-p, temperature, then a draw).
+struct Sampler(*mut sys::llama_sampler);
+
+impl Sampler {
+    fn new(s: &Sampling) -> Sampler {
+        // SAFETY: each llama_sampler_init_* result is owned by the chain, which Drop frees.
+        unsafe {
+            let chain = sys::llama_sampler_chain_init(sys::llama_sampler_chain_default_params());
+            if s.temp <= 0.0 {
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_greedy());
+            } else {
+                if s.top_k > 0 {
+                    sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_top_k(s.top_k));
+                }
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_top_p(s.top_p, 1));
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_min_p(s.min_p, 1));
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_temp(s.temp));
+                // u32::MAX is LLAMA_DEFAULT_SEED: a random seed.
+                sys::llama_sampler_chain_add(chain, sys::llama_sampler_init_dist(s.seed.unwrap_or(u32::MAX)));
+            }
+            Sampler(chain)
+        }
+    }
+}
+
+impl Drop for Sampler {
+    fn drop(&mut self) {
+        // SAFETY: the chain was created in `new` and frees the samplers added to it.
+        unsafe { sys::llama_sampler_free(self.0) };
+    }
+}

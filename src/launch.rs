@@ -1,0 +1,203 @@
+//! `run-fit MODEL`, up to a ready worker: measure, plan, start a worker with the plan, and when it runs
+//! out of memory, plan smaller and start again — one line per step, a bounded number of steps.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::backoff::{self, Death, Fixed, Step, Tried, Verdict};
+use crate::cli::RunRequest;
+use crate::error::Failure;
+use crate::facts::ModelFacts;
+use crate::hardware::Hardware;
+use crate::plan::{self, Plan, Policy};
+use crate::probe;
+use crate::protocol::{LoadSpec, SplitMode};
+use crate::report::{self, ModelSummary};
+use crate::supervisor::{Interrupted, Worker};
+
+/// Starts, counting the first: enough to halve the context and shed layers a few times.
+pub const MAX_ATTEMPTS: usize = 8;
+
+/// What run-fit tells the person at the terminal (stderr), apart from the reply itself.
+pub struct Ui {
+    pub quiet: bool,
+    pub verbose: bool,
+}
+
+impl Ui {
+    pub fn note(&self, message: &str) {
+        if !self.quiet {
+            eprintln!("run-fit: {message}");
+        }
+    }
+
+    /// Shown only on a terminal, and not with -q or -v (llama.cpp's own lines would tear it).
+    fn progress_bar(&self) -> ProgressBar {
+        if self.quiet || self.verbose || !std::io::stderr().is_terminal() {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("loading {bar:40} {pos:>3}%").unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        bar
+    }
+}
+
+/// A worker that loaded the model and is ready to answer.
+pub struct Running {
+    pub worker: Worker,
+    pub plan: Plan,
+    pub n_ctx_tokens: u32,
+}
+
+pub struct Launcher<'a> {
+    req: &'a RunRequest,
+    facts: &'a ModelFacts,
+    summary: ModelSummary,
+    ui: &'a Ui,
+    interrupt: Arc<AtomicBool>,
+    policy: Policy,
+    first_hardware: Option<Hardware>,
+    attempts: usize,
+    /// One line per backoff step, as printed.
+    pub steps: Vec<String>,
+}
+
+impl<'a> Launcher<'a> {
+    pub fn new(
+        req: &'a RunRequest,
+        facts: &'a ModelFacts,
+        hardware: Hardware,
+        ui: &'a Ui,
+        interrupt: Arc<AtomicBool>,
+    ) -> Launcher<'a> {
+        Launcher {
+            req,
+            facts,
+            summary: report::model_summary(&req.model.display().to_string(), facts),
+            ui,
+            interrupt,
+            policy: req.policy.clone(),
+            first_hardware: Some(hardware),
+            attempts: 0,
+            steps: Vec::new(),
+        }
+    }
+
+    /// Plan and start workers until one is ready, or say why none can be.
+    pub fn start(&mut self) -> Result<Running, Failure> {
+        loop {
+            self.attempts += 1;
+            // Measure again after a failure: free memory may be what changed.
+            let hardware = match self.first_hardware.take() {
+                Some(hw) => hw,
+                None => probe::measure_isolated()?,
+            };
+            let hardware = self.restrict(hardware)?;
+            let plan = plan::plan(self.facts, &hardware, &self.policy)?;
+            self.ui.note(&report::run_summary(&self.summary, &plan));
+            for warning in &plan.warnings {
+                self.ui.note(&format!("warning: {warning}"));
+            }
+            let spec = self.spec(&plan);
+            let mut worker = Worker::spawn(&spec, self.ui.verbose)?;
+            let bar = self.ui.progress_bar();
+            let ready = worker.wait_ready(&self.interrupt, &mut |f| bar.set_position((f * 100.0) as u64));
+            bar.finish_and_clear();
+            match ready {
+                Ok(n_ctx_tokens) => return Ok(Running { worker, plan, n_ctx_tokens }),
+                Err(Interrupted::ByUser) => return Err(Failure::Interrupted),
+                Err(Interrupted::Died(death)) => self.shrink(&plan, &death)?,
+            }
+        }
+    }
+
+    /// A worker running `plan` died: if it was memory, make the policy smaller for the next start.
+    pub fn shrink(&mut self, plan: &Plan, death: &Death) -> Result<(), Failure> {
+        let (stage, evidence) = match backoff::classify(death) {
+            Verdict::Other(message) => return Err(Failure::Engine(message)),
+            Verdict::Memory { stage, evidence } => (stage, evidence),
+        };
+        let c = &plan.config;
+        let what = format!(
+            "out of memory while {} at -ngl {} -c {} ({evidence})",
+            stage.describe(),
+            c.n_gpu_layers(),
+            c.n_ctx_tokens
+        );
+        if self.attempts >= MAX_ATTEMPTS {
+            return Err(Failure::OutOfMemory(format!("{what}; giving up after {MAX_ATTEMPTS} attempts")));
+        }
+        let pins = &self.req.policy.pins;
+        let fixed = Fixed { n_gpu_layers: pins.n_gpu_layers.is_some(), n_ctx_tokens: pins.n_ctx_tokens.is_some() };
+        let tried = Tried { n_gpu_layers: c.n_gpu_layers(), n_ctx_tokens: c.n_ctx_tokens };
+        let Some(step) = backoff::next_step(stage, tried, fixed, self.req.policy.min_ctx_tokens) else {
+            let advice = if fixed.n_gpu_layers || fixed.n_ctx_tokens {
+                "drop -ngl / -c to let run-fit shrink them, or free some memory"
+            } else {
+                "free some memory or use a smaller quantization"
+            };
+            return Err(Failure::OutOfMemory(format!("{what}, and nothing smaller is left: {advice}")));
+        };
+        let line = format!("{what}; retrying with {}", step.describe());
+        self.ui.note(&line);
+        self.steps.push(line);
+        match step {
+            Step::Context { to, .. } => {
+                self.policy.max_ctx_tokens = to;
+                self.policy.min_ctx_tokens = self.policy.min_ctx_tokens.min(to);
+            }
+            Step::Layers { to, .. } => self.policy.max_gpu_layers = Some(to),
+        }
+        Ok(())
+    }
+
+    /// `-sm none` uses only the main GPU: plan for that one alone.
+    fn restrict(&self, mut hw: Hardware) -> Result<Hardware, Failure> {
+        let mg = self.req.levers.main_gpu as usize;
+        if self.req.levers.split_mode == SplitMode::None && !hw.devices.is_empty() {
+            if mg >= hw.devices.len() {
+                return Err(Failure::Usage(format!(
+                    "--main-gpu {mg}: this machine has {} GPU(s), numbered from 0",
+                    hw.devices.len()
+                )));
+            }
+            hw.devices = vec![hw.devices.swap_remove(mg)];
+        }
+        Ok(hw)
+    }
+
+    fn spec(&self, plan: &Plan) -> LoadSpec {
+        let c = &plan.config;
+        let levers = &self.req.levers;
+        let threads = levers.threads.unwrap_or_else(probe::physical_cores);
+        LoadSpec {
+            model: self.req.model.clone(),
+            n_gpu_layers: c.n_gpu_layers(),
+            tensor_split: if c.gpu_layers.len() > 1 {
+                c.gpu_layers.iter().map(|&l| l as f32).collect()
+            } else {
+                vec![]
+            },
+            split_mode: levers.split_mode,
+            main_gpu: levers.main_gpu,
+            n_ctx_tokens: c.n_ctx_tokens as u32,
+            n_batch_tokens: levers.batch_tokens.max(c.n_ubatch_tokens as u32),
+            n_ubatch_tokens: c.n_ubatch_tokens as u32,
+            type_k: c.cache_k.id,
+            type_v: c.cache_v.id,
+            flash_attn: c.flash_attn,
+            op_offload: c.op_offload,
+            swa_full: c.swa_full,
+            n_threads: threads,
+            n_threads_batch: threads,
+            use_mmap: levers.use_mmap,
+            use_mlock: levers.use_mlock,
+            verbose: self.ui.verbose,
+        }
+    }
+}

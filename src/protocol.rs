@@ -1,0 +1,246 @@
+//! What the supervisor and the worker process say to each other: one JSON object per line, requests on
+//! the worker's stdin, events on its stdout. The worker is a re-exec of run-fit (`run-fit __worker`)
+//! because llama.cpp can end a process on out-of-memory (abort, exit, the kernel's OOM killer), and a
+//! dead process cannot retry itself. Pure data: no I/O here.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything the worker needs to load the model and create the context, decided by the planner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadSpec {
+    pub model: std::path::PathBuf,
+    /// llama.cpp's n_gpu_layers, counting the output layer.
+    pub n_gpu_layers: u32,
+    /// Layers per GPU, passed as llama.cpp's tensor_split; empty for one GPU or none.
+    pub tensor_split: Vec<f32>,
+    pub split_mode: SplitMode,
+    pub main_gpu: u32,
+    pub n_ctx_tokens: u32,
+    pub n_batch_tokens: u32,
+    pub n_ubatch_tokens: u32,
+    /// ggml type ids of the KV cache.
+    pub type_k: u32,
+    pub type_v: u32,
+    pub flash_attn: bool,
+    pub op_offload: bool,
+    /// Always false from run-fit: the planner sized the sliding-window cache to the window.
+    pub swa_full: bool,
+    pub n_threads: u32,
+    pub n_threads_batch: u32,
+    pub use_mmap: bool,
+    pub use_mlock: bool,
+    /// Echo llama.cpp's own logs on stderr at every level (`-v`); otherwise only info and above, which
+    /// the supervisor keeps to classify failures.
+    pub verbose: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SplitMode {
+    /// Everything on the main GPU.
+    None,
+    /// Whole layers per GPU (llama.cpp's default).
+    Layer,
+    /// Rows of each matrix across GPUs.
+    Row,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    pub content: String,
+}
+
+impl Message {
+    pub fn new(role: &str, content: &str) -> Message {
+        Message { role: role.into(), content: content.into() }
+    }
+}
+
+/// llama.cpp's sampling flags. `temp <= 0` is greedy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub temp: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    /// None: a fresh random seed for every reply.
+    pub seed: Option<u32>,
+}
+
+impl Default for Sampling {
+    /// llama.cpp's defaults.
+    fn default() -> Self {
+        Sampling { temp: 0.8, top_k: 40, top_p: 0.95, min_p: 0.05, seed: None }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The first line: load the model and create the context.
+    Load(LoadSpec),
+    /// Answer the last user message of `messages` (the whole conversation the model should see).
+    Chat {
+        messages: Vec<Message>,
+        /// At most this many generated tokens; None: until end of generation or a full context.
+        max_tokens: Option<u32>,
+        sampling: Sampling,
+        /// Keep generating past end-of-generation tokens (benchmarks force a token count this way).
+        ignore_eos: bool,
+    },
+    /// Stop the reply being generated (Ctrl-C); the worker answers with `Done { stop: Stopped }`.
+    Stop,
+}
+
+/// What the worker is doing, so a death can be attributed to a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Reading weights into memory (model buffers).
+    Load,
+    /// Creating the context: KV cache, compute buffers.
+    Context,
+    /// The first decode: thread pools, lazily allocated buffers.
+    Warmup,
+    /// Answering a prompt.
+    Decode,
+}
+
+impl Stage {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Stage::Load => "loading the weights",
+            Stage::Context => "creating the context",
+            Stage::Warmup => "the first decode",
+            Stage::Decode => "answering",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model ended its reply.
+    EndOfGeneration,
+    /// `-n` tokens were generated.
+    TokenLimit,
+    /// The context is full; older turns are dropped next time.
+    ContextFull,
+    /// The user stopped it.
+    Stopped,
+}
+
+/// One reply's numbers. Times are wall-clock in the worker; prompt time covers only the tokens that
+/// were not already in the KV cache.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    pub prompt_tokens: u64,
+    pub prompt_ms: f64,
+    pub generated_tokens: u64,
+    pub generation_ms: f64,
+    /// Tokens in the context after the reply, and its size.
+    pub ctx_used_tokens: u64,
+    pub ctx_size_tokens: u64,
+}
+
+impl Stats {
+    pub fn prompt_tok_per_s(&self) -> f64 {
+        rate(self.prompt_tokens, self.prompt_ms)
+    }
+    pub fn generation_tok_per_s(&self) -> f64 {
+        rate(self.generated_tokens, self.generation_ms)
+    }
+    /// Sum of several replies (`/stats`); context use is the latest.
+    pub fn add(&mut self, other: &Stats) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.prompt_ms += other.prompt_ms;
+        self.generated_tokens += other.generated_tokens;
+        self.generation_ms += other.generation_ms;
+        self.ctx_used_tokens = other.ctx_used_tokens;
+        self.ctx_size_tokens = other.ctx_size_tokens;
+    }
+    /// The line printed on stderr after every reply.
+    pub fn line(&self) -> String {
+        format!(
+            "prompt {} tokens, {:.1} tok/s · reply {} tokens, {:.1} tok/s · context {}/{} tokens",
+            self.prompt_tokens,
+            self.prompt_tok_per_s(),
+            self.generated_tokens,
+            self.generation_tok_per_s(),
+            self.ctx_used_tokens,
+            self.ctx_size_tokens
+        )
+    }
+}
+
+fn rate(tokens: u64, ms: f64) -> f64 {
+    if ms > 0.0 { tokens as f64 * 1000.0 / ms } else { 0.0 }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Stage {
+        stage: Stage,
+    },
+    /// Weight loading progress, 0.0..=1.0.
+    Progress {
+        fraction: f32,
+    },
+    Ready {
+        n_ctx_tokens: u32,
+        chat_template: bool,
+    },
+    /// The oldest `dropped` messages after the system prompt did not fit the context.
+    Trimmed {
+        dropped: usize,
+    },
+    Token {
+        text: String,
+    },
+    Done {
+        stop: StopReason,
+        stats: Stats,
+    },
+    /// A request the worker could not serve, not about memory (e.g. one message longer than the
+    /// context). The worker lives on.
+    Rejected {
+        message: String,
+    },
+    /// llama.cpp returned an error at `stage`; the worker exits after this. Whether it was memory the
+    /// supervisor decides, from this message and the log lines it kept.
+    Failed {
+        stage: Stage,
+        message: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_json_line_each() {
+        let e = Event::Token { text: "a\nb".into() };
+        let line = serde_json::to_string(&e).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e);
+        let r: Request = serde_json::from_str(r#"{"op":"stop"}"#).unwrap();
+        assert_eq!(r, Request::Stop);
+    }
+
+    #[test]
+    fn stats_line_has_rates() {
+        let s = Stats {
+            prompt_tokens: 20,
+            prompt_ms: 50.0,
+            generated_tokens: 10,
+            generation_ms: 100.0,
+            ctx_used_tokens: 30,
+            ctx_size_tokens: 4096,
+        };
+        assert_eq!(s.line(), "prompt 20 tokens, 400.0 tok/s · reply 10 tokens, 100.0 tok/s · context 30/4096 tokens");
+        assert_eq!(Stats::default().prompt_tok_per_s(), 0.0);
+    }
+}

@@ -1,0 +1,237 @@
+//! The supervisor's handle on one worker process: start it, wait until it is ready, ask it for replies,
+//! and when it dies, gather the evidence (stage, exit status, stderr tail) for `backoff`.
+//!
+//! The worker runs in its own process group, so the terminal's Ctrl-C reaches only the supervisor, which
+//! turns it into a `Stop` request. When the supervisor goes away the worker's stdin closes and it exits.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::backoff::{Death, Exit};
+use crate::protocol::{Event, LoadSpec, Message, Request, Sampling, Stage, Stats, StopReason};
+
+/// Lines of the worker's stderr kept for classifying a death.
+const TAIL_LINES: usize = 200;
+/// How often blocking waits look at the Ctrl-C flag.
+const POLL: Duration = Duration::from_millis(50);
+
+pub struct Worker {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Event>,
+    tail: Arc<Mutex<VecDeque<String>>>,
+    stderr_reader: Option<JoinHandle<()>>,
+    stage: Stage,
+}
+
+/// Why a wait ended without the answer.
+#[derive(Debug)]
+pub enum Interrupted {
+    /// The worker is gone; the evidence.
+    Died(Death),
+    /// Ctrl-C while loading: the worker was stopped, the user wants out.
+    ByUser,
+}
+
+/// A finished reply.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub text: String,
+    pub stop: StopReason,
+    pub stats: Stats,
+    /// Messages after the system prompt the worker dropped to fit the context.
+    pub dropped: usize,
+    /// A request the worker refused without dying (e.g. one message longer than the context).
+    pub rejected: Option<String>,
+}
+
+impl Worker {
+    /// Start `run-fit __worker` and send it the load request.
+    pub fn spawn(spec: &LoadSpec, echo_stderr: bool) -> Result<Worker> {
+        let exe = std::env::current_exe().context("finding run-fit's own executable")?;
+        let mut child = Command::new(exe)
+            .arg("__worker")
+            // llama.cpp's abort handler would otherwise start gdb to print a backtrace.
+            .env("GGML_NO_BACKTRACE", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .context("starting the worker process")?;
+        let stdout = child.stdout.take().expect("piped");
+        let stderr = child.stderr.take().expect("piped");
+        let (tx, events) = channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                match serde_json::from_str::<Event>(&line) {
+                    Ok(e) => {
+                        if tx.send(e).is_err() {
+                            break;
+                        }
+                    }
+                    // Something in llama.cpp printed to stdout; it is not ours to show.
+                    Err(_) => continue,
+                }
+            }
+        });
+        let tail = Arc::new(Mutex::new(VecDeque::new()));
+        let tail_writer = Arc::clone(&tail);
+        let stderr_reader = std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if echo_stderr {
+                    eprintln!("{line}");
+                }
+                let mut t = tail_writer.lock().unwrap_or_else(|e| e.into_inner());
+                if t.len() == TAIL_LINES {
+                    t.pop_front();
+                }
+                t.push_back(line);
+            }
+        });
+        let mut worker =
+            Worker { child, stdin: None, events, tail, stderr_reader: Some(stderr_reader), stage: Stage::Load };
+        worker.stdin = worker.child.stdin.take();
+        worker.send(&Request::Load(spec.clone()));
+        Ok(worker)
+    }
+
+    /// Send a request; a dead worker shows up on the next wait, so a failed write is not an error here.
+    fn send(&mut self, request: &Request) {
+        if let Some(stdin) = &mut self.stdin {
+            let line = serde_json::to_string(request).expect("requests serialize");
+            if writeln!(stdin, "{line}").and_then(|_| stdin.flush()).is_err() {
+                self.stdin = None;
+            }
+        }
+    }
+
+    /// Wait for `Ready`; `on_progress` sees the load fraction. Returns the context size llama.cpp made.
+    pub fn wait_ready(&mut self, interrupt: &AtomicBool, on_progress: &mut dyn FnMut(f32)) -> Result<u32, Interrupted> {
+        loop {
+            if interrupt.swap(false, Ordering::Relaxed) {
+                self.kill();
+                return Err(Interrupted::ByUser);
+            }
+            match self.events.recv_timeout(POLL) {
+                Ok(Event::Stage { stage }) => self.stage = stage,
+                Ok(Event::Progress { fraction }) => on_progress(fraction),
+                Ok(Event::Ready { n_ctx_tokens, .. }) => return Ok(n_ctx_tokens),
+                Ok(Event::Failed { stage, message }) => {
+                    self.stage = stage;
+                    return Err(Interrupted::Died(self.death(Some(message))));
+                }
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Err(Interrupted::Died(self.death(None))),
+            }
+        }
+    }
+
+    /// Ask for a reply to the last message of `messages`; `on_text` sees it as it streams. Ctrl-C
+    /// (`interrupt`) stops the reply, which still comes back, marked `Stopped`.
+    pub fn reply(
+        &mut self,
+        messages: &[Message],
+        max_tokens: Option<u32>,
+        sampling: &Sampling,
+        ignore_eos: bool,
+        interrupt: &AtomicBool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Reply, Death> {
+        self.stage = Stage::Decode;
+        self.send(&Request::Chat { messages: messages.to_vec(), max_tokens, sampling: sampling.clone(), ignore_eos });
+        let mut text = String::new();
+        let mut dropped = 0;
+        loop {
+            if interrupt.swap(false, Ordering::Relaxed) {
+                self.send(&Request::Stop);
+            }
+            match self.events.recv_timeout(POLL) {
+                Ok(Event::Token { text: t }) => {
+                    on_text(&t);
+                    text.push_str(&t);
+                }
+                Ok(Event::Trimmed { dropped: d }) => dropped = d,
+                Ok(Event::Done { stop, stats }) => return Ok(Reply { text, stop, stats, dropped, rejected: None }),
+                Ok(Event::Rejected { message }) => {
+                    return Ok(Reply {
+                        text,
+                        stop: StopReason::Stopped,
+                        stats: Stats::default(),
+                        dropped,
+                        rejected: Some(message),
+                    });
+                }
+                Ok(Event::Failed { stage, message }) => {
+                    self.stage = stage;
+                    return Err(self.death(Some(message)));
+                }
+                Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => return Err(self.death(None)),
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The worker is ending (it said why, or its stdout closed): collect its exit and last words.
+    fn death(&mut self, message: Option<String>) -> Death {
+        self.stdin = None;
+        // A worker that reported a failure exits at once; one that closed stdout is exiting. Give either a
+        // moment, then make sure.
+        let mut status = None;
+        for _ in 0..100 {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                status = Some(s);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let status = match status {
+            Some(s) => s,
+            None => {
+                let _ = self.child.kill();
+                self.child.wait().unwrap_or_else(|_| std::process::ExitStatus::from_raw(9))
+            }
+        };
+        if let Some(reader) = self.stderr_reader.take() {
+            let _ = reader.join();
+        }
+        let exit = match (status.code(), status.signal()) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(s)) => Exit::Signal(s),
+            (None, None) => Exit::Code(-1),
+        };
+        let log_tail = self.tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
+        Death { stage: self.stage, message, exit, log_tail }
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // Closing stdin asks the worker to finish; a worker stuck in llama.cpp is killed.
+        self.stdin = None;
+        for _ in 0..50 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill();
+    }
+}

@@ -1,0 +1,143 @@
+//! The worker process (`run-fit __worker`, started by the supervisor): reads one `Load` request,
+//! loads the model, then answers `Chat` requests until its stdin closes. If llama.cpp kills this process
+//! the supervisor notices and starts a smaller one; nothing here tries to survive that.
+
+use std::io::{BufRead, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+
+use crate::engine::session::{ChatError, Session};
+use crate::engine::{Engine, LogEcho};
+use crate::protocol::{Event, Request, Stage};
+
+/// Set by the stdin reader on `Stop` (or when stdin closes); polled by llama.cpp's abort callback and
+/// the generation loop.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Exit status after a `Failed` event. The supervisor reads the event; the status is for people.
+pub const EXIT_FAILED: u8 = 3;
+
+/// A test hook: `RUN_FIT_FAULT=sigkill@STAGE` makes the worker kill itself with SIGKILL when it
+/// reaches STAGE (load, context, warmup, decode), standing in for the kernel's OOM killer, which cannot
+/// be provoked safely on a shared machine. Every other failure path is tested with real allocations.
+/// With `RUN_FIT_FAULT_ONCE=FILE` it fires only while FILE does not exist (and creates it), so the
+/// next, smaller worker lives.
+const FAULT_ENV: &str = "RUN_FIT_FAULT";
+const FAULT_ONCE_ENV: &str = "RUN_FIT_FAULT_ONCE";
+
+fn emit(event: &Event) {
+    let line = serde_json::to_string(event).expect("events serialize");
+    let mut out = std::io::stdout().lock();
+    if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+        // The supervisor is gone: nobody to answer.
+        std::process::exit(0);
+    }
+}
+
+fn fault_at(stage: Stage) {
+    let Ok(fault) = std::env::var(FAULT_ENV) else { return };
+    let wanted = serde_json::to_string(&stage).unwrap_or_default();
+    if fault.strip_prefix("sigkill@").is_none_or(|s| format!("\"{s}\"") != wanted) {
+        return;
+    }
+    if let Some(once) = std::env::var_os(FAULT_ONCE_ENV)
+        && std::fs::OpenOptions::new().write(true).create_new(true).open(&once).is_err()
+    {
+        return;
+    }
+    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
+}
+
+pub fn run() -> ExitCode {
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    let spec = match lines.next().map(|l| l.map(|l| serde_json::from_str::<Request>(&l))) {
+        Some(Ok(Ok(Request::Load(spec)))) => spec,
+        _ => {
+            eprintln!("run-fit worker: expected a load request on stdin (this command is started by run-fit)");
+            return ExitCode::from(2);
+        }
+    };
+    drop(lines);
+    let engine = match Engine::init_with(if spec.verbose { LogEcho::Everything } else { LogEcho::Informative }) {
+        Ok(e) => e,
+        Err(e) => {
+            emit(&Event::Failed { stage: Stage::Load, message: format!("{e:#}") });
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+
+    let mut on_stage = |stage: Stage| {
+        emit(&Event::Stage { stage });
+        fault_at(stage);
+    };
+    // Progress fires for every tensor; a 1 % step is enough for a bar.
+    let mut last = -1.0f32;
+    let mut on_progress = |fraction: f32| {
+        if fraction - last >= 0.01 || fraction >= 1.0 {
+            last = fraction;
+            emit(&Event::Progress { fraction });
+        }
+    };
+    let mut session = match Session::load(&spec, &STOP, &mut on_stage, &mut on_progress) {
+        Ok(s) => s,
+        Err(e) => {
+            emit(&Event::Failed { stage: e.stage, message: e.message });
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    emit(&Event::Ready { n_ctx_tokens: session.n_ctx_tokens(), chat_template: session.has_chat_template() });
+
+    // Requests arrive on a thread so that `Stop` lands while a reply is being generated.
+    let (tx, rx) = mpsc::channel::<Request>();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            match serde_json::from_str::<Request>(&line) {
+                Ok(Request::Stop) => STOP.store(true, Ordering::Relaxed),
+                Ok(request) => {
+                    if tx.send(request).is_err() {
+                        break;
+                    }
+                }
+                Err(e) => eprintln!("run-fit worker: ignoring a malformed request: {e}"),
+            }
+        }
+        // The supervisor closed our stdin (it exits or gave up on us): stop what we are doing.
+        STOP.store(true, Ordering::Relaxed);
+    });
+
+    while let Ok(request) = rx.recv() {
+        let Request::Chat { messages, max_tokens, sampling, ignore_eos } = request else { continue };
+        STOP.store(false, Ordering::Relaxed);
+        fault_at(Stage::Decode);
+        // Room for the reply when trimming: what -n asks for, else a quarter of the context.
+        let room = max_tokens.unwrap_or(session.n_ctx_tokens() / 4).min(session.n_ctx_tokens() / 2);
+        let (prompt, dropped) = match session.fit_prompt(&messages, room) {
+            Ok(p) => p,
+            Err(ChatError::TooLong(message)) => {
+                emit(&Event::Rejected { message });
+                continue;
+            }
+            Err(ChatError::Step(e)) => {
+                emit(&Event::Failed { stage: e.stage, message: e.message });
+                return ExitCode::from(EXIT_FAILED);
+            }
+        };
+        if dropped > 0 {
+            emit(&Event::Trimmed { dropped });
+        }
+        let mut on_text = |text: &str| emit(&Event::Token { text: text.to_string() });
+        match session.reply(&prompt, max_tokens, &sampling, ignore_eos, &mut on_text) {
+            Ok((stop, stats)) => emit(&Event::Done { stop, stats }),
+            Err(e) => {
+                emit(&Event::Failed { stage: e.stage, message: e.message });
+                return ExitCode::from(EXIT_FAILED);
+            }
+        }
+    }
+    drop(session);
+    drop(engine);
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,200 @@
+//! `run-fit MODEL` on the real default model: answers, statistics, JSON, piped prompts, and backing off
+//! from real out-of-memory failures provoked with an address-space limit (`ulimit -v`), which makes
+//! llama.cpp's allocations fail for real. Each failure mode of FIELD-NOTES §3 that can happen on this CPU
+//! machine is provoked: an error value, an abort inside llama.cpp, libgomp's exit(1). The kernel's OOM
+//! killer (SIGKILL) cannot be provoked safely on a shared machine, so that one is simulated.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use common::*;
+
+const QUESTION: &str = "What is the capital of France?";
+
+/// run-fit under an address-space limit (KiB), through bash's ulimit.
+fn run_fit_limited(limit_kib: u64, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_run-fit"));
+    cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null());
+    cmd.output().expect("bash runs")
+}
+
+fn ask(extra: &[&str]) -> Vec<String> {
+    let mut v = vec![smollm2().display().to_string(), "-p".into(), QUESTION.into(), "--temp".into(), "0".into()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+/// The numbers of the stats line: (prompt tokens, prompt tok/s, reply tokens, reply tok/s).
+fn stats_line(err: &str) -> (u64, f64, u64, f64) {
+    let line = err.lines().find(|l| l.starts_with("prompt ") && l.contains("tok/s")).expect("a stats line");
+    let numbers: Vec<f64> =
+        line.split([' ', ',']).filter_map(|w| w.split('/').next().and_then(|n| n.parse::<f64>().ok())).collect();
+    (numbers[0] as u64, numbers[1], numbers[2] as u64, numbers[3])
+}
+
+#[test]
+fn answers_the_capital_of_france_with_statistics() {
+    let args = ask(&[]);
+    let out = run_fit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let (o, e) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{e}");
+    assert!(o.contains("Paris"), "{o}");
+    let (prompt_tokens, prompt_rate, reply_tokens, reply_rate) = stats_line(&e);
+    assert!(prompt_tokens > 5 && prompt_rate > 0.0, "{e}");
+    assert!(reply_tokens > 0 && reply_rate > 0.0, "{e}");
+    // the decision, on one line, before loading
+    let summary = e.lines().find(|l| l.contains("layers on the CPU")).expect("summary line");
+    assert!(
+        summary.contains("Q4_1") && summary.contains("context 8192 tokens") && summary.contains("KV f16/f16"),
+        "{e}"
+    );
+}
+
+#[test]
+fn json_prints_one_object_with_reply_stats_and_config() {
+    let args = ask(&["--json", "-n", "24", "-c", "2048", "-t", "1"]);
+    let out = run_fit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert!(v["reply"].as_str().unwrap().contains("Paris"), "{v}");
+    assert!(v["stats"]["generated_tokens"].as_u64().unwrap() <= 24);
+    assert_eq!(v["stats"]["ctx_size_tokens"], 2048);
+    assert!(v["generation_tok_per_s"].as_f64().unwrap() > 0.0);
+    let args: Vec<&str> = v["llama_args"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
+    assert_eq!(args[..4], ["-ngl", "0", "-c", "2048"]);
+    assert_eq!(v["backoff"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_forced_token_count_is_generated_exactly() {
+    let args = ask(&["--ignore-eos", "-n", "40", "-c", "1024", "--json"]);
+    let out = run_fit(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(v["stats"]["generated_tokens"], 40);
+    assert_eq!(v["stop"], "token_limit");
+}
+
+#[test]
+fn a_piped_prompt_is_answered_once() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+        .args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "2048", "-q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{QUESTION}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Paris"));
+    // -q keeps the result (the stats) and drops the chatter
+    let e = stderr(&out);
+    assert!(!e.contains("layers on the CPU") && e.contains("tok/s"), "{e}");
+}
+
+#[test]
+fn an_empty_pipe_is_a_usage_error_before_loading() {
+    let out = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+        .args([smollm2().to_str().unwrap()])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no prompt"), "{}", stderr(&out));
+}
+
+/// Limits tried, in order, until one shows the failure mode; the address-space layout moves a little
+/// with every build, so a single number would rot. Every candidate is a real allocation failure.
+fn provoke(limits_kib: &[u64], extra: &[&str], mode: &str) -> (String, String) {
+    let args = ask(extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut seen = Vec::new();
+    for &limit in limits_kib {
+        let out = run_fit_limited(limit, &args, &[]);
+        let (o, e) = (stdout(&out), stderr(&out));
+        if e.contains(mode) && out.status.success() {
+            assert!(o.contains("Paris"), "backed off but did not answer: {o}\n{e}");
+            assert!(e.contains("retrying with context"), "{e}");
+            return (o, e);
+        }
+        seen.push(format!("--- ulimit -v {limit}: exit {:?}\n{e}", out.status.code()));
+    }
+    panic!("no limit produced {mode:?} followed by an answer:\n{}", seen.join("\n"));
+}
+
+#[test]
+fn backs_off_from_an_allocation_error() {
+    let (_, e) = provoke(&[400_000, 380_000, 420_000, 440_000], &[], "failed to allocate");
+    // one line per step, naming the stage and the sizes
+    let step = e.lines().find(|l| l.contains("out of memory while creating the context at -ngl 0 -c 8192")).expect(&e);
+    assert!(step.ends_with("retrying with context 8192 → 4096 tokens"), "{step}");
+}
+
+#[test]
+fn backs_off_from_an_abort_inside_llama_cpp() {
+    let (_, e) = provoke(&[340_000, 330_000, 350_000, 320_000, 360_000], &[], "GGML_ASSERT(ctx->mem_buffer != NULL)");
+    assert!(!e.contains("/root/"), "the evidence line names no build folders: {e}");
+}
+
+#[test]
+fn backs_off_from_libgomp_exiting_when_threads_cannot_start() {
+    // 24 threads' stacks take the address space that the context leaves.
+    provoke(&[600_000, 550_000, 650_000, 500_000], &["-t", "24"], "libgomp: Thread creation failed");
+}
+
+#[test]
+fn backs_off_from_sigkill_at_load_and_mid_reply() {
+    let dir = tempfile::tempdir().unwrap();
+    for stage in ["warmup", "decode"] {
+        let once = dir.path().join(stage);
+        let args = ask(&["--max-ctx", "4096"]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+            .args(&args)
+            .env("RUN_FIT_FAULT", format!("sigkill@{stage}"))
+            .env("RUN_FIT_FAULT_ONCE", &once)
+            .output()
+            .unwrap();
+        let (o, e) = (stdout(&out), stderr(&out));
+        assert!(out.status.success(), "{stage}: {e}");
+        assert!(o.contains("Paris"), "{stage}: {o}");
+        assert!(e.contains("killed by SIGKILL"), "{stage}: {e}");
+        assert!(e.contains("retrying with context 4096 → 2048 tokens"), "{stage}: {e}");
+        if stage == "decode" {
+            // the reply that died is asked again of the smaller worker
+            assert!(o.contains("[run-fit: restarting the reply]"), "{o}");
+        }
+    }
+}
+
+#[test]
+fn a_pinned_setup_that_runs_out_of_memory_is_refused_not_changed() {
+    let args = ask(&["-c", "8192"]);
+    let out = run_fit_limited(400_000, &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(5), "{e}");
+    let last = e.lines().last().unwrap();
+    assert!(last.starts_with("run-fit: error: out of memory while creating the context at -ngl 0 -c 8192"), "{e}");
+    assert!(last.contains("nothing smaller is left: drop -ngl / -c"), "{e}");
+    assert!(stdout(&out).is_empty());
+}
+
+#[test]
+fn a_failure_that_is_not_memory_is_reported_at_once() {
+    // A header run-fit accepts but llama.cpp cannot load: a llama model without its attention weights.
+    let dir = tempfile::tempdir().unwrap();
+    let (kvs, mut tensors) = run_fit::synth::model(&run_fit::synth::MICRO, run_fit::synth::quant("Q8_0").unwrap());
+    tensors.retain(|t| !t.name.ends_with("attn_q.weight"));
+    let path = dir.path().join("broken.gguf");
+    run_fit::gguf::writer::write_sparse(&path, &kvs, &tensors).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let out = run_fit(&[path.to_str().unwrap(), "-p", "hi"]);
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(7), "{e}");
+    assert!(!e.contains("retrying"), "{e}");
+    assert!(e.lines().last().unwrap().starts_with("run-fit: error:"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), before, "the model file was written");
+}
