@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rustyline::error::ReadlineError;
 use rustyline::{Cmd, ConditionalEventHandler, Event, EventContext, EventHandler, KeyEvent, Movement, RepeatCount};
@@ -186,9 +186,17 @@ pub fn interactive(
     let mut conv = Conversation { system: req.system_prompt.clone(), ..Conversation::default() };
     let mut editor = rustyline::DefaultEditor::new().map_err(|e| Failure::Internal(e.into()))?;
     editor.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(ClearOrExit)));
+    // On a terminal rustyline cannot drive (TERM=dumb) it reads plain lines and Ctrl-C arrives as
+    // SIGINT: at the prompt that means "leave", as it does on a real terminal.
+    let at_prompt = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 0, Arc::clone(&at_prompt))
+        .map_err(|e| Failure::Internal(e.into()))?;
     eprintln!("run-fit: ready, context {} tokens. /help for commands, Ctrl-D to leave.", running.n_ctx_tokens);
     loop {
-        let line = match editor.readline("> ") {
+        at_prompt.store(true, Ordering::SeqCst);
+        let line = editor.readline("> ");
+        at_prompt.store(false, Ordering::SeqCst);
+        let line = match line {
             Ok(line) => line,
             Err(ReadlineError::Interrupted | ReadlineError::Eof) => break,
             Err(e) => return Err(Failure::Internal(e.into())),

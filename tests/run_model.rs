@@ -78,6 +78,15 @@ fn a_forced_token_count_is_generated_exactly() {
 }
 
 #[test]
+fn llama_cpp_logs_only_with_verbose() {
+    let quiet = run_fit(&ask(&["-n", "2", "-c", "512"]).iter().map(String::as_str).collect::<Vec<_>>());
+    let verbose = run_fit(&ask(&["-n", "2", "-c", "512", "-v"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(!stderr(&quiet).contains("llama_context"), "{}", stderr(&quiet));
+    assert!(stderr(&verbose).contains("llama_context"), "{}", stderr(&verbose));
+    assert!(verbose.status.success() && quiet.status.success());
+}
+
+#[test]
 fn a_piped_prompt_is_answered_once() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_run-fit"))
         .args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "2048", "-q"])

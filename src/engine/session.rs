@@ -46,10 +46,15 @@ extern "C" fn on_progress(fraction: f32, user: *mut c_void) -> bool {
     true
 }
 
+/// Whether a stop may abort the decode in progress: only while a prompt is evaluated (it can take
+/// seconds). Between generated tokens the reply loop checks the stop itself, so an aborted one-token
+/// decode never throws the cache away.
+static ABORTABLE: AtomicBool = AtomicBool::new(false);
+
 extern "C" fn on_abort(user: *mut c_void) -> bool {
     // SAFETY: `user` is the `&'static AtomicBool` given at context creation.
     let stop = unsafe { &*(user as *const AtomicBool) };
-    stop.load(Ordering::Relaxed)
+    ABORTABLE.load(Ordering::Relaxed) && stop.load(Ordering::Relaxed)
 }
 
 impl Session {
@@ -314,7 +319,10 @@ impl Session {
         }
         let mut new_tokens = prompt[self.cached.len()..].to_vec();
         let started = Instant::now();
-        if !self.decode(&mut new_tokens, Stage::Decode)? {
+        ABORTABLE.store(true, Ordering::Relaxed);
+        let evaluated = self.decode(&mut new_tokens, Stage::Decode);
+        ABORTABLE.store(false, Ordering::Relaxed);
+        if !evaluated? {
             let stats = self.stats(new_tokens.len() as u64, started.elapsed().as_secs_f64() * 1e3, 0, 0.0);
             return Ok((StopReason::Stopped, stats));
         }

@@ -1,0 +1,82 @@
+//! The interactive chat, driven through a pseudo-terminal as a person would: two turns, `/stats`, Ctrl-C
+//! during a long reply (which must stop the reply, not run-fit), `/exit`.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use rexpect::session::PtySession;
+
+/// Type a line as a person does, one key at a time. (A burst of keys without bracketed-paste markers
+/// can stall rustyline after the first character; real pastes come bracketed.)
+fn type_line(p: &mut PtySession, text: &str) {
+    for c in text.chars() {
+        p.send(&c.to_string()).unwrap();
+        p.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(3));
+    }
+    p.send("\r").unwrap();
+    p.flush().unwrap();
+}
+
+#[test]
+fn chat_two_turns_stats_ctrl_c_and_exit() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+    cmd.args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "2048"]).env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).expect("spawn in a pty");
+
+    p.exp_string("ready, context 2048 tokens").unwrap();
+    p.exp_string("> ").unwrap();
+    type_line(&mut p, "What is the capital of France?");
+    // (rexpect reads bytes as Latin-1, so the expectations stay ASCII)
+    let (first, _) = p.exp_regex(r"context \d+/2048 tokens").unwrap();
+    assert!(first.contains("Paris"), "{first}");
+    p.exp_string("> ").unwrap();
+
+    // the second turn sees the first: the context grows
+    type_line(&mut p, "Say it again in one word.");
+    p.exp_regex(r"context \d+/2048 tokens").unwrap();
+    p.exp_string("> ").unwrap();
+
+    type_line(&mut p, "/stats");
+    p.exp_string("2 replies").unwrap();
+    p.exp_string("> ").unwrap();
+
+    // A long reply, stopped part-way: run-fit says so and returns to the prompt.
+    type_line(&mut p, "Write a very long story about a dragon and a knight, with many chapters.");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    p.send_control('c').unwrap();
+    let stopped = p.exp_string("run-fit: stopped").unwrap();
+    assert!(!stopped.trim().is_empty());
+    // the part of the reply already generated stays in the context
+    let (_, used) = p.exp_regex(r"context \d+/").unwrap();
+    let used: u64 = used.trim_start_matches("context ").trim_end_matches('/').parse().unwrap();
+    assert!(used > 60, "context after the stop: {used}");
+    p.exp_string("> ").unwrap();
+
+    // still alive and answering after the stop
+    type_line(&mut p, "/stats");
+    p.exp_string("3 replies").unwrap();
+    p.exp_string("> ").unwrap();
+
+    type_line(&mut p, "/exit");
+    p.exp_eof().unwrap();
+    let status = format!("{:?}", p.process().wait().unwrap());
+    assert!(status.contains("Exited") && status.ends_with(", 0)"), "{status}");
+}
+
+#[test]
+fn ctrl_c_at_an_empty_prompt_and_ctrl_d_exit_cleanly() {
+    // xterm: rustyline reads keys itself; dumb: plain lines, and Ctrl-C arrives as a signal.
+    for (term, key) in [("xterm", 'c'), ("xterm", 'd'), ("dumb", 'c'), ("dumb", 'd')] {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+        cmd.args([smollm2().to_str().unwrap(), "-c", "1024", "-q"]).env("TERM", term);
+        let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
+        p.exp_string("> ").unwrap();
+        p.send_control(key).unwrap();
+        p.exp_eof().unwrap();
+        let status = format!("{:?}", p.process().wait().unwrap());
+        assert!(status.ends_with(", 0)"), "{term} Ctrl-{key}: {status}");
+    }
+}
