@@ -57,6 +57,25 @@ impl Message {
     }
 }
 
+/// How many messages after the system prompt to drop, oldest first and a whole turn (user + assistant)
+/// at a time, until `fits` accepts what is left; never the system prompt, never the last message (the
+/// one being answered). None: even the last message alone does not fit.
+pub fn messages_to_drop(messages: &[Message], mut fits: impl FnMut(&[Message]) -> bool) -> Option<usize> {
+    let keep = messages.first().is_some_and(|m| m.role == "system") as usize;
+    let mut dropped = 0;
+    loop {
+        let mut window = messages[..keep].to_vec();
+        window.extend_from_slice(&messages[keep + dropped..]);
+        if fits(&window) {
+            return Some(dropped);
+        }
+        if keep + dropped + 1 >= messages.len() {
+            return None;
+        }
+        dropped = (dropped + 2).min(messages.len() - keep - 1);
+    }
+}
+
 /// llama.cpp's sampling flags. `temp <= 0` is greedy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Sampling {
@@ -228,6 +247,30 @@ mod tests {
         assert_eq!(serde_json::from_str::<Event>(&line).unwrap(), e);
         let r: Request = serde_json::from_str(r#"{"op":"stop"}"#).unwrap();
         assert_eq!(r, Request::Stop);
+    }
+
+    #[test]
+    fn the_oldest_turns_go_first_and_the_system_prompt_stays() {
+        let m = |r: &str, c: &str| Message::new(r, c);
+        let conv = [
+            m("system", "S"),
+            m("user", "u1"),
+            m("assistant", "a1"),
+            m("user", "u2"),
+            m("assistant", "a2"),
+            m("user", "u3"),
+        ];
+        let mut seen = Vec::new();
+        // fits once at most 3 messages remain
+        let dropped = messages_to_drop(&conv, |w| {
+            seen.push(w.iter().map(|x| x.content.as_str()).collect::<Vec<_>>().join(","));
+            w.len() <= 3
+        });
+        assert_eq!(dropped, Some(4));
+        assert_eq!(seen, ["S,u1,a1,u2,a2,u3", "S,u2,a2,u3", "S,u3"]);
+        assert_eq!(messages_to_drop(&conv, |_| false), None);
+        assert_eq!(messages_to_drop(&conv[1..], |w| w.len() <= 1), Some(4), "without a system prompt");
+        assert_eq!(messages_to_drop(&conv, |_| true), Some(0));
     }
 
     #[test]

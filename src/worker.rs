@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
-use crate::engine::session::{ChatError, Session};
+use crate::engine::session::Session;
 use crate::engine::{Engine, LogEcho};
 use crate::protocol::{Event, Request, Stage};
 
@@ -116,13 +116,9 @@ pub fn run() -> ExitCode {
         let room = max_tokens.unwrap_or(session.n_ctx_tokens() / 4).min(session.n_ctx_tokens() / 2);
         let (prompt, dropped) = match session.fit_prompt(&messages, room) {
             Ok(p) => p,
-            Err(ChatError::TooLong(message)) => {
+            Err(message) => {
                 emit(&Event::Rejected { message });
                 continue;
-            }
-            Err(ChatError::Step(e)) => {
-                emit(&Event::Failed { stage: e.stage, message: e.message });
-                return ExitCode::from(EXIT_FAILED);
             }
         };
         if dropped > 0 {

@@ -80,3 +80,26 @@ fn ctrl_c_at_an_empty_prompt_and_ctrl_d_exit_cleanly() {
         assert!(status.ends_with(", 0)"), "{term} Ctrl-{key}: {status}");
     }
 }
+
+#[test]
+fn a_full_context_drops_the_oldest_turns_and_says_so() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+    cmd.args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "512", "-n", "120", "--ignore-eos"])
+        .args(["-sys", "You are a storyteller."])
+        .env("TERM", "xterm");
+    let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
+    p.exp_string("> ").unwrap();
+    let mut dropped_at = None;
+    for turn in 1..=6 {
+        type_line(&mut p, &format!("Tell me story number {turn}."));
+        let (before, _) = p.exp_regex(r"context \d+/512 tokens").unwrap();
+        if before.contains("dropped the 2 oldest messages") {
+            dropped_at.get_or_insert(turn);
+        }
+        p.exp_string("> ").unwrap();
+    }
+    // 120 forced tokens a turn: the fourth prompt no longer leaves room for a reply
+    assert!(matches!(dropped_at, Some(3..=5)), "dropped at turn {dropped_at:?}");
+    type_line(&mut p, "/exit");
+    p.exp_eof().unwrap();
+}

@@ -207,3 +207,13 @@ fn a_failure_that_is_not_memory_is_reported_at_once() {
     assert!(e.lines().last().unwrap().starts_with("run-fit: error:"), "{e}");
     assert_eq!(std::fs::read(&path).unwrap(), before, "the model file was written");
 }
+
+#[test]
+fn a_reply_that_fills_the_context_stops_cleanly() {
+    let out = run_fit(&ask(&["-c", "256", "--ignore-eos", "--json"]).iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["stop"], "context_full");
+    assert_eq!(v["stats"]["ctx_used_tokens"], 256);
+    assert!(stderr(&out).contains("the context is full"), "{}", stderr(&out));
+}

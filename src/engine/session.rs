@@ -9,21 +9,13 @@ use std::time::Instant;
 
 use llama_cpp_sys_2 as sys;
 
-use crate::protocol::{LoadSpec, Message, Sampling, SplitMode, Stage, Stats, StopReason};
+use crate::protocol::{LoadSpec, Message, Sampling, SplitMode, Stage, Stats, StopReason, messages_to_drop};
 
 /// llama.cpp refused a step; the log lines the worker echoed say more.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepError {
     pub stage: Stage,
     pub message: String,
-}
-
-/// A request the session cannot serve but survives (not about memory).
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatError {
-    /// The conversation cannot be shortened enough to fit the context.
-    TooLong(String),
-    Step(StepError),
 }
 
 pub struct Session {
@@ -269,27 +261,26 @@ impl Session {
         &self,
         messages: &[Message],
         reply_room_tokens: u32,
-    ) -> Result<(Vec<sys::llama_token>, usize), ChatError> {
+    ) -> Result<(Vec<sys::llama_token>, usize), String> {
         let budget = self.n_ctx_tokens.saturating_sub(reply_room_tokens).max(1) as usize;
-        let keep_system = messages.first().is_some_and(|m| m.role == "system") as usize;
-        let mut dropped = 0;
-        loop {
-            let mut window: Vec<Message> = messages[..keep_system].to_vec();
-            window.extend_from_slice(&messages[keep_system + dropped..]);
-            let text = self.render(&window).map_err(ChatError::TooLong)?;
-            let tokens = self.tokenize(&text);
-            if tokens.len() <= budget {
-                return Ok((tokens, dropped));
+        let mut rendered = Ok(Vec::new());
+        let mut longest = 0;
+        let dropped = messages_to_drop(messages, |window| {
+            rendered = self.render(window).map(|text| self.tokenize(&text));
+            match &rendered {
+                Ok(tokens) => {
+                    longest = tokens.len();
+                    tokens.len() <= budget
+                }
+                Err(_) => true, // stop: the error is reported below
             }
-            // Drop a whole turn (user + assistant) at a time, never the message being answered.
-            if keep_system + dropped + 2 >= messages.len() {
-                return Err(ChatError::TooLong(format!(
-                    "the prompt is {} tokens but the context holds {} with room for the reply; shorten the message or raise -c",
-                    tokens.len(),
-                    budget
-                )));
-            }
-            dropped += 2;
+        });
+        let tokens = rendered?;
+        match dropped {
+            Some(d) => Ok((tokens, d)),
+            None => Err(format!(
+                "the message is {longest} tokens but the context holds {budget} with room for the reply; shorten it or raise -c"
+            )),
         }
     }
 
