@@ -23,6 +23,8 @@ pub struct Death {
 pub enum Exit {
     Code(i32),
     Signal(i32),
+    /// Still running: it reported the failure, kept the weights and waits for a smaller context.
+    Waiting,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +76,7 @@ pub fn classify(death: &Death) -> Verdict {
                 Exit::Signal(SIGSEGV) => "llama.cpp crashed (segmentation fault)".to_string(),
                 Exit::Signal(s) => format!("the worker died of signal {s}"),
                 Exit::Code(c) => format!("the worker exited with status {c}"),
+                Exit::Waiting => "llama.cpp failed".to_string(),
             };
             // The most telling line: the worker's message, else the last error-looking log line.
             let detail = death.message.clone().or_else(|| {

@@ -55,6 +55,16 @@ extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mu
     tail.push_back(line.into_owned());
 }
 
+/// llama.cpp's informative log lines since the last call, oldest first, and forget them: the evidence
+/// for classifying the failure of the step that just ran.
+pub fn take_log_tail(max_lines: usize) -> Vec<String> {
+    let mut tail = LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner());
+    let skip = tail.len().saturating_sub(max_lines);
+    let lines = tail.iter().skip(skip).map(|l| l.trim_end().to_string()).collect();
+    tail.clear();
+    lines
+}
+
 /// Which of llama.cpp's log lines go to stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogEcho {
@@ -169,6 +179,95 @@ impl Engine {
             };
             sys::llama_model_free(m);
             result
+        }
+    }
+}
+
+/// Prompt and generation speed as llama.cpp's own counters report them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct DirectSpeed {
+    pub prompt_tokens: i32,
+    pub prompt_tok_per_s: f64,
+    pub generated_tokens: i32,
+    pub generation_tok_per_s: f64,
+}
+
+impl Engine {
+    /// llama.cpp driven directly, as its `simple` example does, for the throughput-parity benchmark:
+    /// the model's chat template around `prompt`, one batch for the prompt, then `n_gen` greedy tokens
+    /// (end of generation ignored), timed by llama.cpp's perf counters. Same settings run-fit plans on a
+    /// CPU: all layers on the CPU, flash attention on, 512-token micro-batches, window-sized SWA cache.
+    pub fn direct_speed(
+        &self,
+        model: &Path,
+        prompt: &str,
+        n_gen: u32,
+        n_threads: i32,
+        n_ctx: u32,
+    ) -> Result<DirectSpeed> {
+        let path = path_cstring(model)?;
+        let text = CString::new(prompt).context("the prompt contains a NUL byte")?;
+        let role = CString::new("user").expect("no NUL");
+        // SAFETY: plain llama.cpp C API calls; every pointer is checked and freed once, buffers outlive
+        // the calls that use them.
+        unsafe {
+            let mut mp = sys::llama_model_default_params();
+            mp.n_gpu_layers = 0;
+            let m = sys::llama_model_load_from_file(path.as_ptr(), mp);
+            anyhow::ensure!(!m.is_null(), "llama.cpp could not load {}", model.display());
+            let mut cp = sys::llama_context_default_params();
+            cp.n_ctx = n_ctx;
+            cp.n_batch = 2048;
+            cp.n_ubatch = 512;
+            cp.n_threads = n_threads;
+            cp.n_threads_batch = n_threads;
+            cp.flash_attn_type = sys::LLAMA_FLASH_ATTN_TYPE_ENABLED;
+            cp.swa_full = false;
+            cp.no_perf = false;
+            let ctx = sys::llama_init_from_model(m, cp);
+            if ctx.is_null() {
+                sys::llama_model_free(m);
+                anyhow::bail!("llama.cpp could not create the context");
+            }
+            let vocab = sys::llama_model_get_vocab(m);
+            let msg = sys::llama_chat_message { role: role.as_ptr(), content: text.as_ptr() };
+            let tmpl = sys::llama_model_chat_template(m, std::ptr::null());
+            let mut buf = vec![0u8; prompt.len() * 2 + 4096];
+            let n =
+                sys::llama_chat_apply_template(tmpl, &msg, 1, true, buf.as_mut_ptr() as *mut c_char, buf.len() as i32);
+            buf.truncate(n.max(0) as usize);
+            let mut tokens = vec![0i32; buf.len() + 16];
+            let n_tok = sys::llama_tokenize(
+                vocab,
+                buf.as_ptr() as *const c_char,
+                buf.len() as i32,
+                tokens.as_mut_ptr(),
+                tokens.len() as i32,
+                true,
+                true,
+            );
+            tokens.truncate(n_tok.max(0) as usize);
+            let mut rc = sys::llama_decode(ctx, sys::llama_batch_get_one(tokens.as_mut_ptr(), tokens.len() as i32));
+            let sampler = sys::llama_sampler_init_greedy();
+            for _ in 0..n_gen {
+                if rc != 0 {
+                    break;
+                }
+                let mut t = [sys::llama_sampler_sample(sampler, ctx, -1)];
+                rc = sys::llama_decode(ctx, sys::llama_batch_get_one(t.as_mut_ptr(), 1));
+            }
+            let perf = sys::llama_perf_context(ctx);
+            sys::llama_sampler_free(sampler);
+            sys::llama_free(ctx);
+            sys::llama_model_free(m);
+            anyhow::ensure!(rc == 0, "llama_decode failed with {rc}");
+            let rate = |n: i32, ms: f64| if ms > 0.0 { n as f64 * 1000.0 / ms } else { 0.0 };
+            Ok(DirectSpeed {
+                prompt_tokens: perf.n_p_eval,
+                prompt_tok_per_s: rate(perf.n_p_eval, perf.t_p_eval_ms),
+                generated_tokens: perf.n_eval,
+                generation_tok_per_s: rate(perf.n_eval, perf.t_eval_ms),
+            })
         }
     }
 }

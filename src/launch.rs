@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::backoff::{self, Death, Fixed, Step, Tried, Verdict};
+use crate::backoff::{self, Death, Exit, Fixed, Step, Tried, Verdict};
 use crate::cli::RunRequest;
 use crate::error::Failure;
 use crate::facts::ModelFacts;
@@ -90,12 +90,18 @@ impl<'a> Launcher<'a> {
 
     /// Plan and start workers until one is ready, or say why none can be.
     pub fn start(&mut self) -> Result<Running, Failure> {
+        // A worker whose context failed with an error value keeps its weights loaded; if the next plan
+        // places the same weights, it only makes a smaller context (no second read of the weights).
+        let mut waiting: Option<(Worker, LoadSpec, Hardware)> = None;
         loop {
             self.attempts += 1;
-            // Measure again after a failure: free memory may be what changed.
-            let hardware = match self.first_hardware.take() {
-                Some(hw) => hw,
-                None => probe::measure_isolated()?,
+            let hardware = match (&waiting, self.first_hardware.take()) {
+                // The waiting worker's weights are counted as used by a fresh measurement; the
+                // measurement it was planned with is the right one.
+                (Some((_, _, hw)), _) => hw.clone(),
+                (None, Some(hw)) => hw,
+                // Measure again after a crash: free memory may be what changed.
+                (None, None) => probe::measure_isolated()?,
             };
             let hardware = self.restrict(hardware)?;
             let plan = plan::plan(self.facts, &hardware, &self.policy)?;
@@ -104,14 +110,32 @@ impl<'a> Launcher<'a> {
                 self.ui.note(&format!("warning: {warning}"));
             }
             let spec = self.spec(&plan);
-            let mut worker = Worker::spawn(&spec, self.ui.verbose)?;
+            let reuse = match waiting.take() {
+                Some((worker, loaded, _)) if loaded.same_weights(&spec) => Some(worker),
+                other => {
+                    drop(other); // the old weights leave memory before new ones are read
+                    None
+                }
+            };
+            let mut worker = match reuse {
+                Some(mut worker) => {
+                    worker.reload(&spec);
+                    worker
+                }
+                None => Worker::spawn(&spec, self.ui.verbose)?,
+            };
             let bar = self.ui.progress_bar();
             let ready = worker.wait_ready(&self.interrupt, &mut |f| bar.set_position((f * 100.0) as u64));
             bar.finish_and_clear();
             match ready {
                 Ok(n_ctx_tokens) => return Ok(Running { worker, plan, n_ctx_tokens }),
                 Err(Interrupted::ByUser) => return Err(Failure::Interrupted),
-                Err(Interrupted::Died(death)) => self.shrink(&plan, &death)?,
+                Err(Interrupted::Died(death)) => {
+                    self.shrink(&plan, &death)?;
+                    if death.exit == Exit::Waiting {
+                        waiting = Some((worker, spec, hardware));
+                    }
+                }
             }
         }
     }

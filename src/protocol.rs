@@ -34,6 +34,30 @@ pub struct LoadSpec {
     pub verbose: bool,
 }
 
+impl LoadSpec {
+    /// Whether `other` places the same weights the same way, so a loaded model can be kept and only
+    /// the context made again.
+    pub fn same_weights(&self, other: &LoadSpec) -> bool {
+        (
+            &self.model,
+            self.n_gpu_layers,
+            &self.tensor_split,
+            self.split_mode,
+            self.main_gpu,
+            self.use_mmap,
+            self.use_mlock,
+        ) == (
+            &other.model,
+            other.n_gpu_layers,
+            &other.tensor_split,
+            other.split_mode,
+            other.main_gpu,
+            other.use_mmap,
+            other.use_mlock,
+        )
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum SplitMode {
@@ -227,11 +251,15 @@ pub enum Event {
     Rejected {
         message: String,
     },
-    /// llama.cpp returned an error at `stage`; the worker exits after this. Whether it was memory the
-    /// supervisor decides, from this message and the log lines it kept.
+    /// llama.cpp returned an error at `stage`. Whether it was memory the supervisor decides, from the
+    /// message and llama.cpp's last log lines (sent along: stderr is another pipe and may lag). With
+    /// `waiting`, the weights are still loaded and the worker waits for another `Load`; otherwise it
+    /// exits.
     Failed {
         stage: Stage,
         message: String,
+        log_tail: Vec<String>,
+        waiting: bool,
     },
 }
 

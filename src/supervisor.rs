@@ -128,13 +128,22 @@ impl Worker {
                 Ok(Event::Stage { stage }) => self.stage = stage,
                 Ok(Event::Progress { fraction }) => on_progress(fraction),
                 Ok(Event::Ready { n_ctx_tokens, .. }) => return Ok(n_ctx_tokens),
-                Ok(Event::Failed { stage, message }) => {
+                Ok(Event::Failed { stage, message, log_tail, waiting: true }) => {
                     self.stage = stage;
-                    return Err(Interrupted::Died(self.death(Some(message))));
+                    return Err(Interrupted::Died(Death {
+                        stage,
+                        message: Some(message),
+                        exit: Exit::Waiting,
+                        log_tail,
+                    }));
+                }
+                Ok(Event::Failed { stage, message, log_tail, waiting: false }) => {
+                    self.stage = stage;
+                    return Err(Interrupted::Died(self.death(Some(message), log_tail)));
                 }
                 Ok(_) => continue,
                 Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Err(Interrupted::Died(self.death(None))),
+                Err(RecvTimeoutError::Disconnected) => return Err(Interrupted::Died(self.death(None, vec![]))),
             }
         }
     }
@@ -174,12 +183,12 @@ impl Worker {
                         rejected: Some(message),
                     });
                 }
-                Ok(Event::Failed { stage, message }) => {
+                Ok(Event::Failed { stage, message, log_tail, .. }) => {
                     self.stage = stage;
-                    return Err(self.death(Some(message)));
+                    return Err(self.death(Some(message), log_tail));
                 }
                 Ok(_) | Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => return Err(self.death(None)),
+                Err(RecvTimeoutError::Disconnected) => return Err(self.death(None, vec![])),
             }
         }
     }
@@ -189,18 +198,26 @@ impl Worker {
         let _ = self.child.wait();
     }
 
+    /// Load again with a smaller context, after a `Failed` that left the worker waiting with the same
+    /// weights (`LoadSpec::same_weights`).
+    pub fn reload(&mut self, spec: &LoadSpec) {
+        self.stage = Stage::Context;
+        self.send(&Request::Load(spec.clone()));
+    }
+
     /// The worker is ending (it said why, or its stdout closed): collect its exit and last words.
-    fn death(&mut self, message: Option<String>) -> Death {
+    fn death(&mut self, message: Option<String>, mut reported_tail: Vec<String>) -> Death {
         self.stdin = None;
         // A worker that reported a failure exits at once; one that closed stdout is exiting. Give either a
         // moment, then make sure.
+        // Polled finely: the next attempt waits on this, and backoff time is part of time-to-chat.
         let mut status = None;
-        for _ in 0..100 {
+        for _ in 0..2000 {
             if let Ok(Some(s)) = self.child.try_wait() {
                 status = Some(s);
                 break;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(1));
         }
         let status = match status {
             Some(s) => s,
@@ -217,8 +234,9 @@ impl Worker {
             (None, Some(s)) => Exit::Signal(s),
             (None, None) => Exit::Code(-1),
         };
-        let log_tail = self.tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect();
-        Death { stage: self.stage, message, exit, log_tail }
+        // What llama.cpp logged (as reported), then whatever reached stderr: abort messages, libgomp.
+        reported_tail.extend(self.tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
+        Death { stage: self.stage, message, exit, log_tail: reported_tail }
     }
 }
 

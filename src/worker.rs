@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use crate::engine::session::Session;
-use crate::engine::{Engine, LogEcho};
-use crate::protocol::{Event, Request, Stage};
+use crate::engine::{Engine, LogEcho, take_log_tail};
+use crate::protocol::{Event, LoadSpec, Request, Stage};
 
 /// Set by the stdin reader on `Stop` (or when stdin closes); polled by llama.cpp's abort callback and
 /// the generation loop.
@@ -49,21 +49,28 @@ fn fault_at(stage: Stage) {
     let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
 }
 
+/// Report a failed step with llama.cpp's last log lines; `waiting`: the weights stay loaded and the
+/// worker reads another request.
+fn fail(stage: Stage, message: String, waiting: bool) {
+    emit(&Event::Failed { stage, message, log_tail: take_log_tail(40), waiting });
+}
+
+fn next_request(lines: &mut std::io::Lines<std::io::StdinLock<'static>>) -> Option<Request> {
+    let line = lines.next()?.ok()?;
+    serde_json::from_str(&line).ok()
+}
+
 pub fn run() -> ExitCode {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
-    let spec = match lines.next().map(|l| l.map(|l| serde_json::from_str::<Request>(&l))) {
-        Some(Ok(Ok(Request::Load(spec)))) => spec,
-        _ => {
-            eprintln!("run-fit worker: expected a load request on stdin (this command is started by run-fit)");
-            return ExitCode::from(2);
-        }
+    let Some(Request::Load(spec)) = next_request(&mut lines) else {
+        eprintln!("run-fit worker: expected a load request on stdin (this command is started by run-fit)");
+        return ExitCode::from(2);
     };
-    drop(lines);
     let engine = match Engine::init_with(if spec.verbose { LogEcho::Everything } else { LogEcho::Informative }) {
         Ok(e) => e,
         Err(e) => {
-            emit(&Event::Failed { stage: Stage::Load, message: format!("{e:#}") });
+            fail(Stage::Load, format!("{e:#}"), false);
             return ExitCode::from(EXIT_FAILED);
         }
     };
@@ -80,13 +87,39 @@ pub fn run() -> ExitCode {
             emit(&Event::Progress { fraction });
         }
     };
-    let mut session = match Session::load(&spec, &STOP, &mut on_stage, &mut on_progress) {
-        Ok(s) => s,
-        Err(e) => {
-            emit(&Event::Failed { stage: e.stage, message: e.message });
-            return ExitCode::from(EXIT_FAILED);
+    // Weights first; then the context. A context that fails with an error value leaves the weights
+    // loaded, and the supervisor may send a smaller `Load` with the same weights.
+    let mut spec = spec;
+    let mut loaded: Option<(Session, LoadSpec)> = None;
+    let mut session = loop {
+        let mut session = match loaded.take() {
+            Some((session, was)) if was.same_weights(&spec) => session,
+            other => {
+                drop(other); // free the old weights before loading new ones
+                match Session::load_model(&spec, &STOP, &mut on_stage, &mut on_progress) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        fail(e.stage, e.message, false);
+                        return ExitCode::from(EXIT_FAILED);
+                    }
+                }
+            }
+        };
+        match session.create_context(&spec, &mut on_stage) {
+            Ok(()) => break session,
+            Err(e) => {
+                fail(e.stage, e.message, true);
+                match next_request(&mut lines) {
+                    Some(Request::Load(next)) => {
+                        loaded = Some((session, spec));
+                        spec = next;
+                    }
+                    _ => return ExitCode::from(EXIT_FAILED),
+                }
+            }
         }
     };
+    drop(lines);
     emit(&Event::Ready { n_ctx_tokens: session.n_ctx_tokens(), chat_template: session.has_chat_template() });
 
     // Requests arrive on a thread so that `Stop` lands while a reply is being generated.
@@ -128,7 +161,7 @@ pub fn run() -> ExitCode {
         match session.reply(&prompt, max_tokens, &sampling, ignore_eos, &mut on_text) {
             Ok((stop, stats)) => emit(&Event::Done { stop, stats }),
             Err(e) => {
-                emit(&Event::Failed { stage: e.stage, message: e.message });
+                fail(e.stage, e.message, false);
                 return ExitCode::from(EXIT_FAILED);
             }
         }

@@ -45,7 +45,8 @@ fn chat_two_turns_stats_ctrl_c_and_exit() {
 
     // A long reply, stopped part-way: run-fit says so and returns to the prompt.
     type_line(&mut p, "Write a very long story about a dragon and a knight, with many chapters.");
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    p.exp_string("chapters.").unwrap(); // the echo
+    p.exp_regex(r"[A-Za-z,.' ]{80}").unwrap(); // some of the reply
     p.send_control('c').unwrap();
     let stopped = p.exp_string("run-fit: stopped").unwrap();
     assert!(!stopped.trim().is_empty());

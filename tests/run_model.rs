@@ -217,3 +217,25 @@ fn a_reply_that_fills_the_context_stops_cleanly() {
     assert_eq!(v["stats"]["ctx_used_tokens"], 256);
     assert!(stderr(&out).contains("the context is full"), "{}", stderr(&out));
 }
+
+#[test]
+fn ctrl_c_during_a_long_prompt_stops_at_once() {
+    // ~1700 prompt tokens take seconds on this CPU; SIGINT (Ctrl-C) lands in the middle of them.
+    let prompt = "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(120);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+        .args([smollm2().to_str().unwrap(), "-p", &prompt, "-c", "4096", "-t", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let sent = std::time::Instant::now();
+    Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let e = stderr(&out);
+    assert_eq!(out.status.code(), Some(130), "{e}");
+    assert!(e.contains("run-fit: stopped"), "{e}");
+    assert!(sent.elapsed() < std::time::Duration::from_secs(2), "took {:?} to stop", sent.elapsed());
+    let (prompt_tokens, _, generated, _) = stats_line(&e);
+    assert!(prompt_tokens > 1000 && generated == 0, "{e}");
+}

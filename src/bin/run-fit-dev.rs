@@ -4,6 +4,9 @@
 //!                                              a context written 8192f uses a full-size sliding-window
 //!                                              cache, 8192n turns flash attention off
 //!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
+//!   run-fit-dev direct MODEL PROMPT N THREADS CTX
+//!                                              llama.cpp driven directly: prompt and generation tok/s
+//!                                              (throughput-parity benchmark), one JSON line
 
 use std::path::Path;
 use std::process::ExitCode;
@@ -20,8 +23,11 @@ fn main() -> ExitCode {
         Some("synth") if args.len() == 4 => write_synth(&args[1], &args[2], Path::new(&args[3])),
         Some("accuracy") if args.len() >= 3 => accuracy(Path::new(&args[1]), &args[2..]),
         Some("llama-fit") if args.len() == 2 => llama_fit(Path::new(&args[1])),
+        Some("direct") if args.len() == 6 => direct(&args[1..]),
         _ => {
-            eprintln!("usage: run-fit-dev synth SHAPE QUANT OUT.gguf | accuracy MODEL CTX [CTX…] | llama-fit MODEL");
+            eprintln!(
+                "usage: run-fit-dev synth SHAPE QUANT OUT.gguf | accuracy MODEL CTX [CTX…] | llama-fit MODEL | direct MODEL PROMPT N THREADS CTX"
+            );
             eprintln!("shapes: {}", synth::SHAPES.iter().map(|s| s.name).collect::<Vec<_>>().join(", "));
             return ExitCode::from(2);
         }
@@ -95,5 +101,13 @@ fn llama_fit(model: &Path) -> Result<()> {
     let engine = Engine::init(false)?;
     let fit = engine.llama_fit(model, 4096, &[run_fit::plan::DEFAULT_GPU_RESERVE_BYTES])?;
     println!("-ngl {} -c {} (fitted: {})", fit.n_gpu_layers, fit.n_ctx_tokens, fit.fitted);
+    Ok(())
+}
+
+fn direct(args: &[String]) -> Result<()> {
+    let number = |i: usize| args[i].parse::<u32>().with_context(|| format!("{} is not a number", args[i]));
+    let engine = Engine::init(false)?;
+    let speed = engine.direct_speed(Path::new(&args[0]), &args[1], number(2)?, number(3)? as i32, number(4)?)?;
+    println!("{}", serde_json::to_string(&speed)?);
     Ok(())
 }

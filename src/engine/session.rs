@@ -50,9 +50,9 @@ extern "C" fn on_abort(user: *mut c_void) -> bool {
 }
 
 impl Session {
-    /// Load the weights, create the context and run one warm-up decode, telling `on_stage` before each
-    /// step so that a process that dies inside llama.cpp can be attributed to the step.
-    pub fn load(
+    /// Load the weights, telling `on_stage` first so that a process that dies inside llama.cpp can be
+    /// attributed to the step. The session has no context until `create_context`.
+    pub fn load_model(
         spec: &LoadSpec,
         stop: &'static AtomicBool,
         on_stage: &mut dyn FnMut(Stage),
@@ -92,8 +92,8 @@ impl Session {
         if model.is_null() {
             return Err(StepError { stage: Stage::Load, message: "llama.cpp could not load the model".into() });
         }
-        // From here the session owns the model: Drop frees it on every early return.
-        let mut session = Session {
+        // From here the session owns the model: Drop frees it.
+        Ok(Session {
             model,
             ctx: std::ptr::null_mut(),
             // SAFETY: model is non-null; the vocab lives as long as the model.
@@ -107,11 +107,17 @@ impl Session {
             n_ctx_tokens: 0,
             n_batch_tokens: 0,
             stop,
-        };
+        })
+    }
 
+    /// Create the context and run one warm-up decode. On failure the context is gone and the weights
+    /// stay loaded: a smaller context can be tried without reading them again (llama.cpp frees what a
+    /// failed context allocated).
+    pub fn create_context(&mut self, spec: &LoadSpec, on_stage: &mut dyn FnMut(Stage)) -> Result<(), StepError> {
+        self.free_context();
         on_stage(Stage::Context);
-        // SAFETY: as above; `stop` is 'static, so the abort callback's data outlives the context.
-        session.ctx = unsafe {
+        // SAFETY: model is valid; `stop` is 'static, so the abort callback's data outlives the context.
+        self.ctx = unsafe {
             let mut cp = sys::llama_context_default_params();
             cp.n_ctx = spec.n_ctx_tokens;
             cp.n_batch = spec.n_batch_tokens;
@@ -127,10 +133,10 @@ impl Session {
             cp.swa_full = spec.swa_full;
             cp.no_perf = false;
             cp.abort_callback = Some(on_abort);
-            cp.abort_callback_data = stop as *const AtomicBool as *mut c_void;
-            sys::llama_init_from_model(model, cp)
+            cp.abort_callback_data = self.stop as *const AtomicBool as *mut c_void;
+            sys::llama_init_from_model(self.model, cp)
         };
-        if session.ctx.is_null() {
+        if self.ctx.is_null() {
             return Err(StepError {
                 stage: Stage::Context,
                 message: format!("llama.cpp could not create a context of {} tokens", spec.n_ctx_tokens),
@@ -138,18 +144,30 @@ impl Session {
         }
         // SAFETY: ctx is non-null.
         unsafe {
-            session.n_ctx_tokens = sys::llama_n_ctx(session.ctx);
-            session.n_batch_tokens = sys::llama_n_batch(session.ctx);
+            self.n_ctx_tokens = sys::llama_n_ctx(self.ctx);
+            self.n_batch_tokens = sys::llama_n_batch(self.ctx);
         }
 
         // As llama.cpp's own tools do: one decode starts the thread pool and touches every buffer, so a
         // failure there happens now, not in the middle of the first reply.
         on_stage(Stage::Warmup);
         // SAFETY: vocab is valid while the model is.
-        let mut warm = [unsafe { sys::llama_vocab_bos(session.vocab) }.max(0)];
-        session.decode(&mut warm, Stage::Warmup)?;
-        session.clear();
-        Ok(session)
+        let mut warm = [unsafe { sys::llama_vocab_bos(self.vocab) }.max(0)];
+        if let Err(e) = self.decode(&mut warm, Stage::Warmup) {
+            self.free_context();
+            return Err(e);
+        }
+        self.clear();
+        Ok(())
+    }
+
+    fn free_context(&mut self) {
+        if !self.ctx.is_null() {
+            // SAFETY: ctx came from llama_init_from_model and is freed once.
+            unsafe { sys::llama_free(self.ctx) };
+            self.ctx = std::ptr::null_mut();
+        }
+        self.cached.clear();
     }
 
     pub fn n_ctx_tokens(&self) -> u32 {
@@ -177,8 +195,15 @@ impl Session {
             match rc {
                 0 => self.cached.extend_from_slice(chunk),
                 2 => {
-                    // Aborted by the user part-way through: forget what is cached rather than guess.
-                    self.clear();
+                    // Stopped part-way: llama.cpp removed the unfinished micro-batch from the cache and
+                    // kept the ones before it; keep our token list in step with what it kept.
+                    // SAFETY: ctx is valid.
+                    let pos_max = unsafe { sys::llama_memory_seq_pos_max(sys::llama_get_memory(self.ctx), 0) };
+                    let kept = usize::try_from(pos_max + 1).unwrap_or(0);
+                    match kept.checked_sub(self.cached.len()) {
+                        Some(n) if n <= chunk.len() => self.cached.extend_from_slice(&chunk[..n]),
+                        _ => self.clear(),
+                    }
                     return Ok(false);
                 }
                 1 => return Err(StepError { stage, message: "no room left in the KV cache".into() }),
@@ -401,13 +426,9 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        // SAFETY: each pointer was returned by llama.cpp, is freed once, context before model.
-        unsafe {
-            if !self.ctx.is_null() {
-                sys::llama_free(self.ctx);
-            }
-            sys::llama_model_free(self.model);
-        }
+        self.free_context();
+        // SAFETY: the model was returned by llama.cpp and is freed once, after its context.
+        unsafe { sys::llama_model_free(self.model) };
     }
 }
 
