@@ -222,7 +222,7 @@ fn a_reply_that_fills_the_context_stops_cleanly() {
 fn ctrl_c_during_a_long_prompt_stops_at_once() {
     // ~1700 prompt tokens take seconds on this CPU; SIGINT (Ctrl-C) lands in the middle of them.
     let prompt = "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(120);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+    let child = Command::new(env!("CARGO_BIN_EXE_run-fit"))
         .args([smollm2().to_str().unwrap(), "-p", &prompt, "-c", "4096", "-t", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
