@@ -17,9 +17,7 @@ for model in models/SmolLM2-135M-Instruct.Q4_1.gguf models/gemma-3-270m-q4_k_m.g
     -n "llama.cpp fit $name" "target/release/run-fit-dev llama-fit $model" >/dev/null
   tail -n +3 "$out"
 done > "$out.rows"
-cat > docs/PERFORMANCE.md <<DOC
-# Performance
-
+python3 scripts/doc-section.py docs/PERFORMANCE.md plan-latency <<DOC
 ## Plan latency
 
 Whole process, \`run-fit plan MODEL\` on this machine (its RAM probed; a CPU-only build does not start
@@ -27,7 +25,7 @@ llama.cpp) against a process that runs llama.cpp's own fit (\`common_fit_params\
 \`run-fit-dev llama-fit MODEL\`) on the same file, side by side in one hyperfine run each (3 warm-ups,
 30 runs). Target: run-fit ≥ 20× faster.
 
-Reproduce: \`scripts/bench-plan-latency.sh\` (it rewrites this file). Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM,
+Reproduce: \`scripts/bench-plan-latency.sh\` (it rewrites this section). Machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM,
 $(date -u +%Y-%m-%d). llama3-8b-Q4_K_M.gguf is the synthetic Llama-3-8B shape (sparse file, 4.9 GB).
 
 | command | mean [ms] | min [ms] | max [ms] | relative |
@@ -40,5 +38,5 @@ the vocabulary and the merges), planning ~0.1 ms. llama.cpp's fit re-reads the m
 \`no_alloc\` and builds compute graphs several times; its cost grows with the vocabulary and the
 number of fitting steps.
 DOC
-echo "wrote docs/PERFORMANCE.md" >&2
+echo "wrote the plan-latency section of docs/PERFORMANCE.md" >&2
 cat docs/PERFORMANCE.md

@@ -4,7 +4,6 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::chat;
 use crate::cli::{HardwareSource, Mode, PlanRequest, RunRequest};
 use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
@@ -13,6 +12,7 @@ use crate::hardware::{self, Hardware};
 use crate::launch::{Launcher, Ui};
 use crate::plan;
 use crate::report::{self, PlanReport};
+use crate::{chat, supervisor};
 use crate::{gguf, probe};
 
 /// Read and understand the model file (safe Rust only; llama.cpp never sees an unchecked file).
@@ -90,8 +90,15 @@ pub fn run_model(req: &RunRequest, ui: &Ui) -> Result<(), Failure> {
     };
     // Ctrl-C becomes a flag the waits poll: it stops a reply instead of killing run-fit.
     let interrupt = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupt))
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
         .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("installing the Ctrl-C handler")))?;
+    let flag = Arc::clone(&interrupt);
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            supervisor::wake_all();
+        }
+    });
     let hardware = probe::measure_isolated()?;
     let launcher = Launcher::new(req, &facts, hardware, ui, Arc::clone(&interrupt));
     match (&req.mode, piped) {

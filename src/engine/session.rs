@@ -80,7 +80,8 @@ impl Session {
                 mp.tensor_split = split.as_ptr();
             }
             mp.load_mode = match (spec.use_mmap, spec.use_mlock) {
-                (true, false) => sys::LLAMA_LOAD_MODE_MMAP,
+                // llama.cpp's default: map the file unless a device cannot use mapped memory
+                (true, false) => sys::LLAMA_LOAD_MODE_AUTO,
                 (true, true) => sys::LLAMA_LOAD_MODE_MMAP_MLOCK,
                 (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
                 (false, false) => sys::LLAMA_LOAD_MODE_NONE,
