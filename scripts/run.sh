@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
-# The main job on the default model: set up (once), then show how SmolLM2-135M fits this machine.
-# Extra arguments go to `run-fit plan`, e.g. scripts/run.sh --profile rtx3060-12g
+# The main job on the default model: set up (once), then `run-fit MODEL` — plan, load with automatic
+# backoff, and chat. In a terminal this is an interactive chat; without one (CI, a pipe) it answers one
+# question and prints its speed. Extra arguments go to run-fit, e.g. scripts/run.sh -c 4096 --temp 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec target/release/run-fit plan models/SmolLM2-135M-Instruct.Q4_1.gguf "$@"
+model=models/SmolLM2-135M-Instruct.Q4_1.gguf
+if [ -t 0 ] || [[ " $* " == *" -p "* ]]; then
+  exec target/release/run-fit "$model" "$@"
+fi
+exec target/release/run-fit "$model" -p "What is the capital of France?" "$@"

@@ -36,6 +36,13 @@ fn plan(model: &Path, extra: &[&str]) -> Vec<String> {
     v
 }
 
+/// `run-fit MODEL -p hi …`: the same checks before anything is loaded.
+fn ask(model: &Path, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![model.display().to_string(), "-p".to_string(), "hi".to_string()];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
 #[test]
 fn bad_input_table() {
     let dir = tempfile::tempdir().unwrap();
@@ -114,6 +121,24 @@ fn bad_input_table() {
             args: plan(&big, &["--vram", "12GiB", "--ram", "16GiB"]),
             exit_code: 5,
             message: "--allow-swap",
+        },
+        Case { what: "run: missing", args: ask(&d.join("nope.gguf"), &[]), exit_code: 3, message: "no such file" },
+        Case { what: "run: truncated", args: ask(&truncated, &[]), exit_code: 3, message: "truncated" },
+        Case {
+            what: "run: unknown arch",
+            args: ask(&unknown_arch, &[]),
+            exit_code: 4,
+            message: "'brainfart' is not supported",
+        },
+        Case { what: "run: does not fit", args: ask(&big, &[]), exit_code: 5, message: "more RAM" },
+        Case { what: "run: -ngl without a GPU", args: ask(&smol, &["-ngl", "5"]), exit_code: 5, message: "use -ngl 0" },
+        Case { what: "run: bad temperature", args: ask(&smol, &["--temp", "-1"]), exit_code: 2, message: "greedy" },
+        Case { what: "run: bad -n", args: ask(&smol, &["-n", "-5"]), exit_code: 2, message: "-1 for no limit" },
+        Case {
+            what: "run: no prompt on an empty stdin",
+            args: vec![smol.display().to_string()],
+            exit_code: 2,
+            message: "no prompt",
         },
     ];
     let before = fs::read(&smol).unwrap();

@@ -61,6 +61,21 @@ fn chat_two_turns_stats_ctrl_c_and_exit() {
     p.exp_string("3 replies").unwrap();
     p.exp_string("> ").unwrap();
 
+    type_line(&mut p, "/system Answer in one word.");
+    p.exp_string("system prompt set").unwrap();
+    type_line(&mut p, "/reset");
+    p.exp_string("conversation cleared").unwrap();
+    type_line(&mut p, "/help");
+    p.exp_string("/system TEXT").unwrap();
+    type_line(&mut p, "/nonsense");
+    p.exp_string("unknown command /nonsense").unwrap();
+    // after /reset the context holds only the new turn (system prompt + question)
+    type_line(&mut p, "What is the capital of France?");
+    let (_, used) = p.exp_regex(r"context \d+/").unwrap();
+    let used: u64 = used.trim_start_matches("context ").trim_end_matches('/').parse().unwrap();
+    assert!(used < 60, "context after /reset: {used}");
+    p.exp_string("> ").unwrap();
+
     type_line(&mut p, "/exit");
     p.exp_eof().unwrap();
     let status = format!("{:?}", p.process().wait().unwrap());
