@@ -312,6 +312,27 @@ fn dominant_type(tensors: &[TensorInfo]) -> String {
 }
 
 /// `general.file_type` → the name llama.cpp's quantize tool uses (llama_ftype).
+/// The llama.cpp built-in chat template for a model file that carries none, by architecture (a
+/// Gemma file without a template would otherwise get ChatML, and never stop talking).
+pub fn fallback_chat_template(architecture: &str) -> &'static str {
+    match architecture {
+        "gemma" | "gemma2" | "gemma3" | "gemma3n" | "gemma-embedding" => "gemma",
+        "phi3" => "phi3",
+        "command-r" | "cohere2" => "command-r",
+        "deepseek" => "deepseek",
+        "deepseek2" => "deepseek2",
+        "exaone" => "exaone3",
+        "exaone4" => "exaone4",
+        "chatglm" | "glm4" => "chatglm4",
+        "minicpm" => "minicpm",
+        "granite" | "granitemoe" => "granite",
+        "rwkv6" | "rwkv7" => "rwkv-world",
+        "llama4" => "llama4",
+        "gpt-oss" => "gpt-oss",
+        _ => "chatml",
+    }
+}
+
 pub fn file_type_name(ftype: u64) -> String {
     let name = match ftype {
         0 => "F32",
@@ -360,6 +381,14 @@ pub fn cache_type(name: &str) -> Option<GgmlType> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn files_without_a_template_get_their_family_s_template() {
+        assert_eq!(fallback_chat_template("gemma3"), "gemma");
+        assert_eq!(fallback_chat_template("phi3"), "phi3");
+        assert_eq!(fallback_chat_template("llama"), "chatml");
+    }
+
     use super::*;
     use crate::gguf::writer::{Kv, TensorSpec, write_header};
 

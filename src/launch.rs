@@ -10,7 +10,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::backoff::{self, Death, Exit, Fixed, Step, Tried, Verdict};
 use crate::cli::RunRequest;
 use crate::error::Failure;
-use crate::facts::ModelFacts;
+use crate::facts::{self, ModelFacts};
 use crate::hardware::Hardware;
 use crate::plan::{self, Plan, Policy};
 use crate::probe;
@@ -128,7 +128,15 @@ impl<'a> Launcher<'a> {
             let ready = worker.wait_ready(&self.interrupt, &mut |f| bar.set_position((f * 100.0) as u64));
             bar.finish_and_clear();
             match ready {
-                Ok(n_ctx_tokens) => return Ok(Running { worker, plan, n_ctx_tokens }),
+                Ok((n_ctx_tokens, has_template)) => {
+                    if !has_template {
+                        self.ui.note(&format!(
+                            "the model file has no chat template: using llama.cpp's built-in '{}' template",
+                            spec.fallback_chat_template
+                        ));
+                    }
+                    return Ok(Running { worker, plan, n_ctx_tokens });
+                }
                 Err(Interrupted::ByUser) => return Err(Failure::Interrupted),
                 Err(Interrupted::Died(death)) => {
                     self.shrink(&plan, &death)?;
@@ -222,6 +230,7 @@ impl<'a> Launcher<'a> {
             use_mmap: levers.use_mmap,
             use_mlock: levers.use_mlock,
             verbose: self.ui.verbose,
+            fallback_chat_template: facts::fallback_chat_template(&self.facts.architecture).to_string(),
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct LoadSpec {
     /// Echo llama.cpp's own logs on stderr at every level (`-v`); otherwise only info and above, which
     /// the supervisor keeps to classify failures.
     pub verbose: bool,
+    /// A llama.cpp built-in template name, used when the file carries no chat template.
+    pub fallback_chat_template: String,
 }
 
 impl LoadSpec {

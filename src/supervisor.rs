@@ -140,8 +140,13 @@ impl Worker {
         }
     }
 
-    /// Wait for `Ready`; `on_progress` sees the load fraction. Returns the context size llama.cpp made.
-    pub fn wait_ready(&mut self, interrupt: &AtomicBool, on_progress: &mut dyn FnMut(f32)) -> Result<u32, Interrupted> {
+    /// Wait for `Ready`; `on_progress` sees the load fraction. Returns the context size llama.cpp made
+    /// and whether the file has its own chat template.
+    pub fn wait_ready(
+        &mut self,
+        interrupt: &AtomicBool,
+        on_progress: &mut dyn FnMut(f32),
+    ) -> Result<(u32, bool), Interrupted> {
         loop {
             if interrupt.swap(false, Ordering::Relaxed) {
                 self.kill();
@@ -150,7 +155,9 @@ impl Worker {
             match self.next() {
                 Incoming::Event(Event::Stage { stage }) => self.stage = stage,
                 Incoming::Event(Event::Progress { fraction }) => on_progress(fraction),
-                Incoming::Event(Event::Ready { n_ctx_tokens, .. }) => return Ok(n_ctx_tokens),
+                Incoming::Event(Event::Ready { n_ctx_tokens, chat_template }) => {
+                    return Ok((n_ctx_tokens, chat_template));
+                }
                 Incoming::Event(Event::Failed { stage, message, log_tail, waiting: true }) => {
                     self.stage = stage;
                     return Err(Interrupted::Died(Death {

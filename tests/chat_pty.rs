@@ -119,3 +119,27 @@ fn a_full_context_drops_the_oldest_turns_and_says_so() {
     type_line(&mut p, "/exit");
     p.exp_eof().unwrap();
 }
+
+#[test]
+fn a_chat_that_cannot_go_on_is_saved_and_the_path_printed() {
+    // Every worker is killed when it starts answering, and -c is pinned: nothing smaller to try.
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+    cmd.args([smollm2().to_str().unwrap(), "-c", "2048"])
+        .env("TERM", "xterm")
+        .env("XDG_STATE_HOME", state.path())
+        .env("RUN_FIT_FAULT", "sigkill@decode");
+    let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
+    p.exp_string("> ").unwrap();
+    type_line(&mut p, "Remember the word pineapple.");
+    let (_, path) = p.exp_regex(r"saved in \S+\.json").unwrap();
+    let path = path.trim_start_matches("saved in ").to_string();
+    p.exp_string("killed by SIGKILL").unwrap();
+    p.exp_string("nothing smaller is left").unwrap();
+    p.exp_eof().unwrap();
+    let status = format!("{:?}", p.process().wait().unwrap());
+    assert!(status.ends_with(", 5)"), "{status}");
+    let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(path.starts_with(state.path().to_str().unwrap()), "{path}");
+    assert_eq!(saved["messages"][0]["content"], "Remember the word pineapple.");
+}

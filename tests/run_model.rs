@@ -239,3 +239,55 @@ fn ctrl_c_during_a_long_prompt_stops_at_once() {
     let (prompt_tokens, _, generated, _) = stats_line(&e);
     assert!(prompt_tokens > 1000 && generated == 0, "{e}");
 }
+
+#[test]
+fn the_levers_reach_llama_cpp() {
+    let args = ask(&["-n", "4", "-c", "2048", "-ctk", "q8_0", "-ctv", "q8_0", "-fa", "on", "--no-mmap"]);
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    args.extend(["-b", "256", "-ub", "128", "-t", "1", "-v", "--json"]);
+    let out = run_fit(&args);
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    for line in [
+        "n_ctx                 = 2048",
+        "n_batch               = 256",
+        "n_ubatch              = 128",
+        "flash_attn            = enabled",
+        "K (q8_0)",
+        "V (q8_0)",
+        "load_mode = none",
+    ] {
+        assert!(e.contains(line), "llama.cpp did not log {line:?}");
+    }
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let llama_args = v["llama_args"].to_string();
+    assert!(llama_args.contains(r#""-ctk","q8_0","-ctv","q8_0","-fa","on""#), "{llama_args}");
+}
+
+#[test]
+fn a_seed_makes_sampling_repeatable() {
+    let reply = |seed: &str| {
+        let model = smollm2();
+        let args = [model.to_str().unwrap(), "-p", "Tell me a story.", "-n", "24", "-c", "512"];
+        let out = run_fit(
+            &[&args[..], &["--temp", "1.2", "--top-k", "100", "--top-p", "1", "--min-p", "0", "-s", seed]].concat(),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out)
+    };
+    assert_eq!(reply("42"), reply("42"));
+    let others: Vec<String> = ["1", "2", "3"].iter().map(|s| reply(s)).collect();
+    assert!(others.iter().any(|o| *o != reply("42")), "different seeds gave the same text every time");
+}
+
+#[test]
+fn a_sliding_window_model_without_a_template_runs_with_the_planned_cache() {
+    let out = run_fit(&[gemma3().to_str().unwrap(), "-p", "Hello", "-n", "8", "--temp", "0", "-c", "8192", "-v"]);
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    // the planner sized the sliding-window cache to the window (not llama.cpp's full-size default)
+    assert!(e.contains("creating     SWA KV cache, size = 1024 cells"), "{e}");
+    assert!(e.contains("no chat template: using llama.cpp's built-in 'gemma' template"), "{e}");
+    let (prompt_tokens, _, generated, _) = stats_line(&e);
+    assert!(prompt_tokens >= 10 && generated == 8, "{e}");
+}

@@ -22,7 +22,10 @@ pub struct Session {
     model: *mut sys::llama_model,
     ctx: *mut sys::llama_context,
     vocab: *const sys::llama_vocab,
+    /// The file's chat template; None: the file has none and `fallback_template` (a llama.cpp built-in
+    /// name chosen by architecture) is used.
     template: Option<CString>,
+    fallback_template: CString,
     /// The tokens whose keys and values are in the cache, in order (sequence 0).
     cached: Vec<sys::llama_token>,
     n_ctx_tokens: u32,
@@ -104,6 +107,7 @@ impl Session {
                 let t = sys::llama_model_chat_template(model, std::ptr::null());
                 (!t.is_null()).then(|| std::ffi::CStr::from_ptr(t).to_owned())
             },
+            fallback_template: CString::new(spec.fallback_chat_template.as_str()).unwrap_or_default(),
             cached: Vec::new(),
             n_ctx_tokens: 0,
             n_batch_tokens: 0,
@@ -215,7 +219,6 @@ impl Session {
     }
 
     /// The conversation as the model's chat template renders it, ready for the assistant's reply.
-    /// Models without a template get llama.cpp's default (ChatML).
     pub fn render(&self, messages: &[Message]) -> Result<String, String> {
         let owned: Vec<(CString, CString)> = messages
             .iter()
@@ -224,7 +227,7 @@ impl Session {
             .map_err(|_| "a message contains a NUL byte".to_string())?;
         let chat: Vec<sys::llama_chat_message> =
             owned.iter().map(|(r, c)| sys::llama_chat_message { role: r.as_ptr(), content: c.as_ptr() }).collect();
-        let tmpl = self.template.as_ref().map_or(std::ptr::null(), |t| t.as_ptr());
+        let tmpl = self.template.as_ref().unwrap_or(&self.fallback_template).as_ptr();
         let mut buf: Vec<u8> =
             vec![0; 1024 + 2 * messages.iter().map(|m| m.content.len() + m.role.len()).sum::<usize>()];
         for _ in 0..2 {
