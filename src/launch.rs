@@ -109,6 +109,9 @@ impl<'a> Launcher<'a> {
             for warning in &plan.warnings {
                 self.ui.note(&format!("warning: {warning}"));
             }
+            if self.req.levers.split_mode == SplitMode::Row && hardware.devices.len() > 1 {
+                self.ui.note("warning: -sm row: memory is planned as for whole layers per GPU; row split puts more on the main GPU");
+            }
             let spec = self.spec(&plan);
             let reuse = match waiting.take() {
                 Some((worker, loaded, _)) if loaded.same_weights(&spec) => Some(worker),
