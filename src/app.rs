@@ -4,16 +4,16 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::cli::{HardwareSource, Mode, PlanRequest, RunRequest};
+use crate::cli::{HardwareSource, ModelSource, Mode, PlanRequest, RunRequest};
 use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
 use crate::facts::{self, ModelFacts};
 use crate::hardware::{self, Hardware};
 use crate::launch::{Launcher, Ui};
 use crate::plan;
-use crate::report::{self, PlanReport};
+use crate::report::{self, Estimate, PlanReport};
 use crate::{chat, supervisor};
-use crate::{gguf, probe};
+use crate::{gguf, names, probe, synth};
 
 /// Read and understand the model file (safe Rust only; llama.cpp never sees an unchecked file).
 pub fn read_facts(path: &std::path::Path) -> Result<ModelFacts, Failure> {
@@ -21,8 +21,48 @@ pub fn read_facts(path: &std::path::Path) -> Result<ModelFacts, Failure> {
     Ok(facts::from_model(&model)?)
 }
 
+/// A file's facts, or (for a name or `--params`) the facts of a typical model of that size and
+/// quantization, with how the estimate was made.
+pub fn resolve_model(source: &ModelSource) -> Result<(String, ModelFacts, Option<Estimate>), Failure> {
+    let (from, info) = match source {
+        ModelSource::Path(path) if path.exists() => {
+            return Ok((path.display().to_string(), read_facts(path)?, None));
+        }
+        ModelSource::Path(path) => {
+            let text = path.display().to_string();
+            match names::parse_name(&text) {
+                Ok(info) => (text, info),
+                Err(name_error) => {
+                    let file_error = read_facts(path).err().map(|e| e.to_string()).unwrap_or_default();
+                    return Err(Failure::NotAModel(format!(
+                        "{file_error}; read as a model name instead: {name_error}"
+                    )));
+                }
+            }
+        }
+        ModelSource::Params { params, quant } => (
+            format!("--params {params} --quant {quant}"),
+            names::from_flags(params, quant).map_err(|e| Failure::Usage(e.to_string()))?,
+        ),
+    };
+    let shape = names::closest_shape(&info);
+    let facts = synth::facts(shape, info.quant);
+    let estimate = Estimate {
+        from: from.clone(),
+        params_named: info.params,
+        quant: info.quant.to_string(),
+        shape: shape.name.to_string(),
+        naive_weight_bytes: names::naive_weight_bytes(&info) as u64,
+        naive_bits_per_weight: info.naive_bits,
+    };
+    Ok((from, facts, Some(estimate)))
+}
+
 pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result<(), Failure> {
-    let facts = read_facts(&req.model)?;
+    let (label, facts, estimate) = resolve_model(&req.model)?;
+    if req.compare_llama && estimate.is_some() {
+        return Err(Failure::Usage("--compare-llama needs a model file: llama.cpp's fit reads it".into()));
+    }
     let mut engine = None;
     let hardware: Hardware = match &req.hardware {
         HardwareSource::Profile(p) => hardware::load_profile(p)?,
@@ -39,16 +79,17 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
         // Same minimum context and the same per-GPU reserves as our plan, so the two choices compare.
         (Some(e), true) => {
             let reserves: Vec<u64> = plan.devices.iter().map(|d| d.reserve_bytes).collect();
-            Some(e.llama_fit(&req.model, plan.min_ctx_tokens as u32, &reserves)?)
+            Some(e.llama_fit(std::path::Path::new(&label), plan.min_ctx_tokens as u32, &reserves)?)
         }
         _ => None,
     };
     let report = PlanReport {
-        model: report::model_summary(&req.model.display().to_string(), &facts),
+        model: report::model_summary(&label, &facts),
         hardware: &hardware,
         plan: &plan,
         llama_args: plan.llama_args(),
         llama_fit: llama_fit.as_ref(),
+        estimate,
     };
     let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     write_out(out, &text)

@@ -119,8 +119,16 @@ pub enum OnOffAuto {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// A .gguf file (the first shard of a split model).
-    pub model: PathBuf,
+    /// A .gguf file (the first shard of a split model), or the name of a model you don't have, such as
+    /// Llama-2-70b-chat.Q3_K_M (an estimate from the parameter count and precision in the name).
+    #[arg(required_unless_present = "params")]
+    pub model: Option<PathBuf>,
+    /// Estimate for a model of this many parameters instead of a file, e.g. 70B, 1.5B, 135M.
+    #[arg(long, value_name = "SIZE", requires = "quant", conflicts_with = "model")]
+    pub params: Option<String>,
+    /// With --params: the quantization, e.g. Q4_K_M, Q8_0, F16 (also fp16, int8, int4, q4).
+    #[arg(long, value_name = "NAME", requires = "params")]
+    pub quant: Option<String>,
     /// Plan for a machine described in profiles/ (a name such as rtx3060-12g) or in a .toml file.
     #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["vram", "ram"])]
     pub profile: Option<String>,
@@ -147,7 +155,7 @@ pub struct FitArgs {
     #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N")]
     pub n_gpu_layers: Option<u32>,
     /// Context size in tokens.
-    #[arg(short = 'c', long = "ctx-size", value_name = "TOKENS")]
+    #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx", value_name = "TOKENS")]
     pub ctx_size: Option<u64>,
     /// -ctk: K cache type: f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl.
     #[arg(long = "cache-type-k", value_name = "TYPE")]
@@ -242,9 +250,17 @@ pub enum HardwareSource {
     Hypothetical { vram_bytes: Vec<u64>, ram_bytes: u64 },
 }
 
+/// What to plan for: a file, or a model described by name or flags (an estimate).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A path; if no such file exists, it is read as a model name.
+    Path(PathBuf),
+    Params { params: String, quant: String },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRequest {
-    pub model: PathBuf,
+    pub model: ModelSource,
     pub hardware: HardwareSource,
     pub policy: Policy,
     pub json: bool,
@@ -324,8 +340,13 @@ impl PlanArgs {
             },
             _ => HardwareSource::ThisMachine,
         };
+        let model = match (&self.model, &self.params, &self.quant) {
+            (Some(path), _, _) => ModelSource::Path(path.clone()),
+            (None, Some(params), Some(quant)) => ModelSource::Params { params: params.clone(), quant: quant.clone() },
+            _ => return Err("give a model file or name, or --params SIZE --quant NAME".into()),
+        };
         Ok(PlanRequest {
-            model: self.model.clone(),
+            model,
             hardware,
             policy: self.fit.policy()?,
             json: self.json,

@@ -14,6 +14,9 @@ pub enum Failure {
     Usage(String),
     #[error(transparent)]
     Model(#[from] GgufError),
+    /// Neither a file nor a model name run-fit can read.
+    #[error("{0}")]
+    NotAModel(String),
     #[error(transparent)]
     Unsupported(#[from] FactsError),
     #[error(transparent)]
@@ -57,7 +60,7 @@ impl Failure {
         match self {
             Failure::Internal(_) => 1,
             Failure::Usage(_) => 2,
-            Failure::Model(_) => 3,
+            Failure::Model(_) | Failure::NotAModel(_) => 3,
             Failure::Unsupported(_) => 4,
             Failure::DoesNotFit(_) | Failure::OutOfMemory(_) => 5,
             Failure::Profile(_) => 6,

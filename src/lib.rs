@@ -22,6 +22,7 @@ pub mod gguf;
 pub mod hardware;
 #[cfg(feature = "llama")]
 pub mod launch;
+pub mod names;
 pub mod plan;
 #[cfg(feature = "llama")]
 pub mod probe;

@@ -19,6 +19,23 @@ pub struct PlanReport<'a> {
     pub llama_args: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llama_fit: Option<&'a LlamaFit>,
+    /// Set when the model is a name, not a file: the numbers are an estimate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+}
+
+/// How an estimate was made, and the naive figure beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// What the user gave: a name, or `--params 70B --quant Q4_K_M`.
+    pub from: String,
+    pub params_named: f64,
+    pub quant: String,
+    /// The typical model whose shape the estimate uses.
+    pub shape: String,
+    /// Parameters × bytes per parameter, as the usual tables compute it.
+    pub naive_weight_bytes: u64,
+    pub naive_bits_per_weight: f64,
 }
 
 #[derive(Debug, Serialize)]
@@ -71,6 +88,28 @@ pub fn plan_text(report: &PlanReport) -> String {
     let c = &p.config;
     let mut out = String::new();
     let name = std::path::Path::new(&m.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(e) = &report.estimate {
+        out += &format!(
+            "ESTIMATE no file: {} read as {} params at {}; shape of {}\n",
+            e.from,
+            params_human(e.params_named as u64),
+            e.quant,
+            e.shape
+        );
+        // Decimal GB here, as the usual "RAM per model size" tables use them.
+        let gb = |b: f64| format!("{:.2} GB", b / 1e9);
+        out += &format!(
+            "naive    {} × {} bits = {} of weights; this estimate: {} ({} has {} params; {} averages {:.2} bits/weight)\n",
+            params_human(e.params_named as u64),
+            e.naive_bits_per_weight,
+            gb(e.naive_weight_bytes as f64),
+            gb(m.weights_bytes as f64),
+            e.shape,
+            params_human(m.params),
+            e.quant,
+            m.bits_per_weight
+        );
+    }
     out += &format!(
         "model    {name}: {} {}, {} layers, {} params, {} ({:.2} bits/weight), {}\n",
         m.architecture,

@@ -107,15 +107,50 @@ pub struct Quant {
     pub file_type: u32,
 }
 
+/// Every quantization run-fit can build: (name, main type, more-bits type, llama.cpp file type). The
+/// more-bits type is what llama.cpp's quantizer gives attn_v, some ffn_down and the output.
+const QUANTS: &[(&str, &str, &str, u32)] = &[
+    ("F32", "F32", "F32", 0),
+    ("F16", "F16", "F16", 1),
+    ("Q4_0", "Q4_0", "Q4_0", 2),
+    ("Q4_1", "Q4_1", "Q4_1", 3),
+    ("Q8_0", "Q8_0", "Q8_0", 7),
+    ("Q5_0", "Q5_0", "Q5_0", 8),
+    ("Q5_1", "Q5_1", "Q5_1", 9),
+    ("Q2_K", "Q2_K", "Q3_K", 10),
+    ("Q3_K_S", "Q3_K", "Q3_K", 11),
+    ("Q3_K_M", "Q3_K", "Q4_K", 12),
+    ("Q3_K_L", "Q3_K", "Q5_K", 13),
+    ("Q4_K_S", "Q4_K", "Q5_K", 14),
+    ("Q4_K_M", "Q4_K", "Q6_K", 15),
+    ("Q5_K_S", "Q5_K", "Q5_K", 16),
+    ("Q5_K_M", "Q5_K", "Q6_K", 17),
+    ("Q6_K", "Q6_K", "Q6_K", 18),
+    ("IQ2_XXS", "IQ2_XXS", "Q2_K", 19),
+    ("IQ2_XS", "IQ2_XS", "Q2_K", 20),
+    ("IQ3_XXS", "IQ3_XXS", "IQ3_S", 23),
+    ("IQ1_S", "IQ1_S", "IQ2_XXS", 24),
+    ("IQ4_NL", "IQ4_NL", "IQ4_NL", 25),
+    ("IQ3_S", "IQ3_S", "IQ3_S", 26),
+    ("IQ4_XS", "IQ4_XS", "IQ4_XS", 30),
+    ("BF16", "BF16", "BF16", 32),
+    ("MXFP4", "MXFP4", "Q8_0", 38),
+];
+
 pub fn quant(name: &str) -> Option<Quant> {
     let ty = |n| GgmlType::from_name(n).expect("known type");
-    Some(match name.to_ascii_uppercase().as_str() {
-        "Q4_K_M" => Quant { name: "Q4_K_M", base: ty("Q4_K"), more_bits: ty("Q6_K"), file_type: 15 },
-        "Q8_0" => Quant { name: "Q8_0", base: ty("Q8_0"), more_bits: ty("Q8_0"), file_type: 7 },
-        "Q4_0" => Quant { name: "Q4_0", base: ty("Q4_0"), more_bits: ty("Q4_0"), file_type: 2 },
-        "F16" => Quant { name: "F16", base: ty("F16"), more_bits: ty("F16"), file_type: 1 },
-        _ => return None,
+    let upper = name.to_ascii_uppercase();
+    QUANTS.iter().find(|q| q.0 == upper).map(|&(name, base, more, file_type)| Quant {
+        name,
+        base: ty(base),
+        more_bits: ty(more),
+        file_type,
     })
+}
+
+/// Every quantization name `quant` accepts, from the most bits to the fewest.
+pub fn quant_names() -> impl Iterator<Item = &'static str> {
+    QUANTS.iter().map(|q| q.0)
 }
 
 /// llama.cpp's `use_more_bits` (src/llama-quant.cpp): the first and last eighth, and every third layer between.
@@ -149,7 +184,13 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
     }
     kvs.extend(vocabulary(shape.n_vocab));
 
-    let t = |name: String, dims: Vec<u64>, ggml_type: GgmlType| TensorSpec { name, dims, ggml_type };
+    // A row that is not a whole number of the type's blocks cannot use it; llama.cpp's quantizer then
+    // falls back to a type with 32-element blocks (Q8_0 here, the safe upper bound).
+    let t = |name: String, dims: Vec<u64>, ggml_type: GgmlType| {
+        let ggml_type =
+            if dims[0] % ggml_type.block_elems == 0 { ggml_type } else { GgmlType::from_name("Q8_0").expect("known") };
+        TensorSpec { name, dims, ggml_type }
+    };
     let (e, ff, qd, kvd) = (shape.n_embd, shape.n_ff, shape.n_head * head_dim, shape.n_head_kv * head_dim);
     let mut tensors = vec![t("token_embd.weight".into(), vec![e, shape.n_vocab], q.base)];
     for i in 0..shape.n_layer {

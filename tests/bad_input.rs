@@ -122,6 +122,18 @@ fn bad_input_table() {
             exit_code: 5,
             message: "--allow-swap",
         },
+        Case {
+            what: "neither a file nor a name",
+            args: vec!["plan".into(), "Phi-3-mini-4k-instruct-q4".into()],
+            exit_code: 3,
+            message: "pass --params SIZE",
+        },
+        Case {
+            what: "bad --params",
+            args: vec!["plan".into(), "--params".into(), "seventy".into(), "--quant".into(), "Q4_K_M".into()],
+            exit_code: 2,
+            message: "e.g. 70B",
+        },
         Case { what: "run: missing", args: ask(&d.join("nope.gguf"), &[]), exit_code: 3, message: "no such file" },
         Case { what: "run: truncated", args: ask(&truncated, &[]), exit_code: 3, message: "truncated" },
         Case {

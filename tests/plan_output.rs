@@ -96,3 +96,22 @@ fn this_machine_devices_and_llama_cpp_comparison() {
     assert!(text.contains("llama.cpp's own fit chose  -ngl"), "{text}");
     assert!(text.contains("machine  this machine"));
 }
+
+#[test]
+fn a_model_you_do_not_have_is_planned_from_its_name() {
+    let out = run_fit(&["plan", "Llama-2-7b.Q4_K_M", "--profile", "rtx3060-12g", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let e = &v["estimate"];
+    assert_eq!(e["shape"], "Llama-2-7B");
+    assert_eq!(e["naive_weight_bytes"], 3_500_000_000u64);
+    // the real Llama-2-7B Q4_K_M file is 4,081,004,224 bytes (FIELD-NOTES §6)
+    let weights = v["model"]["weights_bytes"].as_f64().unwrap();
+    assert!((weights / 4_081_004_224.0 - 1.0).abs() < 0.01, "{weights}");
+    assert_eq!(v["plan"]["config"]["gpu_layers"][0], 33, "all of a 7B Q4_K_M fits 12 GB");
+
+    let text = stdout(&run_fit(&["plan", "--params", "70B", "--quant", "int4", "--ram", "64GiB", "--vram", "24GiB"]));
+    assert!(text.starts_with("ESTIMATE no file: --params 70B --quant int4"), "{text}");
+    assert!(text.contains("naive    70.0 B × 4 bits = 35.00 GB of weights"), "{text}");
+    assert!(text.contains("shape of Llama-2-70B"), "{text}");
+}
