@@ -4,14 +4,17 @@ use std::io::{Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::cli::{HardwareSource, ModelSource, Mode, PlanRequest, RunRequest};
+use crate::calibration;
+use crate::cli::{HardwareSource, Mode, ModelSource, PlanRequest, RunRequest};
 use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
 use crate::facts::{self, ModelFacts};
 use crate::hardware::{self, Hardware};
-use crate::launch::{Launcher, Ui};
+use crate::launch::{Launcher, Learn, Ui};
 use crate::plan;
+use crate::plan::Policy;
 use crate::report::{self, Estimate, PlanReport};
+use crate::speed;
 use crate::{chat, supervisor};
 use crate::{gguf, names, probe, synth};
 
@@ -74,7 +77,15 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
             probe::measure(engine.as_ref())?
         }
     };
-    let plan = plan::plan(&facts, &hardware, &req.policy)?;
+    let mut hardware = hardware;
+    let mut policy = req.policy.clone();
+    let mut learned = Vec::new();
+    if matches!(req.hardware, HardwareSource::ThisMachine) {
+        let path = estimate.is_none().then(|| std::path::Path::new(&label));
+        learn_from_earlier_runs(&mut hardware, path, &mut policy, req.fresh, &mut learned);
+    }
+    let plan = plan::plan(&facts, &hardware, &policy)?;
+    let speed = speed::predict(&facts, &plan, &hardware);
     let llama_fit = match (&engine, req.compare_llama) {
         // Same minimum context and the same per-GPU reserves as our plan, so the two choices compare.
         (Some(e), true) => {
@@ -90,6 +101,8 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
         llama_args: plan.llama_args(),
         llama_fit: llama_fit.as_ref(),
         estimate,
+        speed,
+        learned,
     };
     let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     write_out(out, &text)
@@ -140,11 +153,73 @@ pub fn run_model(req: &RunRequest, ui: &Ui) -> Result<(), Failure> {
             supervisor::wake_all();
         }
     });
-    let hardware = probe::measure_isolated()?;
-    let launcher = Launcher::new(req, &facts, hardware, ui, Arc::clone(&interrupt));
+    let mut hardware = probe::measure_isolated()?;
+    let mut policy = req.policy.clone();
+    let mut learned = Vec::new();
+    let learn = learn_from_earlier_runs(&mut hardware, Some(&req.model), &mut policy, req.fresh, &mut learned);
+    for note in &learned {
+        ui.note(note);
+    }
+    let launcher = Launcher::new(req, &facts, hardware, policy, learn, ui, Arc::clone(&interrupt));
     match (&req.mode, piped) {
         (Mode::Once(Some(prompt)), _) => chat::once(req, prompt.clone(), launcher, ui, interrupt),
         (Mode::Once(None), Some(prompt)) => chat::once(req, prompt, launcher, ui, interrupt),
         _ => chat::interactive(req, launcher, ui, interrupt),
+    }
+}
+
+/// This machine's calibration: fill the host's memory bandwidth (measured once, then cached) and,
+/// unless `fresh`, start `policy` from what the last run of `model` here learned (notes say what).
+/// Returns where the next successful load is recorded. A broken cache is a warning, never an error.
+fn learn_from_earlier_runs(
+    hardware: &mut Hardware,
+    model: Option<&std::path::Path>,
+    policy: &mut Policy,
+    fresh: bool,
+    notes: &mut Vec<String>,
+) -> Option<Learn> {
+    let (mut cache, warning) = calibration::load();
+    notes.extend(warning.map(|w| format!("warning: {w}")));
+    let machine = probe::fingerprint(hardware);
+    let bandwidth = match cache.host_bandwidth_gb_per_s.get(&machine) {
+        Some(&bw) if !fresh => Some(bw),
+        _ => {
+            let bw = probe::host_bandwidth_gb_per_s(hardware.host.threads);
+            if let Some(bw) = bw {
+                cache.version = calibration::VERSION;
+                cache.host_bandwidth_gb_per_s.insert(machine.clone(), bw);
+                if let Some(w) = calibration::save(&cache) {
+                    notes.push(format!("warning: {w}"));
+                }
+            }
+            bw
+        }
+    };
+    if hardware.host.bandwidth_gb_per_s.is_none() {
+        hardware.host.bandwidth_gb_per_s = bandwidth;
+    }
+    let model_key = calibration::model_key(model?);
+    if !fresh && let Some(run) = cache.latest(&model_key, &machine) {
+        let names: Vec<String> = hardware.devices.iter().map(|d| d.name.clone()).collect();
+        let adjustments = calibration::adjust(policy, run, &names);
+        let when = run.when;
+        if adjustments.is_empty() {
+            notes.push(format!("calibrated: the last run here ({}) used what was predicted", ago(when)));
+        } else {
+            notes.extend(
+                adjustments.into_iter().map(|a| format!("calibrated from the last run here ({}): {a}", ago(when))),
+            );
+        }
+    }
+    Some(Learn { cache, model_key, machine })
+}
+
+fn ago(when: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    match now.saturating_sub(when) {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86400),
     }
 }

@@ -15,6 +15,7 @@ use crate::cli::RunRequest;
 use crate::error::Failure;
 use crate::launch::{Launcher, Running, Ui};
 use crate::protocol::{Message, Stats, StopReason};
+use crate::speed::Speed;
 use crate::supervisor::Reply;
 
 const HELP: &str = "commands:
@@ -98,7 +99,10 @@ fn answer(
     }
 }
 
-fn print_reply_end(ui: &Ui, reply: &Reply) {
+/// Below this share of the predicted generation speed, something is wrong with the machine's memory.
+const SLOW_SHARE: f64 = 0.5;
+
+fn print_reply_end(ui: &Ui, reply: &Reply, predicted: Option<&Speed>) {
     if reply.dropped > 0 {
         ui.note(&format!(
             "the context was full: dropped the {} oldest messages (the system prompt stays)",
@@ -112,6 +116,17 @@ fn print_reply_end(ui: &Ui, reply: &Reply) {
     }
     // The numbers are a result, shown even with -q.
     eprintln!("{}", reply.stats.line());
+    if let Some(p) = predicted
+        && reply.stats.generated_tokens >= 32
+        && reply.stats.generation_tok_per_s() < SLOW_SHARE * p.generation_tok_per_s
+    {
+        ui.note(&format!(
+            "warning: generation ran at {:.1} tok/s, far below the {:.0} tok/s predicted: memory may be spilling \
+             (GPU memory to shared system memory, or RAM to swap), or other programs are using the machine",
+            reply.stats.generation_tok_per_s(),
+            p.generation_tok_per_s
+        ));
+    }
 }
 
 #[derive(Serialize)]
@@ -161,7 +176,7 @@ pub fn once(
     } else {
         println!();
     }
-    print_reply_end(ui, &reply);
+    print_reply_end(ui, &reply, running.predicted.as_ref());
     if reply.stop == StopReason::Stopped { Err(Failure::Interrupted) } else { Ok(()) }
 }
 
@@ -244,7 +259,7 @@ pub fn interactive(
             Ok(reply) => {
                 println!();
                 conv.record(&reply);
-                print_reply_end(ui, &reply);
+                print_reply_end(ui, &reply, running.predicted.as_ref());
             }
             Err(failure) => {
                 println!();

@@ -190,6 +190,9 @@ pub struct FitArgs {
     /// Plan even when the CPU part would not fit in RAM (it will swap).
     #[arg(long)]
     pub allow_swap: bool,
+    /// Ignore what earlier runs on this machine recorded (the calibration cache) and measure afresh.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// llama.cpp's multi-letter short flags, which clap cannot declare, mapped to their long names.
@@ -255,11 +258,15 @@ pub enum HardwareSource {
 pub enum ModelSource {
     /// A path; if no such file exists, it is read as a model name.
     Path(PathBuf),
-    Params { params: String, quant: String },
+    Params {
+        params: String,
+        quant: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRequest {
+    pub fresh: bool,
     pub model: ModelSource,
     pub hardware: HardwareSource,
     pub policy: Policy,
@@ -346,6 +353,7 @@ impl PlanArgs {
             _ => return Err("give a model file or name, or --params SIZE --quant NAME".into()),
         };
         Ok(PlanRequest {
+            fresh: self.fit.fresh,
             model,
             hardware,
             policy: self.fit.policy()?,
@@ -375,6 +383,7 @@ pub struct Levers {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRequest {
+    pub fresh: bool,
     pub model: PathBuf,
     pub policy: Policy,
     pub levers: Levers,
@@ -424,6 +433,7 @@ impl RunArgs {
         // -b smaller than -ub makes llama.cpp shrink the physical batch too; plan what it will use.
         policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
         Ok(RunRequest {
+            fresh: self.fit.fresh,
             model: self.model.clone(),
             policy,
             levers: Levers {

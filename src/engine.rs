@@ -290,6 +290,23 @@ pub struct Buffers {
     pub output_bytes: u64,
 }
 
+/// What llama.cpp allocated since the log was last cleared, per device: "host" for every CPU-side
+/// buffer (CPU, CPU_Mapped, CPU_REPACK, CUDA_Host…), else the device's name (CUDA0…), in bytes.
+pub fn buffers_by_device() -> std::collections::BTreeMap<String, u64> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        let Some((label, value)) = line.split_once(" buffer size = ") else { continue };
+        let Some(mib) = value.trim().strip_suffix("MiB").and_then(|v| v.trim().parse::<f64>().ok()) else { continue };
+        // "load_tensors:   CPU_Mapped model" → "CPU_Mapped"
+        let Some(device) = label.split_once(':').map(|(_, rest)| rest).and_then(|r| r.split_whitespace().next()) else {
+            continue;
+        };
+        let device = if device.starts_with("CPU") || device.ends_with("_Host") { "host" } else { device };
+        *out.entry(device.to_string()).or_insert(0) += (mib * 1024.0 * 1024.0).round() as u64;
+    }
+    out
+}
+
 /// Read "… model buffer size = 92.12 MiB", "… KV buffer size = …", "… compute buffer size = …" and
 /// "… output buffer size = …" lines (MiB with two decimals: 10 KiB resolution).
 fn parse_buffers(lines: &VecDeque<String>) -> Buffers {

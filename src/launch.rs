@@ -8,6 +8,7 @@ use std::sync::atomic::AtomicBool;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::backoff::{self, Death, Exit, Fixed, Step, Tried, Verdict};
+use crate::calibration::{self, Cache};
 use crate::cli::RunRequest;
 use crate::error::Failure;
 use crate::facts::{self, ModelFacts};
@@ -16,7 +17,8 @@ use crate::plan::{self, Plan, Policy};
 use crate::probe;
 use crate::protocol::{LoadSpec, SplitMode};
 use crate::report::{self, ModelSummary};
-use crate::supervisor::{Interrupted, Worker};
+use crate::speed::{self, Speed};
+use crate::supervisor::{Interrupted, Loaded, Worker};
 
 /// Starts, counting the first: enough to halve the context and shed layers a few times.
 pub const MAX_ATTEMPTS: usize = 8;
@@ -52,6 +54,15 @@ pub struct Running {
     pub worker: Worker,
     pub plan: Plan,
     pub n_ctx_tokens: u32,
+    /// The speed the plan predicts, to flag a run far below it.
+    pub predicted: Option<Speed>,
+}
+
+/// Where a successful load is recorded (`calibration`): the cache, this model file and this machine.
+pub struct Learn {
+    pub cache: Cache,
+    pub model_key: String,
+    pub machine: String,
 }
 
 pub struct Launcher<'a> {
@@ -65,6 +76,9 @@ pub struct Launcher<'a> {
     attempts: usize,
     /// One line per backoff step, as printed.
     pub steps: Vec<String>,
+    learn: Option<Learn>,
+    /// GPU layers and context of the first plan, for the calibration record.
+    first_config: Option<(u32, u64)>,
 }
 
 impl<'a> Launcher<'a> {
@@ -72,6 +86,8 @@ impl<'a> Launcher<'a> {
         req: &'a RunRequest,
         facts: &'a ModelFacts,
         hardware: Hardware,
+        policy: Policy,
+        learn: Option<Learn>,
         ui: &'a Ui,
         interrupt: Arc<AtomicBool>,
     ) -> Launcher<'a> {
@@ -81,10 +97,12 @@ impl<'a> Launcher<'a> {
             summary: report::model_summary(&req.model.display().to_string(), facts),
             ui,
             interrupt,
-            policy: req.policy.clone(),
+            policy,
             first_hardware: Some(hardware),
             attempts: 0,
             steps: Vec::new(),
+            learn,
+            first_config: None,
         }
     }
 
@@ -105,6 +123,7 @@ impl<'a> Launcher<'a> {
             };
             let hardware = self.restrict(hardware)?;
             let plan = plan::plan(self.facts, &hardware, &self.policy)?;
+            self.first_config.get_or_insert((plan.config.n_gpu_layers(), plan.config.n_ctx_tokens));
             self.ui.note(&report::run_summary(&self.summary, &plan));
             for warning in &plan.warnings {
                 self.ui.note(&format!("warning: {warning}"));
@@ -131,14 +150,16 @@ impl<'a> Launcher<'a> {
             let ready = worker.wait_ready(&self.interrupt, &mut |f| bar.set_position((f * 100.0) as u64));
             bar.finish_and_clear();
             match ready {
-                Ok((n_ctx_tokens, has_template)) => {
-                    if !has_template {
+                Ok(loaded) => {
+                    if !loaded.chat_template {
                         self.ui.note(&format!(
                             "the model file has no chat template: using llama.cpp's built-in '{}' template",
                             spec.fallback_chat_template
                         ));
                     }
-                    return Ok(Running { worker, plan, n_ctx_tokens });
+                    self.record(&plan, &loaded);
+                    let predicted = speed::predict(self.facts, &plan, &hardware);
+                    return Ok(Running { worker, plan, n_ctx_tokens: loaded.n_ctx_tokens, predicted });
                 }
                 Err(Interrupted::ByUser) => return Err(Failure::Interrupted),
                 Err(Interrupted::Died(death)) => {
@@ -189,6 +210,28 @@ impl<'a> Launcher<'a> {
             Step::Layers { to, .. } => self.policy.max_gpu_layers = Some(to),
         }
         Ok(())
+    }
+
+    /// Remember what llama.cpp really allocated (and any backoff) for the next plan of this model here.
+    fn record(&mut self, plan: &Plan, loaded: &Loaded) {
+        let Some(learn) = &mut self.learn else { return };
+        let (first_n_gpu_layers, first_n_ctx_tokens) =
+            self.first_config.unwrap_or((plan.config.n_gpu_layers(), plan.config.n_ctx_tokens));
+        learn.cache.record(calibration::Run {
+            model: learn.model_key.clone(),
+            machine: learn.machine.clone(),
+            when: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            n_gpu_layers: plan.config.n_gpu_layers(),
+            n_ctx_tokens: plan.config.n_ctx_tokens,
+            predicted_bytes: calibration::predicted(plan),
+            measured_bytes: loaded.buffers_bytes.clone(),
+            backoff: self.steps.clone(),
+            first_n_ctx_tokens,
+            first_n_gpu_layers,
+        });
+        if let Some(warning) = calibration::save(&learn.cache) {
+            self.ui.note(&format!("warning: {warning}"));
+        }
     }
 
     /// `-sm none` uses only the main GPU: plan for that one alone.

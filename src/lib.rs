@@ -10,6 +10,8 @@ pub mod app;
 pub mod archs;
 pub mod backoff;
 #[cfg(feature = "llama")]
+pub mod calibration;
+#[cfg(feature = "llama")]
 pub mod chat;
 pub mod cli;
 #[cfg(feature = "llama")]
@@ -29,6 +31,7 @@ pub mod probe;
 pub mod protocol;
 #[cfg(feature = "llama")]
 pub mod report;
+pub mod speed;
 #[cfg(feature = "llama")]
 pub mod supervisor;
 pub mod synth;

@@ -96,15 +96,15 @@ pub fn parse_params(text: &str) -> Option<f64> {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NameError {
-    #[error(
-        "'{0}' names no parameter count (like 7b or 70B): pass --params SIZE, e.g. --params 7B --quant {1}"
-    )]
+    #[error("'{0}' names no parameter count (like 7b or 70B): pass --params SIZE, e.g. --params 7B --quant {1}")]
     NoParams(String, String),
     #[error(
         "'{0}' names no precision (like Q4_K_M, q4, fp16): pass --quant, e.g. --quant Q4_K_M, or add it to the name"
     )]
     NoPrecision(String),
-    #[error("'{0}' is not a quantization run-fit knows: use F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, IQ4_XS …")]
+    #[error(
+        "'{0}' is not a quantization run-fit knows: use F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, IQ4_XS …"
+    )]
     UnknownQuant(String),
     #[error("'{0}' is not a parameter count: use a number with B or M, e.g. 70B, 1.5B, 135M")]
     BadParams(String),
@@ -175,10 +175,8 @@ fn split_words(stem: &str) -> Vec<String> {
     let chars: Vec<char> = stem.chars().collect();
     let mut words = vec![String::new()];
     for (i, &c) in chars.iter().enumerate() {
-        let decimal_point = c == '.'
-            && i > 0
-            && chars[i - 1].is_ascii_digit()
-            && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
+        let decimal_point =
+            c == '.' && i > 0 && chars[i - 1].is_ascii_digit() && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
         if matches!(c, '-' | ' ' | '/') || (c == '.' && !decimal_point) {
             words.push(String::new());
         } else {
@@ -230,8 +228,32 @@ pub const SHAPES: &[Shape] = &[
 /// Mixture-of-experts shapes, chosen when the name says `NxMb` or `…-aNb`.
 pub const MOE_SHAPES: &[Shape] = &[
     synth::MIXTRAL_8X7B,
-    Shape { name: "Mixtral-8x22B", n_layer: 56, n_embd: 6144, n_ff: 16384, n_head: 48, n_head_kv: 8, n_vocab: 32768, n_ctx_train: 65536, n_expert: 8, n_expert_used: 2, tied_embedding: false },
-    Shape { name: "Qwen3-30B-A3B", n_layer: 48, n_embd: 2048, n_ff: 768, n_head: 32, n_head_kv: 4, n_vocab: 151936, n_ctx_train: 40960, n_expert: 128, n_expert_used: 8, tied_embedding: false },
+    Shape {
+        name: "Mixtral-8x22B",
+        n_layer: 56,
+        n_embd: 6144,
+        n_ff: 16384,
+        n_head: 48,
+        n_head_kv: 8,
+        n_vocab: 32768,
+        n_ctx_train: 65536,
+        n_expert: 8,
+        n_expert_used: 2,
+        tied_embedding: false,
+    },
+    Shape {
+        name: "Qwen3-30B-A3B",
+        n_layer: 48,
+        n_embd: 2048,
+        n_ff: 768,
+        n_head: 32,
+        n_head_kv: 4,
+        n_vocab: 151936,
+        n_ctx_train: 40960,
+        n_expert: 128,
+        n_expert_used: 8,
+        tied_embedding: false,
+    },
 ];
 
 #[allow(clippy::too_many_arguments)]
@@ -246,7 +268,19 @@ const fn shape(
     n_ctx_train: u64,
     tied_embedding: bool,
 ) -> Shape {
-    Shape { name, n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx_train, n_expert: 0, n_expert_used: 0, tied_embedding }
+    Shape {
+        name,
+        n_layer,
+        n_embd,
+        n_ff,
+        n_head,
+        n_head_kv,
+        n_vocab,
+        n_ctx_train,
+        n_expert: 0,
+        n_expert_used: 0,
+        tied_embedding,
+    }
 }
 
 /// Parameters of a shape (weights of every matrix, embeddings included).
@@ -369,7 +403,8 @@ mod tests {
             ("Qwen3-30B-A3B", 30.53),
         ];
         for s in SHAPES.iter().chain(MOE_SHAPES) {
-            let (_, billions) = published.iter().find(|(n, _)| *n == s.name).expect("every shape has a published count");
+            let (_, billions) =
+                published.iter().find(|(n, _)| *n == s.name).expect("every shape has a published count");
             let ratio = shape_params(s) / 1e9 / billions;
             assert!((0.95..1.05).contains(&ratio), "{}: {:.3} B params vs {billions}", s.name, shape_params(s) / 1e9);
         }

@@ -56,3 +56,33 @@ pub fn physical_cores() -> u32 {
         .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
         .max(1)
 }
+
+/// Host memory read bandwidth in GB/s: every thread sums its share of a 256 MiB buffer (after a first
+/// pass that maps the pages), best of three. ~0.1 s, so callers cache it (`calibration`). None when the
+/// buffer cannot be allocated.
+pub fn host_bandwidth_gb_per_s(threads: u32) -> Option<f64> {
+    const BYTES: usize = 256 << 20;
+    // Fallible: on a machine short of memory (or under a limit) there is simply no measurement.
+    let mut buf: Vec<u64> = Vec::new();
+    buf.try_reserve_exact(BYTES / 8).ok()?;
+    buf.resize(BYTES / 8, 1);
+    let chunk = buf.len().div_ceil(threads.max(1) as usize);
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let total: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                buf.chunks(chunk).map(|c| s.spawn(move || c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        std::hint::black_box(total);
+        best = best.max(BYTES as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    Some(best)
+}
+
+/// Which machine a calibration record belongs to: its GPUs, RAM size and threads.
+pub fn fingerprint(hw: &Hardware) -> String {
+    let gpus: Vec<String> = hw.devices.iter().map(|d| format!("{}:{}", d.description, d.total_bytes >> 20)).collect();
+    format!("host:{}MiB:{}t;{}", hw.host.total_bytes >> 20, hw.host.threads, gpus.join(","))
+}

@@ -233,9 +233,11 @@ pub enum Event {
     Progress {
         fraction: f32,
     },
+    /// Loaded; `buffers_bytes`: what llama.cpp allocated per device ("host" for RAM).
     Ready {
         n_ctx_tokens: u32,
         chat_template: bool,
+        buffers_bytes: std::collections::BTreeMap<String, u64>,
     },
     /// The oldest `dropped` messages after the system prompt did not fit the context.
     Trimmed {

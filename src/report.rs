@@ -9,6 +9,7 @@ use crate::facts::ModelFacts;
 use crate::footprint::kv_bytes_per_token;
 use crate::hardware::Hardware;
 use crate::plan::{Plan, human};
+use crate::speed::Speed;
 
 /// Everything `run-fit plan --json` prints.
 #[derive(Debug, Serialize)]
@@ -22,6 +23,10 @@ pub struct PlanReport<'a> {
     /// Set when the model is a name, not a file: the numbers are an estimate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<Estimate>,
+    /// Predicted speed; None when a bandwidth is unknown.
+    pub speed: Option<Speed>,
+    /// What earlier runs on this machine changed in this plan.
+    pub learned: Vec<String>,
 }
 
 /// How an estimate was made, and the naive figure beside it.
@@ -150,6 +155,15 @@ pub fn plan_text(report: &PlanReport) -> String {
     }
     for w in &p.warnings {
         out += &format!("warning  {w}\n");
+    }
+    for l in &report.learned {
+        out += &format!("learned  {l}\n");
+    }
+    if let Some(s) = &report.speed {
+        out += &format!(
+            "speed    ~{:.0} tok/s generating (limited by {}), ~{:.0} tok/s reading the prompt (predicted)\n",
+            s.generation_tok_per_s, s.limited_by, s.prompt_tok_per_s
+        );
     }
     out += "\n";
     let mut table = Table::new();

@@ -58,6 +58,15 @@ pub enum Interrupted {
     ByUser,
 }
 
+/// A worker that is ready: the context llama.cpp made, whether the file has its own chat template,
+/// and what llama.cpp allocated per device ("host" for RAM).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Loaded {
+    pub n_ctx_tokens: u32,
+    pub chat_template: bool,
+    pub buffers_bytes: std::collections::BTreeMap<String, u64>,
+}
+
 /// A finished reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -140,13 +149,12 @@ impl Worker {
         }
     }
 
-    /// Wait for `Ready`; `on_progress` sees the load fraction. Returns the context size llama.cpp made
-    /// and whether the file has its own chat template.
+    /// Wait for `Ready`; `on_progress` sees the load fraction.
     pub fn wait_ready(
         &mut self,
         interrupt: &AtomicBool,
         on_progress: &mut dyn FnMut(f32),
-    ) -> Result<(u32, bool), Interrupted> {
+    ) -> Result<Loaded, Interrupted> {
         loop {
             if interrupt.swap(false, Ordering::Relaxed) {
                 self.kill();
@@ -155,8 +163,8 @@ impl Worker {
             match self.next() {
                 Incoming::Event(Event::Stage { stage }) => self.stage = stage,
                 Incoming::Event(Event::Progress { fraction }) => on_progress(fraction),
-                Incoming::Event(Event::Ready { n_ctx_tokens, chat_template }) => {
-                    return Ok((n_ctx_tokens, chat_template));
+                Incoming::Event(Event::Ready { n_ctx_tokens, chat_template, buffers_bytes }) => {
+                    return Ok(Loaded { n_ctx_tokens, chat_template, buffers_bytes });
                 }
                 Incoming::Event(Event::Failed { stage, message, log_tail, waiting: true }) => {
                     self.stage = stage;

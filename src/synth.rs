@@ -187,8 +187,11 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
     // A row that is not a whole number of the type's blocks cannot use it; llama.cpp's quantizer then
     // falls back to a type with 32-element blocks (Q8_0 here, the safe upper bound).
     let t = |name: String, dims: Vec<u64>, ggml_type: GgmlType| {
-        let ggml_type =
-            if dims[0] % ggml_type.block_elems == 0 { ggml_type } else { GgmlType::from_name("Q8_0").expect("known") };
+        let ggml_type = if dims[0].is_multiple_of(ggml_type.block_elems) {
+            ggml_type
+        } else {
+            GgmlType::from_name("Q8_0").expect("known")
+        };
         TensorSpec { name, dims, ggml_type }
     };
     let (e, ff, qd, kvd) = (shape.n_embd, shape.n_ff, shape.n_head * head_dim, shape.n_head_kv * head_dim);

@@ -2,6 +2,7 @@
 //! loads the model, then answers `Chat` requests until its stdin closes. If llama.cpp kills this process
 //! the supervisor notices and starts a smaller one; nothing here tries to survive that.
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::engine::session::Session;
-use crate::engine::{Engine, LogEcho, take_log_tail};
+use crate::engine::{Engine, LogEcho, buffers_by_device, take_log_tail};
 use crate::protocol::{Event, LoadSpec, Request, Stage};
 
 /// Set by the stdin reader on `Stop` (or when stdin closes); polled by llama.cpp's abort callback and
@@ -94,13 +95,19 @@ pub fn run() -> ExitCode {
     // loaded, and the supervisor may send a smaller `Load` with the same weights.
     let mut spec = spec;
     let mut loaded: Option<(Session, LoadSpec)> = None;
+    // What the weights took, read from llama.cpp's log before the context's lines join it.
+    let mut weight_buffers = BTreeMap::new();
     let mut session = loop {
         let mut session = match loaded.take() {
             Some((session, was)) if was.same_weights(&spec) => session,
             other => {
                 drop(other); // free the old weights before loading new ones
                 match Session::load_model(&spec, &STOP, &mut on_stage, &mut on_progress) {
-                    Ok(s) => s,
+                    Ok(s) => {
+                        weight_buffers = buffers_by_device();
+                        take_log_tail(0);
+                        s
+                    }
                     Err(e) => {
                         fail(e.stage, e.message, false);
                         return ExitCode::from(EXIT_FAILED);
@@ -123,7 +130,17 @@ pub fn run() -> ExitCode {
         }
     };
     drop(lines);
-    emit(&Event::Ready { n_ctx_tokens: session.n_ctx_tokens(), chat_template: session.has_chat_template() });
+    emit(&Event::Ready {
+        n_ctx_tokens: session.n_ctx_tokens(),
+        chat_template: session.has_chat_template(),
+        buffers_bytes: {
+            let mut all = weight_buffers;
+            for (device, bytes) in buffers_by_device() {
+                *all.entry(device).or_insert(0) += bytes;
+            }
+            all
+        },
+    });
 
     // Requests arrive on a thread so that `Stop` lands while a reply is being generated.
     let (tx, rx) = mpsc::channel::<Request>();

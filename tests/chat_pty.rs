@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 
 use common::*;
 use rexpect::session::PtySession;
@@ -22,7 +21,7 @@ fn type_line(p: &mut PtySession, text: &str) {
 
 #[test]
 fn chat_two_turns_stats_ctrl_c_and_exit() {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+    let mut cmd = run_fit_command();
     cmd.args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "2048"]).env("TERM", "xterm");
     let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).expect("spawn in a pty");
 
@@ -86,7 +85,7 @@ fn chat_two_turns_stats_ctrl_c_and_exit() {
 fn ctrl_c_at_an_empty_prompt_and_ctrl_d_exit_cleanly() {
     // xterm: rustyline reads keys itself; dumb: plain lines, and Ctrl-C arrives as a signal.
     for (term, key) in [("xterm", 'c'), ("xterm", 'd'), ("dumb", 'c'), ("dumb", 'd')] {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+        let mut cmd = run_fit_command();
         cmd.args([smollm2().to_str().unwrap(), "-c", "1024", "-q"]).env("TERM", term);
         let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
         p.exp_string("> ").unwrap();
@@ -99,7 +98,7 @@ fn ctrl_c_at_an_empty_prompt_and_ctrl_d_exit_cleanly() {
 
 #[test]
 fn a_full_context_drops_the_oldest_turns_and_says_so() {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+    let mut cmd = run_fit_command();
     cmd.args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "512", "-n", "120", "--ignore-eos"])
         .args(["-sys", "You are a storyteller."])
         .env("TERM", "xterm");
@@ -124,7 +123,7 @@ fn a_full_context_drops_the_oldest_turns_and_says_so() {
 fn a_chat_that_cannot_go_on_is_saved_and_the_path_printed() {
     // Every worker is killed when it starts answering, and -c is pinned: nothing smaller to try.
     let state = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+    let mut cmd = run_fit_command();
     cmd.args([smollm2().to_str().unwrap(), "-c", "2048"])
         .env("TERM", "xterm")
         .env("XDG_STATE_HOME", state.path())

@@ -17,7 +17,7 @@ const QUESTION: &str = "What is the capital of France?";
 fn run_fit_limited(limit_kib: u64, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new("bash");
     cmd.arg("-c").arg(format!("ulimit -v {limit_kib} && exec \"$0\" \"$@\"")).arg(env!("CARGO_BIN_EXE_run-fit"));
-    cmd.args(args).envs(env.iter().copied()).stdin(Stdio::null());
+    cmd.args(args).envs(env.iter().copied()).env("RUN_FIT_CACHE_DIR", fresh_cache()).stdin(Stdio::null());
     cmd.output().expect("bash runs")
 }
 
@@ -88,7 +88,7 @@ fn llama_cpp_logs_only_with_verbose() {
 
 #[test]
 fn a_piped_prompt_is_answered_once() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+    let mut child = run_fit_command()
         .args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "2048", "-q"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -106,11 +106,7 @@ fn a_piped_prompt_is_answered_once() {
 
 #[test]
 fn an_empty_pipe_is_a_usage_error_before_loading() {
-    let out = Command::new(env!("CARGO_BIN_EXE_run-fit"))
-        .args([smollm2().to_str().unwrap()])
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    let out = run_fit_command().args([smollm2().to_str().unwrap()]).stdin(Stdio::null()).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("no prompt"), "{}", stderr(&out));
 }
@@ -161,7 +157,7 @@ fn backs_off_from_sigkill_at_load_and_mid_reply() {
         let once = dir.path().join(stage);
         let args = ask(&["--max-ctx", "4096"]);
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+        let out = run_fit_command()
             .args(&args)
             .env("RUN_FIT_FAULT", format!("sigkill@{stage}"))
             .env("RUN_FIT_FAULT_ONCE", &once)
@@ -222,7 +218,7 @@ fn a_reply_that_fills_the_context_stops_cleanly() {
 fn ctrl_c_during_a_long_prompt_stops_at_once() {
     // ~1700 prompt tokens take seconds on this CPU; SIGINT (Ctrl-C) lands in the middle of them.
     let prompt = "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(120);
-    let child = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+    let child = run_fit_command()
         .args([smollm2().to_str().unwrap(), "-p", &prompt, "-c", "4096", "-t", "1"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

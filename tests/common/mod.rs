@@ -24,8 +24,25 @@ pub fn gemma3() -> PathBuf {
     model("gemma-3-270m-q4_k_m.gguf")
 }
 
+/// A new, empty calibration cache folder: each run-fit a test starts learns nothing from the others
+/// (a backoff recorded by one test would change the next one's plan).
+pub fn fresh_cache() -> PathBuf {
+    static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("run-fit-test-cache-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The run-fit binary with its own empty calibration cache.
+pub fn run_fit_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+    cmd.env("RUN_FIT_CACHE_DIR", fresh_cache());
+    cmd
+}
+
 pub fn run_fit(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_run-fit")).args(args).output().expect("run-fit runs")
+    run_fit_command().args(args).output().expect("run-fit runs")
 }
 
 pub fn stdout(o: &Output) -> String {

@@ -1,0 +1,63 @@
+//! The calibration cache: a run records what llama.cpp allocated (and any backoff), the next plan of the
+//! same model on this machine starts from it and says so, `--fresh` ignores it, and a corrupt file is a
+//! warning, never an error.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn with_cache(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_run-fit")).args(args).env("RUN_FIT_CACHE_DIR", dir).output().unwrap()
+}
+
+#[test]
+fn a_backoff_is_remembered_by_the_next_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = smollm2();
+    let m = model.to_str().unwrap();
+    // a real out-of-memory at 8192 tokens (address-space limit), answered at 4096
+    let out = Command::new("bash")
+        .arg("-c")
+        .arg("ulimit -v 400000 && exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_run-fit"))
+        .args([m, "-p", "hi", "-n", "2"])
+        .env("RUN_FIT_CACHE_DIR", dir.path())
+        .output()
+        .unwrap();
+    let e = stderr(&out);
+    assert!(out.status.success() && e.contains("retrying with context 8192 → 4096"), "{e}");
+    let cache: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("calibration.json")).unwrap()).unwrap();
+    let run = &cache["runs"][0];
+    assert_eq!((run["n_ctx_tokens"].as_u64(), run["first_n_ctx_tokens"].as_u64()), (Some(4096), Some(8192)));
+    assert!(run["measured_bytes"]["host"].as_u64().unwrap() > 90 << 20, "{run}");
+
+    let plan = stdout(&with_cache(dir.path(), &["plan", m]));
+    assert!(plan.contains("learned  calibrated from the last run here"), "{plan}");
+    assert!(plan.contains("context 8192 ran out of memory last time: starting from 4096 tokens"), "{plan}");
+    assert!(plan.contains("context 4096 tokens"), "{plan}");
+    // --fresh plans as if nothing had been learned
+    let fresh = stdout(&with_cache(dir.path(), &["plan", m, "--fresh"]));
+    assert!(!fresh.contains("learned") && fresh.contains("context 8192 tokens"), "{fresh}");
+    // a run without trouble replaces the record: the next plan is back at 8192
+    assert!(with_cache(dir.path(), &[m, "-p", "hi", "-n", "2", "--fresh"]).status.success());
+    let again = stdout(&with_cache(dir.path(), &["plan", m]));
+    assert!(again.contains("used what was predicted") && again.contains("context 8192 tokens"), "{again}");
+}
+
+#[test]
+fn a_corrupt_cache_is_a_warning_not_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("calibration.json"), b"{\"version\": 1, \"runs\": [garbage").unwrap();
+    let model = smollm2();
+    let out = with_cache(dir.path(), &["plan", model.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("warning: ignoring") && stdout(&out).contains("not a calibration file"));
+    // and the run rewrites it whole
+    let out = with_cache(dir.path(), &[model.to_str().unwrap(), "-p", "hi", "-n", "2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(dir.path().join("calibration.json")).unwrap();
+    assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "{text}");
+}
