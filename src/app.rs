@@ -1,11 +1,10 @@
 //! The commands, as typed steps: read the model, get the hardware, plan, report. `main` calls these.
 
-use std::io::{Read, Write};
+use std::io::{IsTerminal, Read, Write};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::calibration;
-use crate::cli::{HardwareSource, Mode, ModelSource, PlanRequest, RunRequest};
+use crate::cli::{BenchRequest, HardwareSource, Mode, ModelSource, PlanRequest, RunRequest};
 use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
 use crate::facts::{self, ModelFacts};
@@ -15,6 +14,7 @@ use crate::plan;
 use crate::plan::Policy;
 use crate::report::{self, Estimate, PlanReport};
 use crate::speed;
+use crate::{bench, calibration};
 use crate::{chat, supervisor};
 use crate::{gguf, names, probe, synth};
 
@@ -142,17 +142,7 @@ pub fn run_model(req: &RunRequest, ui: &Ui) -> Result<(), Failure> {
         }
         _ => None,
     };
-    // Ctrl-C becomes a flag the waits poll: it stops a reply instead of killing run-fit.
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
-        .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("installing the Ctrl-C handler")))?;
-    let flag = Arc::clone(&interrupt);
-    std::thread::spawn(move || {
-        for _ in signals.forever() {
-            flag.store(true, std::sync::atomic::Ordering::SeqCst);
-            supervisor::wake_all();
-        }
-    });
+    let interrupt = install_interrupt()?;
     let mut hardware = probe::measure_isolated()?;
     let mut policy = req.policy.clone();
     let mut learned = Vec::new();
@@ -222,4 +212,62 @@ fn ago(when: u64) -> String {
         s if s < 172_800 => format!("{} h ago", s / 3600),
         s => format!("{} days ago", s / 86400),
     }
+}
+
+/// `run-fit bench`: the sweep, then the table (or JSON/CSV) and the chart.
+pub fn run_bench(req: &BenchRequest, ui: &Ui, out: &mut dyn Write) -> Result<(), Failure> {
+    let facts = read_facts(&req.model)?;
+    let interrupt = install_interrupt()?;
+    let mut hardware = probe::measure_isolated()?;
+    let mut policy = req.policy.clone();
+    let mut notes = Vec::new();
+    learn_from_earlier_runs(&mut hardware, None, &mut policy, false, &mut notes);
+    for n in &notes {
+        ui.note(n);
+    }
+    let quiet_ui = Ui { quiet: true, verbose: ui.verbose };
+    let bar = if ui.quiet || ui.verbose || !std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::hidden()
+    } else {
+        indicatif::ProgressBar::new(1)
+    };
+    let outcomes = bench::run(req, &facts, &hardware, &quiet_ui, interrupt, &mut |done, total| {
+        bar.set_length(total);
+        bar.set_position(done);
+    })?;
+    bar.finish_and_clear();
+    let text = if req.json {
+        bench::json(&outcomes) + "\n"
+    } else if req.csv {
+        bench::csv(&outcomes)
+    } else {
+        bench::text(&outcomes, &req.model, req)
+    };
+    if let Some(path) = &req.chart {
+        let title = format!(
+            "{} — {}",
+            req.model.file_name().unwrap_or_default().to_string_lossy(),
+            bench::describe(&req.levers, req)
+        );
+        bench::chart(&outcomes, path, &title)
+            .map_err(|e| Failure::Internal(anyhow::anyhow!("drawing {}: {e}", path.display())))?;
+        ui.note(&format!("chart written to {}", path.display()));
+    }
+    write_out(out, &text)
+}
+
+/// Ctrl-C becomes a flag the waits look at (and a wake-up for them): it stops a reply instead of
+/// killing run-fit.
+fn install_interrupt() -> Result<Arc<AtomicBool>, Failure> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
+        .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("installing the Ctrl-C handler")))?;
+    let flag = Arc::clone(&interrupt);
+    std::thread::spawn(move || {
+        for _ in signals.forever() {
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+            supervisor::wake_all();
+        }
+    });
+    Ok(interrupt)
 }

@@ -33,6 +33,8 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Explain how the model would be placed on this machine (or a profile) without loading it.
     Plan(Box<PlanArgs>),
+    /// Measure prompt and generation speed across offload settings; name the fastest.
+    Bench(Box<BenchArgs>),
     /// List the GPUs llama.cpp sees and the RAM available to run-fit.
     Devices(DevicesArgs),
     /// The process that loads the model; started by `run-fit run`, not by people.
@@ -41,7 +43,7 @@ pub enum Command {
 }
 
 /// Subcommand names: `run-fit MODEL` is `run-fit run MODEL` when the first word is none of these.
-const SUBCOMMANDS: &[&str] = &["run", "plan", "devices", "help", "__worker"];
+const SUBCOMMANDS: &[&str] = &["run", "plan", "bench", "devices", "help", "__worker"];
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -78,6 +80,148 @@ pub struct RunArgs {
     /// Print the reply, the statistics and the configuration as one JSON object (with -p or piped stdin).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `run-fit bench`: lists like llama-bench's (`-ngl 0,8,16,max -c 4096,16384`).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A .gguf file.
+    pub model: PathBuf,
+    /// -ngl: GPU layer counts to try; `max` is the planned maximum [default: 0 to the maximum in quarters].
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N,N…|max")]
+    pub n_gpu_layers: Option<String>,
+    /// Context sizes to try [default: prompt + generated tokens, rounded up to 256].
+    #[arg(short = 'c', long = "ctx-size", value_name = "TOKENS,…")]
+    pub ctx_size: Option<String>,
+    /// -ctk: K cache types to try.
+    #[arg(long = "cache-type-k", value_name = "TYPE,…")]
+    pub cache_type_k: Option<String>,
+    /// -ctv: V cache types to try.
+    #[arg(long = "cache-type-v", value_name = "TYPE,…")]
+    pub cache_type_v: Option<String>,
+    /// -fa: flash attention settings to try.
+    #[arg(long = "flash-attn", value_name = "on|off,…", default_value = "on")]
+    pub flash_attn: String,
+    /// -ub: physical batch sizes to try.
+    #[arg(long = "ubatch-size", value_name = "TOKENS,…", default_value = "512")]
+    pub ubatch_size: String,
+    /// Prompt tokens per measurement.
+    #[arg(short = 'p', long = "n-prompt", value_name = "TOKENS", default_value_t = 512)]
+    pub n_prompt: u32,
+    /// Generated tokens per measurement.
+    #[arg(short = 'n', long = "n-gen", value_name = "TOKENS", default_value_t = 128)]
+    pub n_gen: u32,
+    /// Repetitions of each measurement.
+    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 3)]
+    pub repetitions: u32,
+    /// CPU threads [default: physical cores].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+    /// Also draw the results as an SVG chart in FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRequest {
+    pub model: PathBuf,
+    /// None: the planned maximum.
+    pub n_gpu_layers: Option<Vec<Option<u32>>>,
+    pub ctx_tokens: Option<Vec<u64>>,
+    pub cache_types: Vec<(Option<crate::gguf::GgmlType>, Option<crate::gguf::GgmlType>)>,
+    pub flash_attn: Vec<bool>,
+    pub ubatch_tokens: Vec<u64>,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub repetitions: u32,
+    pub policy: Policy,
+    pub levers: Levers,
+    pub json: bool,
+    pub csv: bool,
+    pub chart: Option<PathBuf>,
+}
+
+fn list<T>(text: &str, flag: &str, parse: impl Fn(&str) -> Option<T>, example: &str) -> Result<Vec<T>, String> {
+    text.split(',')
+        .map(|w| {
+            parse(w.trim())
+                .ok_or_else(|| format!("{flag} {text}: '{}' is not valid; give a list such as {example}", w.trim()))
+        })
+        .collect()
+}
+
+impl BenchArgs {
+    pub fn request(&self) -> Result<BenchRequest, String> {
+        let n_gpu_layers = self
+            .n_gpu_layers
+            .as_deref()
+            .map(|t| list(t, "-ngl", |w| if w == "max" { Some(None) } else { w.parse().ok().map(Some) }, "0,8,16,max"))
+            .transpose()?;
+        let ctx_tokens = self
+            .ctx_size
+            .as_deref()
+            .map(|t| list(t, "-c", |w| w.parse::<u64>().ok().filter(|&c| c > 0), "4096,16384"))
+            .transpose()?;
+        let types = |t: &Option<String>, flag: &str| -> Result<Vec<Option<crate::gguf::GgmlType>>, String> {
+            match t {
+                None => Ok(vec![None]),
+                Some(t) => list(t, flag, |w| cache_type(w).map(Some), "f16,q8_0"),
+            }
+        };
+        let (ks, vs) = (types(&self.cache_type_k, "-ctk")?, types(&self.cache_type_v, "-ctv")?);
+        let cache_types = ks.iter().flat_map(|k| vs.iter().map(move |v| (*k, *v))).collect();
+        let flash_attn = list(
+            &self.flash_attn,
+            "-fa",
+            |w| match w {
+                "on" | "1" | "auto" => Some(true),
+                "off" | "0" => Some(false),
+                _ => None,
+            },
+            "on,off",
+        )?;
+        let ubatch_tokens = list(&self.ubatch_size, "-ub", |w| w.parse::<u64>().ok().filter(|&u| u > 0), "128,512")?;
+        if self.repetitions == 0 || self.n_gen == 0 || self.n_prompt == 0 {
+            return Err("-p, -n and -r must be at least 1".into());
+        }
+        if self.threads == Some(0) {
+            return Err("-t 0: give a number of threads, e.g. -t 4".into());
+        }
+        if let Some(chart) = &self.chart
+            && chart.extension().is_none_or(|e| e != "svg")
+        {
+            return Err(format!("--chart {}: run-fit draws SVG; give a file name ending in .svg", chart.display()));
+        }
+        Ok(BenchRequest {
+            model: self.model.clone(),
+            n_gpu_layers,
+            ctx_tokens,
+            cache_types,
+            flash_attn,
+            ubatch_tokens,
+            prompt_tokens: self.n_prompt,
+            gen_tokens: self.n_gen,
+            repetitions: self.repetitions,
+            policy: Policy::default(),
+            levers: Levers {
+                threads: self.threads,
+                batch_tokens: 2048,
+                use_mmap: true,
+                use_mlock: false,
+                split_mode: SplitMode::Layer,
+                main_gpu: 0,
+            },
+            json: self.json,
+            csv: self.csv,
+            chart: self.chart.clone(),
+        })
+    }
 }
 
 /// llama.cpp's loading and threading levers, passed through as given.

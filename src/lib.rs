@@ -10,6 +10,8 @@ pub mod app;
 pub mod archs;
 pub mod backoff;
 #[cfg(feature = "llama")]
+pub mod bench;
+#[cfg(feature = "llama")]
 pub mod calibration;
 #[cfg(feature = "llama")]
 pub mod chat;

@@ -26,6 +26,10 @@ fn main() -> ExitCode {
             .request()
             .map_err(Failure::Usage)
             .and_then(|req| app::run_plan(&req, cli.verbose, &mut std::io::stdout().lock())),
+        Command::Bench(args) => args.request().map_err(Failure::Usage).and_then(|req| {
+            let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
+            app::run_bench(&req, &ui, &mut std::io::stdout().lock())
+        }),
         Command::Devices(args) => app::run_devices(args.json, cli.verbose, &mut std::io::stdout().lock()),
     };
     match result {

@@ -136,6 +136,9 @@ pub enum Request {
     },
     /// Stop the reply being generated (Ctrl-C); the worker answers with `Done { stop: Stopped }`.
     Stop,
+    /// A speed measurement as llama-bench makes it: an empty cache, `prompt_tokens` of prompt in one
+    /// go, then `gen_tokens` generated greedily past end-of-generation. Answered with `Done`.
+    Bench { prompt_tokens: u32, gen_tokens: u32 },
 }
 
 /// What the worker is doing, so a death can be attributed to a step.

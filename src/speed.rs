@@ -12,11 +12,11 @@ use crate::plan::Plan;
 /// ~0.5 datacenter GPUs and Apple's big chips, 0.5–0.7 CPU RAM).
 const GPU_BANDWIDTH_EFFICIENCY: f64 = 0.7;
 const BIG_GPU_BANDWIDTH_EFFICIENCY: f64 = 0.5;
-const HOST_BANDWIDTH_EFFICIENCY: f64 = 0.6;
+const HOST_BANDWIDTH_EFFICIENCY: f64 = 0.68;
 /// Fixed cost per layer and token: kernel launches on a GPU, thread barriers on the CPU (calibrated on
 /// this project's 2-core machine: SmolLM2 and Gemma 3 at 2 threads, docs/SPEED.md).
 const GPU_SECONDS_PER_LAYER: f64 = 20e-6;
-const CPU_SECONDS_PER_LAYER: f64 = 180e-6;
+const CPU_SECONDS_PER_LAYER: f64 = 120e-6;
 /// Prompt processing: effective operations per second per CPU thread for quantized matrix products
 /// (AVX2; calibrated here), and the fraction of a GPU's dense fp16 tensor rate llama.cpp reaches.
 const CPU_FLOPS_PER_THREAD: f64 = 50e9;
@@ -171,6 +171,151 @@ fn embedding_params(f: &ModelFacts) -> f64 {
     (f.n_vocab * f.n_embd) as f64
 }
 
+/// A published llama.cpp result (llama-bench, all layers on the GPU, or CPU only) to hold the
+/// prediction against. Sources are public GitHub threads; docs/SPEED.md lists them.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub source: &'static str,
+    /// GPU description as `known_gpu` knows it; "" for a CPU-only run.
+    pub gpu: &'static str,
+    pub unified_memory: bool,
+    /// CPU-only rows: threads and the memory's theoretical bandwidth.
+    pub threads: u32,
+    pub host_bandwidth_gb_per_s: f64,
+    pub shape: &'static crate::synth::Shape,
+    pub quant: &'static str,
+    pub generation_tok_per_s: Option<f64>,
+    pub prompt_tok_per_s: Option<f64>,
+}
+
+pub const TINYLLAMA_1B: crate::synth::Shape = crate::synth::Shape {
+    name: "TinyLlama-1.1B",
+    n_layer: 22,
+    n_embd: 2048,
+    n_ff: 5632,
+    n_head: 32,
+    n_head_kv: 4,
+    n_vocab: 32000,
+    n_ctx_train: 2048,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: false,
+};
+
+const LLAMA32_3B: &crate::synth::Shape = &crate::names::SHAPES[5];
+const LLAMA2_7B: &crate::synth::Shape = &crate::names::SHAPES[6];
+
+const fn gpu_row(
+    source: &'static str,
+    gpu: &'static str,
+    unified_memory: bool,
+    shape: &'static crate::synth::Shape,
+    tg: Option<f64>,
+    pp: Option<f64>,
+) -> Published {
+    Published {
+        source,
+        gpu,
+        unified_memory,
+        threads: 8,
+        host_bandwidth_gb_per_s: 90.0,
+        shape,
+        quant: "Q4_K_M",
+        generation_tok_per_s: tg,
+        prompt_tok_per_s: pp,
+    }
+}
+
+pub const PUBLISHED: &[Published] = &[
+    gpu_row("geerlingguy/ai-benchmarks#43 (Vulkan)", "RTX 4090", false, &TINYLLAMA_1B, Some(762.37), None),
+    gpu_row("geerlingguy/ai-benchmarks#43 (Vulkan)", "RTX 4090", false, LLAMA32_3B, None, Some(20323.29)),
+    gpu_row("geerlingguy/ai-benchmarks#40 (Vulkan)", "RTX 3060", false, &TINYLLAMA_1B, Some(279.05), Some(6744.18)),
+    gpu_row("geerlingguy/ai-benchmarks#46 (Vulkan)", "RTX 2080 Ti", false, &TINYLLAMA_1B, Some(424.32), Some(7094.19)),
+    gpu_row("geerlingguy/ai-benchmarks#46 (Vulkan)", "RTX 2080 Ti", false, LLAMA32_3B, None, Some(4418.37)),
+    gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, &TINYLLAMA_1B, Some(242.56), Some(5587.84)),
+    gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, LLAMA32_3B, None, Some(2142.59)),
+    gpu_row(
+        "dmatora/LLM-inference-speed-benchmarks#12 (CUDA)",
+        "RTX 3080",
+        false,
+        &crate::synth::LLAMA3_8B,
+        Some(111.95),
+        Some(3806.89),
+    ),
+    Published {
+        source: "ggml-org/llama.cpp#34 (i9-13900K, DDR5-6400, 8 threads)",
+        gpu: "",
+        unified_memory: false,
+        threads: 8,
+        host_bandwidth_gb_per_s: 102.4,
+        shape: LLAMA2_7B,
+        quant: "Q4_0",
+        generation_tok_per_s: Some(18.27),
+        prompt_tok_per_s: Some(33.67),
+    },
+];
+
+/// The prediction for a published row: the row's model shape on a machine with that GPU (all layers
+/// on it) or that CPU.
+pub fn predict_published(row: &Published) -> Option<Speed> {
+    use crate::hardware::{Device, Host};
+    let facts = crate::synth::facts(row.shape, row.quant);
+    let devices = if row.gpu.is_empty() {
+        vec![]
+    } else {
+        vec![Device {
+            name: "GPU0".into(),
+            description: row.gpu.into(),
+            backend: "GPU".into(),
+            kind: if row.unified_memory { DeviceKind::IntegratedGpu } else { DeviceKind::Gpu },
+            free_bytes: 64 << 30,
+            total_bytes: 64 << 30,
+            bandwidth_gb_per_s: None,
+        }]
+    };
+    let hw = Hardware {
+        source: row.source.into(),
+        devices,
+        host: Host {
+            total_bytes: 128 << 30,
+            available_bytes: 120 << 30,
+            swap_free_bytes: 0,
+            threads: row.threads,
+            bandwidth_gb_per_s: Some(row.host_bandwidth_gb_per_s),
+            unified_memory: false,
+        },
+    };
+    // llama-bench's setting: 512-token prompt, 128 generated, everything on the GPU if there is one.
+    let policy = crate::plan::Policy {
+        pins: crate::plan::Pins { n_ctx_tokens: Some(1024), ..Default::default() },
+        ..Default::default()
+    };
+    let plan = crate::plan::plan(&facts, &hw, &policy).ok()?;
+    predict(&facts, &plan, &hw)
+}
+
+/// Median of |predicted / measured − 1| over the rows that have a measurement of the kind.
+pub fn published_median_error(generation: bool) -> f64 {
+    let mut errors: Vec<f64> = PUBLISHED
+        .iter()
+        .filter_map(|row| {
+            let measured = if generation { row.generation_tok_per_s } else { row.prompt_tok_per_s }?;
+            let p = predict_published(row)?;
+            let predicted = if generation { p.generation_tok_per_s } else { p.prompt_tok_per_s };
+            Some((predicted / measured - 1.0).abs())
+        })
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    let n = errors.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        errors[n / 2]
+    } else {
+        (errors[n / 2 - 1] + errors[n / 2]) / 2.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,6 +352,16 @@ mod tests {
         let h = predict(&f, &half, &hw).unwrap();
         assert!(h.generation_tok_per_s < s.generation_tok_per_s / 3.0, "{h:?}");
         assert_eq!(h.limited_by, "RAM bandwidth");
+    }
+
+    #[test]
+    fn published_results_are_predicted_within_a_third() {
+        for row in PUBLISHED {
+            assert!(predict_published(row).is_some(), "{}", row.source);
+        }
+        let (tg, pp) = (published_median_error(true), published_median_error(false));
+        assert!(tg < 0.33, "generation: median error {tg:.2}");
+        assert!(pp < 0.33, "prompt: median error {pp:.2}");
     }
 
     #[test]

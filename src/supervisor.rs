@@ -232,6 +232,26 @@ impl Worker {
         }
     }
 
+    /// One llama-bench style measurement (`Request::Bench`).
+    pub fn bench(&mut self, prompt_tokens: u32, gen_tokens: u32, interrupt: &AtomicBool) -> Result<Stats, Death> {
+        self.stage = Stage::Decode;
+        self.send(&Request::Bench { prompt_tokens, gen_tokens });
+        loop {
+            if interrupt.load(Ordering::Relaxed) {
+                self.send(&Request::Stop);
+            }
+            match self.next() {
+                Incoming::Event(Event::Done { stats, .. }) => return Ok(stats),
+                Incoming::Event(Event::Failed { stage, message, log_tail, .. }) => {
+                    self.stage = stage;
+                    return Err(self.death(Some(message), log_tail));
+                }
+                Incoming::Event(_) | Incoming::Wake => continue,
+                Incoming::Closed => return Err(self.death(None, vec![])),
+            }
+        }
+    }
+
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -162,6 +162,17 @@ pub fn run() -> ExitCode {
     });
 
     while let Ok(request) = rx.recv() {
+        if let Request::Bench { prompt_tokens, gen_tokens } = request {
+            STOP.store(false, Ordering::Relaxed);
+            match session.bench(prompt_tokens, gen_tokens) {
+                Ok((stop, stats)) => emit(&Event::Done { stop, stats }),
+                Err(e) => {
+                    fail(e.stage, e.message, false);
+                    return ExitCode::from(EXIT_FAILED);
+                }
+            }
+            continue;
+        }
         let Request::Chat { messages, max_tokens, sampling, ignore_eos } = request else { continue };
         STOP.store(false, Ordering::Relaxed);
         fault_at(Stage::Decode);

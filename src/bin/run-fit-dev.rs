@@ -4,6 +4,7 @@
 //!                                              a context written 8192f uses a full-size sliding-window
 //!                                              cache, 8192n turns flash attention off
 //!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
+//!   run-fit-dev speed-published                published llama.cpp results vs run-fit's prediction (markdown)
 //!   run-fit-dev direct MODEL PROMPT N THREADS CTX
 //!                                              llama.cpp driven directly: prompt and generation tok/s
 //!                                              (throughput-parity benchmark), one JSON line
@@ -24,6 +25,7 @@ fn main() -> ExitCode {
         Some("accuracy") if args.len() >= 3 => accuracy(Path::new(&args[1]), &args[2..]),
         Some("llama-fit") if args.len() == 2 => llama_fit(Path::new(&args[1])),
         Some("direct") if args.len() == 6 => direct(&args[1..]),
+        Some("speed-published") => speed_published(),
         _ => {
             eprintln!(
                 "usage: run-fit-dev synth SHAPE QUANT OUT.gguf | accuracy MODEL CTX [CTX…] | llama-fit MODEL | direct MODEL PROMPT N THREADS CTX"
@@ -109,5 +111,34 @@ fn direct(args: &[String]) -> Result<()> {
     let engine = Engine::init(false)?;
     let speed = engine.direct_speed(Path::new(&args[0]), &args[1], number(2)?, number(3)? as i32, number(4)?)?;
     println!("{}", serde_json::to_string(&speed)?);
+    Ok(())
+}
+
+fn speed_published() -> Result<()> {
+    use run_fit::speed::{PUBLISHED, predict_published, published_median_error};
+    println!(
+        "| source | hardware | model | measured tg tok/s | predicted | error | measured pp512 tok/s | predicted | error |"
+    );
+    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    let cell = |m: Option<f64>, p: f64| match m {
+        Some(m) => (format!("{m:.1}"), format!("{p:.1}"), format!("{:+.0} %", (p / m - 1.0) * 100.0)),
+        None => ("-".into(), "-".into(), "-".into()),
+    };
+    for row in PUBLISHED {
+        let p = predict_published(row).context("no prediction")?;
+        let (tg, tgp, tge) = cell(row.generation_tok_per_s, p.generation_tok_per_s);
+        let (pp, ppp, ppe) = cell(row.prompt_tok_per_s, p.prompt_tok_per_s);
+        let hw = if row.gpu.is_empty() { format!("CPU, {} threads", row.threads) } else { row.gpu.to_string() };
+        println!(
+            "| {} | {hw} | {} {} | {tg} | {tgp} | {tge} | {pp} | {ppp} | {ppe} |",
+            row.source, row.shape.name, row.quant
+        );
+    }
+    println!();
+    println!(
+        "Median absolute error: generation {:.0} %, prompt processing {:.0} %.",
+        published_median_error(true) * 100.0,
+        published_median_error(false) * 100.0
+    );
     Ok(())
 }

@@ -392,6 +392,18 @@ impl Session {
         Ok((stop, self.stats(new_tokens.len() as u64, prompt_ms, generated, gen_ms)))
     }
 
+    /// llama-bench's measurement: forget the cache, evaluate `prompt_tokens` of ordinary text, generate
+    /// `gen_tokens` greedily whatever the model says.
+    pub fn bench(&mut self, prompt_tokens: u32, gen_tokens: u32) -> Result<(StopReason, Stats), StepError> {
+        self.clear();
+        let text =
+            "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(prompt_tokens as usize / 8 + 1);
+        let mut prompt = self.tokenize(&text);
+        prompt.truncate(prompt_tokens.max(1) as usize);
+        let greedy = Sampling { temp: 0.0, ..Sampling::default() };
+        self.reply(&prompt, Some(gen_tokens), &greedy, true, &mut |_| {})
+    }
+
     fn stats(&self, prompt_tokens: u64, prompt_ms: f64, generated_tokens: u64, generation_ms: f64) -> Stats {
         Stats {
             prompt_tokens,
