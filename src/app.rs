@@ -14,7 +14,7 @@ use crate::plan;
 use crate::plan::Policy;
 use crate::report::{self, Estimate, PlanReport};
 use crate::speed;
-use crate::{bench, calibration};
+use crate::{advice, bench, calibration};
 use crate::{chat, supervisor};
 use crate::{gguf, names, probe, synth};
 
@@ -86,6 +86,7 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
     }
     let plan = plan::plan(&facts, &hardware, &policy)?;
     let speed = speed::predict(&facts, &plan, &hardware);
+    let quant_advice = advice::quant_advice(&facts, &hardware, &policy, &plan);
     let llama_fit = match (&engine, req.compare_llama) {
         // Same minimum context and the same per-GPU reserves as our plan, so the two choices compare.
         (Some(e), true) => {
@@ -103,6 +104,7 @@ pub fn run_plan(req: &PlanRequest, verbose: bool, out: &mut dyn Write) -> Result
         estimate,
         speed,
         learned,
+        quant_advice,
     };
     let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     write_out(out, &text)
@@ -113,6 +115,26 @@ pub fn run_devices(json: bool, verbose: bool, out: &mut dyn Write) -> Result<(),
     let hw = probe::measure(engine.as_ref())?;
     let text = if json { report::devices_json(&hw) } else { report::devices_text(&hw, CAN_OFFLOAD) };
     write_out(out, &text)
+}
+
+/// `run-fit devices --watch`: memory in use per device, again every `seconds`, each reading one block
+/// with a time stamp (a terminal gets the screen cleared first).
+pub fn watch_devices(seconds: f64, count: Option<u64>, verbose: bool, out: &mut dyn Write) -> Result<(), Failure> {
+    let engine = if CAN_OFFLOAD { Some(Engine::init(verbose)?) } else { None };
+    let clear = std::io::stdout().is_terminal();
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    loop {
+        let hw = probe::measure(engine.as_ref())?;
+        let mut text = if clear { "\x1b[2J\x1b[H".to_string() } else { String::new() };
+        text += &format!("t = {:.1} s\n{}", started.elapsed().as_secs_f64(), report::memory_use_text(&hw));
+        write_out(out, &text)?;
+        n += 1;
+        if count.is_some_and(|c| n >= c) {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_secs_f64(seconds));
+    }
 }
 
 fn write_out(out: &mut dyn Write, text: &str) -> Result<(), Failure> {

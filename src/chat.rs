@@ -235,12 +235,21 @@ pub fn interactive(
                     conv.system = (!rest.is_empty()).then(|| rest.to_string());
                     ui.note(if rest.is_empty() { "no system prompt" } else { "system prompt set" });
                 }
-                "stats" => eprintln!(
-                    "{} replies · {} · {} backoff steps",
-                    conv.replies,
-                    conv.totals.line(),
-                    launcher.steps.len()
-                ),
+                "stats" => {
+                    eprintln!(
+                        "{} replies · {} · {} backoff steps",
+                        conv.replies,
+                        conv.totals.line(),
+                        launcher.steps.len()
+                    );
+                    if let Some(rss) = running.worker.resident_bytes() {
+                        eprintln!("model process: {} resident", crate::plan::human(rss));
+                    }
+                    match crate::probe::measure_isolated() {
+                        Ok(hw) => eprint!("{}", crate::report::memory_use_text(&hw)),
+                        Err(e) => eprintln!("run-fit: could not measure memory: {e:#}"),
+                    }
+                }
                 _ => eprintln!("unknown command /{name}: /help lists them"),
             }
             continue;

@@ -5,6 +5,7 @@
 //! Those are pure. `probe` measures the real machine, `engine` owns every llama.cpp call, `report`
 //! turns results into text or JSON, `app` chains the steps for each command, `cli` parses flags.
 
+pub mod advice;
 #[cfg(feature = "llama")]
 pub mod app;
 pub mod archs;

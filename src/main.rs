@@ -30,7 +30,13 @@ fn main() -> ExitCode {
             let ui = Ui { quiet: cli.quiet, verbose: cli.verbose };
             app::run_bench(&req, &ui, &mut std::io::stdout().lock())
         }),
-        Command::Devices(args) => app::run_devices(args.json, cli.verbose, &mut std::io::stdout().lock()),
+        Command::Devices(args) => match args.watch {
+            Some(seconds) if !(seconds > 0.0 && seconds.is_finite()) => {
+                Err(Failure::Usage(format!("--watch {seconds}: give a number of seconds above 0, e.g. --watch 2")))
+            }
+            Some(seconds) => app::watch_devices(seconds, args.count, cli.verbose, &mut std::io::stdout().lock()),
+            None => app::run_devices(args.json, cli.verbose, &mut std::io::stdout().lock()),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

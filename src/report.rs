@@ -4,6 +4,7 @@ use comfy_table::presets::ASCII_MARKDOWN;
 use comfy_table::{CellAlignment, Table};
 use serde::Serialize;
 
+use crate::advice::{QuantAdvice, QuantOption};
 use crate::engine::LlamaFit;
 use crate::facts::ModelFacts;
 use crate::footprint::kv_bytes_per_token;
@@ -27,6 +28,8 @@ pub struct PlanReport<'a> {
     pub speed: Option<Speed>,
     /// What earlier runs on this machine changed in this plan.
     pub learned: Vec<String>,
+    /// For a plan that leaves layers in RAM: which quantization would fit.
+    pub quant_advice: Option<QuantAdvice>,
 }
 
 /// How an estimate was made, and the naive figure beside it.
@@ -165,6 +168,31 @@ pub fn plan_text(report: &PlanReport) -> String {
             s.generation_tok_per_s, s.limited_by, s.prompt_tok_per_s
         );
     }
+    if let Some(a) = &report.quant_advice {
+        let speed = |o: &QuantOption| o.generation_tok_per_s.map_or(String::new(), |t| format!(", ~{t:.1} tok/s"));
+        let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+        out += &format!(
+            "quant    this {} file: {}/{} layers on the GPU{}; ",
+            a.current.quant,
+            a.current.gpu_layers,
+            a.current.max_layers,
+            speed(&a.current)
+        );
+        out += &match (&a.fits_fully, &a.best_partial) {
+            (Some(f), _) => {
+                format!("{} ({}) would put all {} there{}\n", f.quant, gb(f.weights_bytes), f.max_layers, speed(f))
+            }
+            (None, Some(b)) => format!(
+                "no quantization fits entirely; {} ({}) would put {}/{} there{} (fewer bits, lower quality)\n",
+                b.quant,
+                gb(b.weights_bytes),
+                b.gpu_layers,
+                b.max_layers,
+                speed(b)
+            ),
+            (None, None) => "no smaller quantization fits this machine\n".into(),
+        };
+    }
     out += "\n";
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN);
@@ -283,4 +311,21 @@ pub fn run_summary(model: &ModelSummary, plan: &Plan) -> String {
         if c.flash_attn { "on" } else { "off" },
         human(plan.host.bytes.total()),
     )
+}
+
+/// Memory in use now, per device and for RAM (`devices --watch`, the chat's `/stats`).
+pub fn memory_use_text(hw: &Hardware) -> String {
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN);
+    table.set_header(["device", "used", "free", "total", "use"]);
+    let mut row = |name: String, free: u64, total: u64| {
+        let used = total.saturating_sub(free);
+        let share = if total > 0 { used as f64 * 100.0 / total as f64 } else { 0.0 };
+        table.add_row([name, human(used), human(free), human(total), format!("{share:.0} %")]);
+    };
+    for d in &hw.devices {
+        row(d.name.clone(), d.free_bytes, d.total_bytes);
+    }
+    row("RAM".into(), hw.host.available_bytes, hw.host.total_bytes);
+    format!("{table}\n")
 }

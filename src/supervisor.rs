@@ -257,6 +257,14 @@ impl Worker {
         let _ = self.child.wait();
     }
 
+    /// The worker's resident memory in bytes (Linux /proc), if it can be read.
+    pub fn resident_bytes(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        let kib: u64 =
+            status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?.split_whitespace().next()?.parse().ok()?;
+        Some(kib * 1024)
+    }
+
     /// Load again with a smaller context, after a `Failed` that left the worker waiting with the same
     /// weights (`LoadSpec::same_weights`).
     pub fn reload(&mut self, spec: &LoadSpec) {

@@ -39,6 +39,9 @@ fn chat_two_turns_stats_ctrl_c_and_exit() {
 
     type_line(&mut p, "/stats");
     p.exp_string("2 replies").unwrap();
+    // memory in use now: the model process and the machine
+    p.exp_regex(r"model process: \d+ MiB resident").unwrap();
+    p.exp_string("| RAM").unwrap();
     p.exp_string("> ").unwrap();
 
     // A long reply, stopped part-way: run-fit says so and returns to the prompt.

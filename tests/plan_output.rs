@@ -115,3 +115,16 @@ fn a_model_you_do_not_have_is_planned_from_its_name() {
     assert!(text.contains("naive    70.0 B × 4 bits = 35.00 GB of weights"), "{text}");
     assert!(text.contains("shape of Llama-2-70B"), "{text}");
 }
+
+#[test]
+fn devices_watch_shows_memory_in_use_at_each_reading() {
+    let out = run_fit(&["devices", "--watch", "0.1", "--count", "3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.matches("t = ").count(), 3, "{text}");
+    let ram = text.lines().find(|l| l.starts_with("| RAM")).expect(&text);
+    assert!(ram.contains("GiB") && ram.ends_with("% |"), "{ram}");
+    let bad = run_fit(&["devices", "--watch", "0"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("seconds above 0"));
+}
