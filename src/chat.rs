@@ -116,17 +116,23 @@ fn print_reply_end(ui: &Ui, reply: &Reply, predicted: Option<&Speed>) {
     }
     // The numbers are a result, shown even with -q.
     eprintln!("{}", reply.stats.line());
-    if let Some(p) = predicted
-        && reply.stats.generated_tokens >= 32
-        && reply.stats.generation_tok_per_s() < SLOW_SHARE * p.generation_tok_per_s
-    {
-        ui.note(&format!(
+    if let Some(warning) = slow_warning(&reply.stats, predicted) {
+        ui.note(&warning);
+    }
+}
+
+/// A reply of 32 tokens or more generated at less than half the predicted rate: the symptom of memory
+/// spilling somewhere slow.
+fn slow_warning(stats: &Stats, predicted: Option<&Speed>) -> Option<String> {
+    let p = predicted?;
+    (stats.generated_tokens >= 32 && stats.generation_tok_per_s() < SLOW_SHARE * p.generation_tok_per_s).then(|| {
+        format!(
             "warning: generation ran at {:.1} tok/s, far below the {:.0} tok/s predicted: memory may be spilling \
              (GPU memory to shared system memory, or RAM to swap), or other programs are using the machine",
-            reply.stats.generation_tok_per_s(),
+            stats.generation_tok_per_s(),
             p.generation_tok_per_s
-        ));
-    }
+        )
+    })
 }
 
 #[derive(Serialize)]
@@ -281,4 +287,39 @@ pub fn interactive(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_far_below_the_prediction_is_flagged() {
+        let predicted = Speed { generation_tok_per_s: 100.0, prompt_tok_per_s: 500.0, limited_by: "RAM".into() };
+        let stats = |tokens: u64, ms: f64| Stats { generated_tokens: tokens, generation_ms: ms, ..Stats::default() };
+        assert!(slow_warning(&stats(64, 640.0), Some(&predicted)).is_none(), "100 tok/s");
+        let slow = slow_warning(&stats(64, 3200.0), Some(&predicted)).unwrap();
+        assert!(slow.contains("20.0 tok/s, far below the 100 tok/s predicted"), "{slow}");
+        assert!(slow_warning(&stats(8, 3200.0), Some(&predicted)).is_none(), "too short to judge");
+        assert!(slow_warning(&stats(64, 3200.0), None).is_none(), "no prediction");
+    }
+
+    #[test]
+    fn recording_a_reply_moves_the_window_past_dropped_turns() {
+        let mut c = Conversation::default();
+        for t in ["u1", "a1", "u2", "a2", "u3"] {
+            c.turns.push(Message::new(if t.starts_with('u') { "user" } else { "assistant" }, t));
+        }
+        let reply = Reply {
+            text: "a3".into(),
+            stop: StopReason::EndOfGeneration,
+            stats: Stats::default(),
+            dropped: 2,
+            rejected: None,
+        };
+        c.record(&reply);
+        let seen: Vec<String> = c.messages().into_iter().map(|m| m.content).collect();
+        assert_eq!(seen, ["u2", "a2", "u3", "a3"]);
+        assert_eq!(c.turns.len(), 6, "the transcript keeps everything");
+    }
 }
