@@ -36,7 +36,7 @@ print("| model | setting | measured pp tok/s | predicted | error | measured tg t
 print("|---|---|---:|---:|---:|---:|---:|---:|")
 print("\n".join(rows))
 print(f"\nMedian absolute error on this machine: prompt {statistics.median(errs['pp'])*100:.0f} %, generation {statistics.median(errs['tg'])*100:.0f} %.")
-print("The model has no term for flash attention or for the context already filled; on this CPU they move speeds by up to ±25 %.\n")
+print("The model has no term for flash attention; on this CPU it moves speeds by up to ±15 %, either way.\n")
 print("![SmolLM2 sweep](bench-smollm2.svg)\n")
 print("Published llama.cpp results (llama-bench, all layers on the GPU; the CPU row from an older build), against")
 print("run-fit's prediction for the same model shape and quantization on that hardware (`run-fit-dev speed-published`;")

@@ -187,7 +187,10 @@ pub fn run(
             sampling: Sampling::default(),
             json: false,
         };
-        let predicted = plan::plan(facts, hardware, &policy).ok().and_then(|p| speed::predict(facts, &p, hardware));
+        // tg starts from an empty context, as in llama-bench: on average half the generated tokens in it
+        let fill = (req.gen_tokens / 2) as u64;
+        let predicted =
+            plan::plan(facts, hardware, &policy).ok().and_then(|p| speed::predict_at(facts, &p, hardware, fill));
         let mut launcher = Launcher::new(&run_req, facts, hardware.clone(), policy, None, ui, Arc::clone(&interrupt));
         let mut outcome =
             Outcome { setting: setting.clone(), prompt: None, generation: None, predicted, status: String::new() };

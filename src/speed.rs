@@ -16,7 +16,11 @@ const HOST_BANDWIDTH_EFFICIENCY: f64 = 0.68;
 /// Fixed cost per layer and token: kernel launches on a GPU, thread barriers on the CPU (calibrated on
 /// this project's 2-core machine: SmolLM2 and Gemma 3 at 2 threads, docs/SPEED.md).
 const GPU_SECONDS_PER_LAYER: f64 = 20e-6;
-const CPU_SECONDS_PER_LAYER: f64 = 120e-6;
+const CPU_SECONDS_PER_LAYER: f64 = 86e-6;
+/// Attention over the context on the CPU, per layer and token already in the context (calibrated with
+/// the two above from runs at ~150 and ~576 tokens of context, docs/SPEED.md). On a GPU it is
+/// negligible at the contexts predicted.
+const CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN: f64 = 0.2e-6;
 /// Prompt processing: effective operations per second per CPU thread for quantized matrix products
 /// (AVX2; calibrated here), and the fraction of a GPU's dense fp16 tensor rate llama.cpp reaches.
 const CPU_FLOPS_PER_THREAD: f64 = 50e9;
@@ -29,7 +33,7 @@ const GPU_PROMPT_SECONDS_PER_LAYER_PER_UBATCH: f64 = 0.3e-3;
 /// rates are ~25 GB/s).
 const PCIE_BYTES_PER_S: f64 = 25e9;
 /// What a generation prediction assumes is in the context: a short chat.
-const TYPICAL_CONTEXT_TOKENS: u64 = 512;
+pub const TYPICAL_CONTEXT_TOKENS: u64 = 512;
 
 /// Known GPUs: (name fragment, memory bandwidth GB/s, dense fp16 tensor TFLOPS with fp32 accumulate).
 /// Vendor specification sheets; the longest matching fragment wins.
@@ -81,11 +85,10 @@ pub struct Speed {
 /// Bytes one generated token reads on each device and on the host: the weights placed there (only the
 /// active experts' share of an MoE's expert weights; not the input embedding, of which one row is
 /// read) plus the KV cache of a short context.
-fn bytes_read_per_token(facts: &ModelFacts, plan: &Plan) -> (Vec<f64>, f64) {
+fn bytes_read_per_token(facts: &ModelFacts, plan: &Plan, fill_tokens: u64) -> (Vec<f64>, f64) {
     let w = &facts.weights;
     let active = moe_active_fraction(facts);
-    let ctx_share =
-        TYPICAL_CONTEXT_TOKENS.min(plan.config.n_ctx_tokens) as f64 / plan.config.n_ctx_tokens.max(1) as f64;
+    let ctx_share = fill_tokens.min(plan.config.n_ctx_tokens) as f64 / plan.config.n_ctx_tokens.max(1) as f64;
     let devices =
         plan.devices.iter().map(|d| d.bytes.weights as f64 * active + d.bytes.kv as f64 * ctx_share).collect();
     // The input embedding stays in RAM and only one row is read — unless it doubles as the output
@@ -110,10 +113,18 @@ fn moe_active_fraction(f: &ModelFacts) -> f64 {
     (attention + experts * f.n_expert_used as f64 / f.n_expert as f64) / (attention + experts)
 }
 
-/// Predict `plan`'s speed on `hw`. None when a bandwidth the prediction needs is unknown.
+/// Predict `plan`'s speed on `hw` in a short chat (`TYPICAL_CONTEXT_TOKENS` in the context). None when
+/// a bandwidth the prediction needs is unknown.
 pub fn predict(facts: &ModelFacts, plan: &Plan, hw: &Hardware) -> Option<Speed> {
+    predict_at(facts, plan, hw, TYPICAL_CONTEXT_TOKENS)
+}
+
+/// Predict with `fill_tokens` already in the context while generating (llama-bench's tg128 starts
+/// from an empty context: 64 on average).
+pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64) -> Option<Speed> {
     let host_bw = hw.host.bandwidth_gb_per_s? * 1e9 * HOST_BANDWIDTH_EFFICIENCY;
-    let (device_bytes, host_bytes) = bytes_read_per_token(facts, plan);
+    let (device_bytes, host_bytes) = bytes_read_per_token(facts, plan, fill_tokens);
+    let fill = fill_tokens.min(plan.config.n_ctx_tokens) as f64;
     let gpu_layers = plan.config.n_gpu_layers().min(facts.n_layer);
     let cpu_layers = facts.n_layer - gpu_layers;
 
@@ -132,7 +143,8 @@ pub fn predict(facts: &ModelFacts, plan: &Plan, hw: &Hardware) -> Option<Speed> 
         let seconds = device_bytes[i] / (bw * 1e9 * eff) + plan.devices[i].layers as f64 * GPU_SECONDS_PER_LAYER;
         parts.push((format!("{} memory", d.name), seconds));
     }
-    let host_seconds = host_bytes / host_bw + cpu_layers as f64 * CPU_SECONDS_PER_LAYER;
+    let host_seconds = host_bytes / host_bw
+        + cpu_layers as f64 * (CPU_SECONDS_PER_LAYER + fill * CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN);
     if host_bytes > 0.0 {
         parts.push(("RAM bandwidth".into(), host_seconds));
     }
@@ -291,7 +303,7 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
         ..Default::default()
     };
     let plan = crate::plan::plan(&facts, &hw, &policy).ok()?;
-    predict(&facts, &plan, &hw)
+    predict_at(&facts, &plan, &hw, 64)
 }
 
 /// Median of |predicted / measured − 1| over the rows that have a measurement of the kind.

@@ -392,16 +392,20 @@ impl Session {
         Ok((stop, self.stats(new_tokens.len() as u64, prompt_ms, generated, gen_ms)))
     }
 
-    /// llama-bench's measurement: forget the cache, evaluate `prompt_tokens` of ordinary text, generate
-    /// `gen_tokens` greedily whatever the model says.
+    /// llama-bench's measurement: pp — an empty cache, `prompt_tokens` of ordinary text in one go; tg —
+    /// an empty cache again, one token, then `gen_tokens` generated greedily whatever the model says.
+    /// The two tests are separate, as llama-bench's pp512 and tg128 are.
     pub fn bench(&mut self, prompt_tokens: u32, gen_tokens: u32) -> Result<(StopReason, Stats), StepError> {
-        self.clear();
         let text =
             "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(prompt_tokens as usize / 8 + 1);
         let mut prompt = self.tokenize(&text);
         prompt.truncate(prompt_tokens.max(1) as usize);
         let greedy = Sampling { temp: 0.0, ..Sampling::default() };
-        self.reply(&prompt, Some(gen_tokens), &greedy, true, &mut |_| {})
+        self.clear();
+        let (_, pp) = self.reply(&prompt, Some(0), &greedy, true, &mut |_| {})?;
+        self.clear();
+        let (stop, tg) = self.reply(&prompt[..1], Some(gen_tokens), &greedy, true, &mut |_| {})?;
+        Ok((stop, Stats { prompt_tokens: pp.prompt_tokens, prompt_ms: pp.prompt_ms, ..tg }))
     }
 
     fn stats(&self, prompt_tokens: u64, prompt_ms: f64, generated_tokens: u64, generation_ms: f64) -> Stats {
