@@ -272,6 +272,38 @@ impl Engine {
     }
 }
 
+/// Quantize `values` (`values.len() / n_per_row` rows) to ggml type `type_id` with ggml's own
+/// quantizer, for the synthetic-model generator. F32 is copied. Types that need an importance matrix
+/// (IQ2_XXS, IQ2_XS, IQ1_S…) are refused: random weights have none.
+pub fn quantize_rows(type_id: u32, values: &[f32], n_per_row: usize) -> Result<Vec<u8>> {
+    let ty = type_id as sys::ggml_type;
+    if type_id == sys::GGML_TYPE_F32 as u32 {
+        return Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect());
+    }
+    anyhow::ensure!(n_per_row > 0 && values.len().is_multiple_of(n_per_row), "values are not whole rows");
+    // SAFETY: lookups in ggml's static tables for a valid type id.
+    let (needs_imatrix, row_bytes) =
+        unsafe { (sys::ggml_quantize_requires_imatrix(ty), sys::ggml_row_size(ty, n_per_row as i64)) };
+    anyhow::ensure!(!needs_imatrix, "type {type_id} needs an importance matrix; random weights have none");
+    let rows = values.len() / n_per_row;
+    let mut out = vec![0u8; row_bytes * rows];
+    // SAFETY: `values` holds rows × n_per_row floats and `out` rows × row_bytes bytes, as ggml expects;
+    // ggml_quantize_chunk initialises its tables itself (thread-safe).
+    let written = unsafe {
+        sys::ggml_quantize_chunk(
+            ty,
+            values.as_ptr(),
+            out.as_mut_ptr() as *mut c_void,
+            0,
+            rows as i64,
+            n_per_row as i64,
+            std::ptr::null(),
+        )
+    };
+    anyhow::ensure!(written == out.len(), "ggml wrote {written} bytes, expected {}", out.len());
+    Ok(out)
+}
+
 /// What llama.cpp's own fit chose.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LlamaFit {

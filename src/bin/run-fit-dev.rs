@@ -1,5 +1,8 @@
 //! Developer tools, not part of run-fit's user interface:
-//!   run-fit-dev synth SHAPE QUANT OUT.gguf     write a sparse synthetic model of a real shape
+//!   run-fit-dev synth SHAPE QUANT OUT.gguf [--random SEED]
+//!                                              write a synthetic model of a real shape: sparse (the data
+//!                                              region a hole, for planning), or with random but valid
+//!                                              weights quantized by ggml (it loads and runs; gibberish)
 //!   run-fit-dev accuracy MODEL CTX [CTX…]      predicted vs llama.cpp-reported buffers (CPU, real load);
 //!                                              a context written 8192f uses a full-size sliding-window
 //!                                              cache, 8192n turns flash attention off
@@ -21,14 +24,18 @@ use run_fit::{app, gguf, synth};
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
-        Some("synth") if args.len() == 4 => write_synth(&args[1], &args[2], Path::new(&args[3])),
+        Some("synth") if args.len() == 4 => write_synth(&args[1], &args[2], Path::new(&args[3]), None),
+        Some("synth") if args.len() == 6 && args[4] == "--random" => match args[5].parse() {
+            Ok(seed) => write_synth(&args[1], &args[2], Path::new(&args[3]), Some(seed)),
+            Err(_) => Err(anyhow::anyhow!("--random {}: give a number as the seed", args[5])),
+        },
         Some("accuracy") if args.len() >= 3 => accuracy(Path::new(&args[1]), &args[2..]),
         Some("llama-fit") if args.len() == 2 => llama_fit(Path::new(&args[1])),
         Some("direct") if args.len() == 6 => direct(&args[1..]),
         Some("speed-published") => speed_published(),
         _ => {
             eprintln!(
-                "usage: run-fit-dev synth SHAPE QUANT OUT.gguf | accuracy MODEL CTX [CTX…] | llama-fit MODEL | direct MODEL PROMPT N THREADS CTX"
+                "usage: run-fit-dev synth SHAPE QUANT OUT.gguf [--random SEED] | accuracy MODEL CTX [CTX…] | llama-fit MODEL | direct MODEL PROMPT N THREADS CTX"
             );
             eprintln!("shapes: {}", synth::SHAPES.iter().map(|s| s.name).collect::<Vec<_>>().join(", "));
             return ExitCode::from(2);
@@ -43,13 +50,79 @@ fn main() -> ExitCode {
     }
 }
 
-fn write_synth(shape: &str, quant: &str, out: &Path) -> Result<()> {
+fn write_synth(shape: &str, quant: &str, out: &Path, random_seed: Option<u64>) -> Result<()> {
     let Some(shape) = synth::SHAPES.iter().find(|s| s.name == shape) else { bail!("unknown shape {shape}") };
-    let Some(q) = synth::quant(quant) else { bail!("unknown quant {quant}; use Q4_K_M, Q8_0, Q4_0 or F16") };
+    let Some(q) = synth::quant(quant) else { bail!("unknown quant {quant}; use Q4_K_M, Q8_0, Q4_0, F16, …") };
     let (kvs, tensors) = synth::model(shape, q);
-    let bytes =
-        gguf::writer::write_sparse(out, &kvs, &tensors).with_context(|| format!("writing {}", out.display()))?;
-    println!("{}: {} bytes (sparse)", out.display(), bytes);
+    let started = std::time::Instant::now();
+    let bytes = match random_seed {
+        None => gguf::writer::write_sparse(out, &kvs, &tensors),
+        Some(seed) => {
+            // The engine's quantizer runs without llama.cpp's backend; nothing else is needed.
+            let mut failure = None;
+            let r = gguf::writer::write_with_data(out, &kvs, &tensors, |t, w| {
+                random_tensor(t, seed, w).map_err(|e| {
+                    failure = Some(e.to_string());
+                    std::io::Error::other("quantization failed")
+                })
+            });
+            if let Some(f) = failure {
+                let _ = std::fs::remove_file(out);
+                bail!("{f}");
+            }
+            r
+        }
+    }
+    .with_context(|| format!("writing {}", out.display()))?;
+    let kind = if random_seed.is_some() { "random weights" } else { "sparse" };
+    println!("{}: {} bytes ({kind}) in {:.1} s", out.display(), bytes, started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// A tensor's data: random values (weights ~ ±1/√n, norms ~1) quantized by ggml, in chunks of rows
+/// spread over the cores, written in order.
+fn random_tensor(t: &gguf::writer::TensorSpec, seed: u64, out: &mut dyn std::io::Write) -> Result<()> {
+    let n_per_row = t.dims[0] as usize;
+    let rows = t.dims[1..].iter().product::<u64>() as usize;
+    let norm = t.name.ends_with("norm.weight");
+    let scale = if norm { 0.1 } else { 1.0 / (n_per_row as f32).sqrt() };
+    let chunk_rows = ((1 << 20) / n_per_row).max(1);
+    let n_chunks = rows.div_ceil(chunk_rows);
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let name_hash =
+        t.name.bytes().fold(seed ^ 0x9E37_79B9_7F4A_7C15, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01B3));
+    let make = |chunk: usize| -> Result<Vec<u8>> {
+        let first = chunk * chunk_rows;
+        let n = chunk_rows.min(rows - first);
+        let mut state = name_hash ^ (chunk as u64).wrapping_mul(0xD1B5_4A32_D192_ED03);
+        let values: Vec<f32> = (0..n * n_per_row)
+            .map(|_| {
+                // splitmix64 → uniform in [-1, 1)
+                state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = state;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                let u = (z >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+                if norm { 1.0 + u * scale } else { u * scale }
+            })
+            .collect();
+        run_fit::engine::quantize_rows(t.ggml_type.id, &values, n_per_row)
+    };
+    for batch in (0..n_chunks).collect::<Vec<_>>().chunks(threads) {
+        let results: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
+            batch
+                .iter()
+                .map(|&c| s.spawn(move || make(c)))
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("a quantizer thread panicked"))))
+                .collect()
+        });
+        for r in results {
+            out.write_all(&r?)?;
+        }
+    }
     Ok(())
 }
 

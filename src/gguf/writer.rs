@@ -77,6 +77,49 @@ pub fn write_sparse(path: &Path, kvs: &[(String, Kv)], tensors: &[TensorSpec]) -
     Ok(len)
 }
 
+/// Write the header, then each tensor's data as `data` produces it (exactly `TensorSpec::bytes()` bytes),
+/// padded to the alignment. Returns the file size.
+pub fn write_with_data(
+    path: &Path,
+    kvs: &[(String, Kv)],
+    tensors: &[TensorSpec],
+    mut data: impl FnMut(&TensorSpec, &mut dyn Write) -> io::Result<()>,
+) -> io::Result<u64> {
+    let (header, data_bytes) = write_header(kvs, tensors);
+    let mut file = io::BufWriter::with_capacity(1 << 20, File::create(path)?);
+    file.write_all(&header)?;
+    let mut written = 0u64;
+    for t in tensors {
+        let mut counter = CountingWriter { inner: &mut file, bytes: 0 };
+        data(t, &mut counter)?;
+        if counter.bytes != t.bytes() {
+            return Err(io::Error::other(format!("{}: wrote {} bytes, expected {}", t.name, counter.bytes, t.bytes())));
+        }
+        let padded = (written + t.bytes()).next_multiple_of(ALIGNMENT_BYTES);
+        file.write_all(&vec![0u8; (padded - written - t.bytes()) as usize])?;
+        written = padded;
+    }
+    debug_assert_eq!(written, data_bytes);
+    file.flush()?;
+    Ok(header.len() as u64 + written)
+}
+
+struct CountingWriter<'a, W: Write> {
+    inner: &'a mut W,
+    bytes: u64,
+}
+
+impl<W: Write> Write for CountingWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u64).to_le_bytes());
     out.extend_from_slice(s.as_bytes());
