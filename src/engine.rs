@@ -277,7 +277,7 @@ impl Engine {
 /// (IQ2_XXS, IQ2_XS, IQ1_S…) are refused: random weights have none.
 pub fn quantize_rows(type_id: u32, values: &[f32], n_per_row: usize) -> Result<Vec<u8>> {
     let ty = type_id as sys::ggml_type;
-    if type_id == sys::GGML_TYPE_F32 as u32 {
+    if type_id == sys::GGML_TYPE_F32 {
         return Ok(values.iter().flat_map(|v| v.to_le_bytes()).collect());
     }
     anyhow::ensure!(n_per_row > 0 && values.len().is_multiple_of(n_per_row), "values are not whole rows");
