@@ -362,7 +362,9 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
 /// `run-fit MODEL …` into `run-fit run MODEL …`.
 pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
     let mut args: Vec<String> = args.into_iter().collect();
-    if let Some(first) = args.get(1)
+    // The first word that is not a global flag (`run-fit -v devices` is the devices command).
+    let first = args.iter().skip(1).find(|a| !matches!(a.as_str(), "-v" | "--verbose" | "-q" | "--quiet"));
+    if let Some(first) = first
         && !SUBCOMMANDS.contains(&first.as_str())
         && !matches!(first.as_str(), "-h" | "--help" | "-V" | "--version")
     {
@@ -636,8 +638,10 @@ mod tests {
         assert_eq!(r.levers.threads, Some(2));
         assert_eq!(r.policy.pins.n_ctx_tokens, Some(2048));
         assert_eq!(run(&["run", "m.gguf"]).unwrap().mode, Mode::Interactive);
-        // global flags before the model still work
+        // global flags before the model still work, and before a subcommand name
         assert_eq!(run(&["-v", "m.gguf"]).unwrap().model, PathBuf::from("m.gguf"));
+        let devices = Cli::try_parse_from(normalize_args(["run-fit", "-v", "devices"].map(String::from))).unwrap();
+        assert!(matches!(devices.command, Command::Devices(_)) && devices.verbose);
     }
 
     #[test]

@@ -8,7 +8,8 @@ backend=${BACKEND:-cuda}
 out=${OUT:-$here/out}
 mkdir -p "$out"
 build="$here/build-$backend"
-flags=(-DGGML_BACKEND_DL=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release)
+flags=(-DGGML_BACKEND_DL=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release
+  -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF)
 case "$backend" in
   cuda) flags+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}") ;;
   rpc) flags+=(-DGGML_RPC=ON) ;;

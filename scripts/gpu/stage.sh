@@ -18,13 +18,17 @@ cp target-gpu/release/run-fit target-gpu/release/run-fit-dev "$stage/bin/"
 strip "$stage/bin/run-fit" "$stage/bin/run-fit-dev" 2>/dev/null || true
 cp -L "$out"/lib/lib*.so.0 "$stage/bin/"
 # CPU variants: the portable one and the one for this generation of x86 (the GPU machine's CPU picks the best)
-for v in x64 haswell skylakex; do
+for v in x64 haswell skylakex icelake sapphirerapids zen4; do
   f="$out/backends/libggml-cpu-$v.so"
   [ -f "$f" ] && cp "$f" "$stage/bin/"
 done
 # ggml's source without the backends the kit never builds
 mkdir -p "$stage/ggml"
-cp -r "$src/ggml/CMakeLists.txt" "$src/ggml/cmake" "$src/ggml/include" "$stage/ggml/"
+find "$src/ggml" -maxdepth 1 -type f -exec cp {} "$stage/ggml/" \;
+cp -r "$src/ggml/cmake" "$src/ggml/include" "$stage/ggml/"
+# The crate leaves out ggml.pc.in, which a standalone ggml configure expects: a stub serves (the kit
+# installs nothing).
+[ -f "$stage/ggml/ggml.pc.in" ] || printf 'Name: ggml\nDescription: ggml\nVersion: @GGML_VERSION@\nLibs: -lggml\n' > "$stage/ggml/ggml.pc.in"
 mkdir -p "$stage/ggml/src"
 find "$src/ggml/src" -maxdepth 1 -type f -exec cp {} "$stage/ggml/src/" \;
 for d in ggml-cpu ggml-cuda ggml-rpc ggml-blas; do
