@@ -240,6 +240,8 @@ pub const MOE_SHAPES: &[Shape] = &[
         n_expert: 8,
         n_expert_used: 2,
         tied_embedding: false,
+        head_dim: 0,
+        sliding_window: 0,
     },
     Shape {
         name: "Qwen3-30B-A3B",
@@ -253,6 +255,8 @@ pub const MOE_SHAPES: &[Shape] = &[
         n_expert: 128,
         n_expert_used: 8,
         tied_embedding: false,
+        head_dim: 0,
+        sliding_window: 0,
     },
 ];
 
@@ -280,14 +284,16 @@ const fn shape(
         n_expert: 0,
         n_expert_used: 0,
         tied_embedding,
+        head_dim: 0,
+        sliding_window: 0,
     }
 }
 
 /// Parameters of a shape (weights of every matrix, embeddings included).
 pub fn shape_params(s: &Shape) -> f64 {
     let (e, f, v) = (s.n_embd as f64, s.n_ff as f64, s.n_vocab as f64);
-    let head_dim = e / s.n_head as f64;
-    let attn = e * e * 2.0 + 2.0 * e * head_dim * s.n_head_kv as f64;
+    let head_dim = s.head_dim() as f64;
+    let attn = 2.0 * e * head_dim * s.n_head as f64 + 2.0 * e * head_dim * s.n_head_kv as f64;
     let ffn = 3.0 * e * f * s.n_expert.max(1) as f64;
     let embeddings = if s.tied_embedding { v * e } else { 2.0 * v * e };
     s.n_layer as f64 * (attn + ffn) + embeddings

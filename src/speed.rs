@@ -212,6 +212,8 @@ pub const TINYLLAMA_1B: crate::synth::Shape = crate::synth::Shape {
     n_expert: 0,
     n_expert_used: 0,
     tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
 };
 
 const LLAMA32_3B: &crate::synth::Shape = &crate::names::SHAPES[5];

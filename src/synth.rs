@@ -21,7 +21,51 @@ pub struct Shape {
     pub n_expert: u64,
     pub n_expert_used: u64,
     pub tied_embedding: bool,
+    /// Elements per attention head; 0: n_embd / n_head.
+    pub head_dim: u64,
+    /// Sliding-window attention (Gemma 3's 5 local layers to 1 global); 0: none, the `llama` architecture.
+    pub sliding_window: u64,
 }
+
+impl Shape {
+    pub fn head_dim(&self) -> u64 {
+        if self.head_dim > 0 { self.head_dim } else { self.n_embd / self.n_head }
+    }
+}
+
+/// Gemma-3-1B-like: the `gemma3` architecture, sliding-window attention (512 tokens), 4 heads of 256.
+pub const GEMMA3_1B: Shape = Shape {
+    name: "gemma3-1b",
+    n_layer: 26,
+    n_embd: 1152,
+    n_ff: 6912,
+    n_head: 4,
+    n_head_kv: 1,
+    n_vocab: 262144,
+    n_ctx_train: 32768,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+    head_dim: 256,
+    sliding_window: 512,
+};
+
+/// A sliding-window model small enough for a test.
+pub const SWA_TINY: Shape = Shape {
+    name: "swa-tiny",
+    n_layer: 6,
+    n_embd: 256,
+    n_ff: 512,
+    n_head: 4,
+    n_head_kv: 1,
+    n_vocab: 512,
+    n_ctx_train: 4096,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+    head_dim: 64,
+    sliding_window: 128,
+};
 
 pub const LLAMA3_8B: Shape = Shape {
     name: "llama3-8b",
@@ -35,6 +79,8 @@ pub const LLAMA3_8B: Shape = Shape {
     n_expert: 0,
     n_expert_used: 0,
     tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
 };
 
 pub const LLAMA2_70B: Shape = Shape {
@@ -49,6 +95,8 @@ pub const LLAMA2_70B: Shape = Shape {
     n_expert: 0,
     n_expert_used: 0,
     tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
 };
 
 pub const MIXTRAL_8X7B: Shape = Shape {
@@ -63,6 +111,8 @@ pub const MIXTRAL_8X7B: Shape = Shape {
     n_expert: 8,
     n_expert_used: 2,
     tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
 };
 
 /// Small enough to load and run anywhere in a test.
@@ -78,6 +128,8 @@ pub const TINY: Shape = Shape {
     n_expert: 0,
     n_expert_used: 0,
     tied_embedding: true,
+    head_dim: 0,
+    sliding_window: 0,
 };
 
 /// The smallest shape llama.cpp loads: a seed for the fuzzer and the fastest test model.
@@ -93,9 +145,11 @@ pub const MICRO: Shape = Shape {
     n_expert: 0,
     n_expert_used: 0,
     tied_embedding: true,
+    head_dim: 0,
+    sliding_window: 0,
 };
 
-pub const SHAPES: &[Shape] = &[LLAMA3_8B, LLAMA2_70B, MIXTRAL_8X7B, TINY, MICRO];
+pub const SHAPES: &[Shape] = &[LLAMA3_8B, LLAMA2_70B, MIXTRAL_8X7B, GEMMA3_1B, TINY, MICRO, SWA_TINY];
 
 /// Weight types of a file: the main type, and the higher-precision type llama.cpp's quantizer gives
 /// some tensors (Q4_K_M: attn_v and ffn_down in some layers, and the output, get Q6_K).
@@ -160,8 +214,9 @@ fn use_more_bits(i: u32, n: u32) -> bool {
 
 /// Metadata and tensor list of `shape` at `quant`.
 pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
-    let arch = "llama";
-    let head_dim = shape.n_embd / shape.n_head;
+    let gemma = shape.sliding_window > 0;
+    let arch = if gemma { "gemma3" } else { "llama" };
+    let head_dim = shape.head_dim();
     let k = |s: &str| format!("{arch}.{s}");
     let mut kvs: Vec<(String, Kv)> = vec![
         ("general.architecture".into(), Kv::Str(arch.into())),
@@ -178,6 +233,11 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
         (k("attention.layer_norm_rms_epsilon"), Kv::F32(1e-5)),
         (k("vocab_size"), Kv::U32(shape.n_vocab as u32)),
     ];
+    if gemma {
+        kvs.push((k("attention.key_length"), Kv::U32(head_dim as u32)));
+        kvs.push((k("attention.value_length"), Kv::U32(head_dim as u32)));
+        kvs.push((k("attention.sliding_window"), Kv::U32(shape.sliding_window as u32)));
+    }
     if shape.n_expert > 0 {
         kvs.push((k("expert_count"), Kv::U32(shape.n_expert as u32)));
         kvs.push((k("expert_used_count"), Kv::U32(shape.n_expert_used as u32)));
@@ -204,6 +264,13 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
         tensors.push(t(b("attn_k.weight"), vec![e, kvd], q.base));
         tensors.push(t(b("attn_v.weight"), vec![e, kvd], more));
         tensors.push(t(b("attn_output.weight"), vec![qd, e], q.base));
+        if gemma {
+            // Gemma 3: per-head norms of Q and K, and norms after attention and after the feed-forward
+            tensors.push(t(b("attn_q_norm.weight"), vec![head_dim], F32));
+            tensors.push(t(b("attn_k_norm.weight"), vec![head_dim], F32));
+            tensors.push(t(b("post_attention_norm.weight"), vec![e], F32));
+            tensors.push(t(b("post_ffw_norm.weight"), vec![e], F32));
+        }
         tensors.push(t(b("ffn_norm.weight"), vec![e], F32));
         if shape.n_expert > 0 {
             let x = shape.n_expert;
@@ -267,6 +334,17 @@ pub fn facts(shape: &Shape, quant_name: &str) -> crate::facts::ModelFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_gemma_like_shape_has_gemma_3_s_windows() {
+        let f = facts(&GEMMA3_1B, "Q4_K_M");
+        assert_eq!(f.architecture, "gemma3");
+        let w = f.sliding_window.expect("sliding window");
+        assert_eq!(w.window_tokens, 512);
+        // five local layers to one global, as Gemma 3
+        assert_eq!(w.layers.iter().filter(|&&local| !local).count(), 26 / 6);
+        assert_eq!((f.head_dim_k, f.n_head_kv[0]), (256, 1));
+    }
 
     #[test]
     fn q4_k_m_shapes_weigh_what_real_files_weigh() {

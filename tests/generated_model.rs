@@ -46,3 +46,17 @@ fn a_quantization_that_needs_an_importance_matrix_is_refused() {
     assert!(stderr(&out).contains("needs an importance matrix"), "{}", stderr(&out));
     assert!(!path.exists(), "a half-written model was left behind");
 }
+
+#[test]
+fn a_generated_sliding_window_model_runs_with_a_window_sized_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("swa.gguf");
+    assert!(synth(&["swa-tiny", "Q8_0", path.to_str().unwrap(), "--random", "3"]).status.success());
+    let out = run_fit(&[path.to_str().unwrap(), "-p", "Hello", "-n", "16", "--ignore-eos", "-c", "1024", "-v"]);
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    // gemma3 architecture; the window layers hold pad256(window 128 + micro-batch 512) cells, as planned
+    assert!(e.contains("print_info: arch                  = gemma3"), "{e}");
+    assert!(e.contains("creating     SWA KV cache, size = 768 cells"), "{e}");
+    assert!(e.contains("reply 16 tokens"), "{e}");
+}
