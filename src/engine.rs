@@ -327,42 +327,41 @@ pub struct Buffers {
 pub fn buffers_by_device() -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
     for line in LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let Some((label, value)) = line.split_once(" buffer size = ") else { continue };
-        let Some(mib) = value.trim().strip_suffix("MiB").and_then(|v| v.trim().parse::<f64>().ok()) else { continue };
-        // "load_tensors:   CPU_Mapped model" → "CPU_Mapped"
-        let Some(device) = label.split_once(':').map(|(_, rest)| rest).and_then(|r| r.split_whitespace().next()) else {
-            continue;
-        };
-        let device = if device.starts_with("CPU") || device.ends_with("_Host") { "host" } else { device };
-        *out.entry(device.to_string()).or_insert(0) += (mib * 1024.0 * 1024.0).round() as u64;
+        let Some(b) = buffer_line(line) else { continue };
+        let device = if b.device.starts_with("CPU") || b.device.ends_with("_Host") { "host" } else { b.device };
+        *out.entry(device.to_string()).or_insert(0) += b.bytes;
     }
     out
 }
 
-/// Read "… model buffer size = 92.12 MiB", "… KV buffer size = …", "… compute buffer size = …" and
-/// "… output buffer size = …" lines (MiB with two decimals: 10 KiB resolution).
+/// One "load_tensors:   CPU_Mapped model buffer size =    92.12 MiB" line: the device, the kind
+/// ("model", "KV", "compute", "output") and the size (MiB with two decimals: 10 KiB resolution).
+struct BufferLine<'a> {
+    device: &'a str,
+    kind: &'a str,
+    bytes: u64,
+}
+
+fn buffer_line(line: &str) -> Option<BufferLine<'_>> {
+    let (label, value) = line.split_once(" buffer size = ")?;
+    let mib: f64 = value.trim().strip_suffix("MiB")?.trim().parse().ok()?;
+    let mut words = label.split_once(':')?.1.split_whitespace();
+    Some(BufferLine { device: words.next()?, kind: words.next_back()?, bytes: (mib * 1024.0 * 1024.0).round() as u64 })
+}
+
+/// llama.cpp's buffers summed by kind.
 fn parse_buffers(lines: &VecDeque<String>) -> Buffers {
     let mut b = Buffers::default();
     for line in lines {
-        let Some((label, value)) = line.split_once(" buffer size = ") else {
-            continue;
+        let Some(l) = buffer_line(line) else { continue };
+        let slot = match l.kind {
+            "model" => &mut b.model_bytes,
+            "KV" => &mut b.kv_bytes,
+            "compute" => &mut b.compute_bytes,
+            "output" => &mut b.output_bytes,
+            _ => continue,
         };
-        let Some(mib) = value.trim().strip_suffix("MiB").and_then(|v| v.trim().parse::<f64>().ok()) else {
-            continue;
-        };
-        let bytes = (mib * 1024.0 * 1024.0).round() as u64;
-        let slot = if label.ends_with("model") {
-            &mut b.model_bytes
-        } else if label.ends_with("KV") {
-            &mut b.kv_bytes
-        } else if label.ends_with("compute") {
-            &mut b.compute_bytes
-        } else if label.ends_with(" output") {
-            &mut b.output_bytes
-        } else {
-            continue;
-        };
-        *slot += bytes;
+        *slot += l.bytes;
     }
     b
 }
@@ -385,6 +384,25 @@ mod tests {
             assert_eq!((blck as u64, size as u64), (t.block_elems, t.block_bytes), "{}", t.name);
         }
         assert_eq!(TYPES.len() as u32 + 8, sys::GGML_TYPE_COUNT, "a type was added to ggml");
+    }
+
+    #[test]
+    fn buffer_lines_are_summed_by_device() {
+        let mut tail = LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner());
+        tail.clear();
+        for l in [
+            "load_tensors:   CPU_Mapped model buffer size =    92.12 MiB\n",
+            "load_tensors:        CUDA0 model buffer size =  1000.00 MiB\n",
+            "llama_kv_cache:      CUDA0 KV buffer size =    45.00 MiB\n",
+            "sched_reserve:   CUDA_Host compute buffer size =     8.00 MiB\n",
+        ] {
+            tail.push_back(l.to_string());
+        }
+        drop(tail);
+        let by = buffers_by_device();
+        assert_eq!(by["CUDA0"], 1045 << 20);
+        assert_eq!(by["host"], (92.12f64 * 1048576.0).round() as u64 + (8 << 20));
+        LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).clear();
     }
 
     #[test]
