@@ -144,6 +144,8 @@ struct OnceJson<'a> {
     generation_tok_per_s: f64,
     llama_args: Vec<String>,
     backoff: &'a [String],
+    /// What the plan predicted for this machine (docs/SPEED.md), when bandwidths are known.
+    predicted: Option<&'a Speed>,
 }
 
 /// `-p PROMPT` or a piped prompt: answer once.
@@ -177,6 +179,7 @@ pub fn once(
             generation_tok_per_s: reply.stats.generation_tok_per_s(),
             llama_args: running.plan.llama_args(),
             backoff: &launcher.steps,
+            predicted: running.predicted.as_ref(),
         };
         println!("{}", serde_json::to_string(&json).expect("serializes"));
     } else {

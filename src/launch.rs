@@ -73,6 +73,9 @@ pub struct Launcher<'a> {
     interrupt: Arc<AtomicBool>,
     policy: Policy,
     first_hardware: Option<Hardware>,
+    /// The host's memory bandwidth (measured once, cached): a fresh measurement after a crash does not
+    /// repeat it, and the speed prediction needs it.
+    host_bandwidth_gb_per_s: Option<f64>,
     attempts: usize,
     /// One line per backoff step, as printed.
     pub steps: Vec<String>,
@@ -98,6 +101,7 @@ impl<'a> Launcher<'a> {
             ui,
             interrupt,
             policy,
+            host_bandwidth_gb_per_s: hardware.host.bandwidth_gb_per_s,
             first_hardware: Some(hardware),
             attempts: 0,
             steps: Vec::new(),
@@ -119,7 +123,11 @@ impl<'a> Launcher<'a> {
                 (Some((_, _, hw)), _) => hw.clone(),
                 (None, Some(hw)) => hw,
                 // Measure again after a crash: free memory may be what changed.
-                (None, None) => probe::measure_isolated()?,
+                (None, None) => {
+                    let mut hw = probe::measure_isolated()?;
+                    hw.host.bandwidth_gb_per_s = hw.host.bandwidth_gb_per_s.or(self.host_bandwidth_gb_per_s);
+                    hw
+                }
             };
             let hardware = self.restrict(hardware)?;
             let plan = plan::plan(self.facts, &hardware, &self.policy)?;

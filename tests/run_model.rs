@@ -176,6 +176,22 @@ fn backs_off_from_sigkill_at_load_and_mid_reply() {
 }
 
 #[test]
+fn the_speed_prediction_survives_a_backoff_that_measures_again() {
+    // after a crash the machine is measured afresh; the host bandwidth (measured once) must carry over
+    let dir = tempfile::tempdir().unwrap();
+    let out = run_fit_command()
+        .args(ask(&["--max-ctx", "2048", "-n", "4", "--json"]))
+        .env("RUN_FIT_FAULT", "sigkill@warmup")
+        .env("RUN_FIT_FAULT_ONCE", dir.path().join("once"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["backoff"].as_array().unwrap().len(), 1, "{v}");
+    assert!(v["predicted"]["generation_tok_per_s"].as_f64().unwrap() > 0.0, "{v}");
+}
+
+#[test]
 fn a_pinned_setup_that_runs_out_of_memory_is_refused_not_changed() {
     let args = ask(&["-c", "8192"]);
     let out = run_fit_limited(400_000, &args.iter().map(String::as_str).collect::<Vec<_>>(), &[]);
