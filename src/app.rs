@@ -248,11 +248,7 @@ pub fn run_bench(req: &BenchRequest, ui: &Ui, out: &mut dyn Write) -> Result<(),
         ui.note(n);
     }
     let quiet_ui = Ui { quiet: true, verbose: ui.verbose };
-    let bar = if ui.quiet || ui.verbose || !std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::hidden()
-    } else {
-        indicatif::ProgressBar::new(1)
-    };
+    let bar = ui.progress_bar(1, "measuring {bar:40} {pos}/{len}");
     let outcomes = bench::run(req, &facts, &hardware, &quiet_ui, interrupt, &mut |done, total| {
         bar.set_length(total);
         bar.set_position(done);
@@ -266,11 +262,8 @@ pub fn run_bench(req: &BenchRequest, ui: &Ui, out: &mut dyn Write) -> Result<(),
         bench::text(&outcomes, &req.model, req)
     };
     if let Some(path) = &req.chart {
-        let title = format!(
-            "{} — {}",
-            req.model.file_name().unwrap_or_default().to_string_lossy(),
-            bench::describe(&req.levers, req)
-        );
+        let title =
+            format!("{} — {}", req.model.file_name().unwrap_or_default().to_string_lossy(), bench::describe(req));
         bench::chart(&outcomes, path, &title)
             .map_err(|e| Failure::Internal(anyhow::anyhow!("drawing {}: {e}", path.display())))?;
         ui.note(&format!("chart written to {}", path.display()));

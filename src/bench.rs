@@ -10,7 +10,7 @@ use comfy_table::presets::ASCII_MARKDOWN;
 use comfy_table::{CellAlignment, Table};
 use serde::Serialize;
 
-use crate::cli::{BenchRequest, Levers, Mode, RunRequest};
+use crate::cli::{BenchRequest, Mode, RunRequest};
 use crate::error::Failure;
 use crate::facts::ModelFacts;
 use crate::gguf::GgmlType;
@@ -378,12 +378,12 @@ pub fn chart(outcomes: &[Outcome], path: &Path, title: &str) -> Result<(), Strin
 }
 
 /// What every setting shares, for the chart title.
-pub fn describe(levers: &Levers, req: &BenchRequest) -> String {
+pub fn describe(req: &BenchRequest) -> String {
     format!(
         "pp{} / tg{}, {} runs each{}",
         req.prompt_tokens,
         req.gen_tokens,
         req.repetitions,
-        levers.threads.map_or(String::new(), |t| format!(", {t} threads"))
+        req.levers.threads.map_or(String::new(), |t| format!(", {t} threads"))
     )
 }

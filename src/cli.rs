@@ -66,13 +66,13 @@ pub struct RunArgs {
     #[arg(long)]
     pub ignore_eos: bool,
     /// Temperature; 0 is greedy.
-    #[arg(long, value_name = "T", default_value_t = 0.8, allow_negative_numbers = true)]
+    #[arg(long, value_name = "T", default_value_t = Sampling::default().temp, allow_negative_numbers = true)]
     pub temp: f32,
-    #[arg(long = "top-k", value_name = "K", default_value_t = 40)]
+    #[arg(long = "top-k", value_name = "K", default_value_t = Sampling::default().top_k)]
     pub top_k: i32,
-    #[arg(long = "top-p", value_name = "P", default_value_t = 0.95)]
+    #[arg(long = "top-p", value_name = "P", default_value_t = Sampling::default().top_p)]
     pub top_p: f32,
-    #[arg(long = "min-p", value_name = "P", default_value_t = 0.05)]
+    #[arg(long = "min-p", value_name = "P", default_value_t = Sampling::default().min_p)]
     pub min_p: f32,
     /// Random seed; -1: a new one every reply.
     #[arg(short = 's', long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]

@@ -36,15 +36,14 @@ impl Ui {
         }
     }
 
-    /// Shown only on a terminal, and not with -q or -v (llama.cpp's own lines would tear it).
-    fn progress_bar(&self) -> ProgressBar {
+    /// A progress bar on stderr with `template` (indicatif's), shown only on a terminal and not with -q
+    /// or -v (llama.cpp's own lines would tear it).
+    pub fn progress_bar(&self, length: u64, template: &str) -> ProgressBar {
         if self.quiet || self.verbose || !std::io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
-        let bar = ProgressBar::with_draw_target(Some(100), ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template("loading {bar:40} {pos:>3}%").unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
+        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+        bar.set_style(ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar()));
         bar
     }
 }
@@ -154,7 +153,7 @@ impl<'a> Launcher<'a> {
                 }
                 None => Worker::spawn(&spec, self.ui.verbose)?,
             };
-            let bar = self.ui.progress_bar();
+            let bar = self.ui.progress_bar(100, "loading {bar:40} {pos:>3}%");
             let ready = worker.wait_ready(&self.interrupt, &mut |f| bar.set_position((f * 100.0) as u64));
             bar.finish_and_clear();
             match ready {
