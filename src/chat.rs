@@ -148,6 +148,12 @@ struct OnceJson<'a> {
     predicted: Option<&'a Speed>,
 }
 
+/// Start the worker and the conversation (its system prompt from -sys).
+fn begin(req: &RunRequest, launcher: &mut Launcher) -> Result<(Running, Conversation), Failure> {
+    let running = launcher.start()?;
+    Ok((running, Conversation { system: req.system_prompt.clone(), ..Conversation::default() }))
+}
+
 /// `-p PROMPT` or a piped prompt: answer once.
 pub fn once(
     req: &RunRequest,
@@ -156,8 +162,7 @@ pub fn once(
     ui: &Ui,
     interrupt: Arc<AtomicBool>,
 ) -> Result<(), Failure> {
-    let mut running = launcher.start()?;
-    let mut conv = Conversation { system: req.system_prompt.clone(), ..Conversation::default() };
+    let (mut running, mut conv) = begin(req, &mut launcher)?;
     conv.turns.push(Message::new("user", &prompt));
     let mut stdout = std::io::stdout();
     let mut on_text = |t: &str| {
@@ -206,8 +211,7 @@ pub fn interactive(
     ui: &Ui,
     interrupt: Arc<AtomicBool>,
 ) -> Result<(), Failure> {
-    let mut running = launcher.start()?;
-    let mut conv = Conversation { system: req.system_prompt.clone(), ..Conversation::default() };
+    let (mut running, mut conv) = begin(req, &mut launcher)?;
     let mut editor = rustyline::DefaultEditor::new().map_err(|e| Failure::Internal(e.into()))?;
     editor.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(ClearOrExit)));
     // On a terminal rustyline cannot drive (TERM=dumb) it reads plain lines and Ctrl-C arrives as

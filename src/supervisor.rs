@@ -176,8 +176,7 @@ impl Worker {
                     }));
                 }
                 Incoming::Event(Event::Failed { stage, message, log_tail, waiting: false }) => {
-                    self.stage = stage;
-                    return Err(Interrupted::Died(self.death(Some(message), log_tail)));
+                    return Err(Interrupted::Died(self.failed(stage, message, log_tail)));
                 }
                 Incoming::Event(_) | Incoming::Wake => continue,
                 Incoming::Closed => return Err(Interrupted::Died(self.death(None, vec![]))),
@@ -223,8 +222,7 @@ impl Worker {
                     });
                 }
                 Incoming::Event(Event::Failed { stage, message, log_tail, .. }) => {
-                    self.stage = stage;
-                    return Err(self.death(Some(message), log_tail));
+                    return Err(self.failed(stage, message, log_tail));
                 }
                 Incoming::Event(_) | Incoming::Wake => continue,
                 Incoming::Closed => return Err(self.death(None, vec![])),
@@ -243,8 +241,7 @@ impl Worker {
             match self.next() {
                 Incoming::Event(Event::Done { stats, .. }) => return Ok(stats),
                 Incoming::Event(Event::Failed { stage, message, log_tail, .. }) => {
-                    self.stage = stage;
-                    return Err(self.death(Some(message), log_tail));
+                    return Err(self.failed(stage, message, log_tail));
                 }
                 Incoming::Event(_) | Incoming::Wake => continue,
                 Incoming::Closed => return Err(self.death(None, vec![])),
@@ -270,6 +267,12 @@ impl Worker {
     pub fn reload(&mut self, spec: &LoadSpec) {
         self.stage = Stage::Context;
         self.send(&Request::Load(spec.clone()));
+    }
+
+    /// The worker reported a failure at `stage` and is exiting.
+    fn failed(&mut self, stage: Stage, message: String, log_tail: Vec<String>) -> Death {
+        self.stage = stage;
+        self.death(Some(message), log_tail)
     }
 
     /// The worker is ending (it said why, or its stdout closed): collect its exit and last words.
