@@ -322,12 +322,14 @@ pub struct Buffers {
     pub output_bytes: u64,
 }
 
-/// What llama.cpp allocated since the log was last cleared, per device: "host" for every CPU-side
-/// buffer (CPU, CPU_Mapped, CPU_REPACK, CUDA_Host…), else the device's name (CUDA0…), in bytes.
-pub fn buffers_by_device() -> std::collections::BTreeMap<String, u64> {
+/// What llama.cpp allocated since the last call (or the last `take_log_tail`), per device: "host" for
+/// every CPU-side buffer (CPU, CPU_Mapped, CPU_REPACK, CUDA_Host…), else the device's name (CUDA0…),
+/// in bytes. The log lines read are forgotten.
+pub fn take_buffers_by_device() -> std::collections::BTreeMap<String, u64> {
     let mut out = std::collections::BTreeMap::new();
-    for line in LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let Some(b) = buffer_line(line) else { continue };
+    let mut tail = LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner());
+    for line in tail.drain(..) {
+        let Some(b) = buffer_line(&line) else { continue };
         let device = if b.device.starts_with("CPU") || b.device.ends_with("_Host") { "host" } else { b.device };
         *out.entry(device.to_string()).or_insert(0) += b.bytes;
     }
@@ -399,10 +401,10 @@ mod tests {
             tail.push_back(l.to_string());
         }
         drop(tail);
-        let by = buffers_by_device();
+        let by = take_buffers_by_device();
         assert_eq!(by["CUDA0"], 1045 << 20);
         assert_eq!(by["host"], (92.12f64 * 1048576.0).round() as u64 + (8 << 20));
-        LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        assert!(take_buffers_by_device().is_empty(), "the lines were taken");
     }
 
     #[test]

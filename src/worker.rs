@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::engine::session::Session;
-use crate::engine::{Engine, LogEcho, buffers_by_device, take_log_tail};
+use crate::engine::{Engine, LogEcho, take_buffers_by_device, take_log_tail};
 use crate::protocol::{Event, LoadSpec, Request, Stage};
 
 /// Set by the stdin reader on `Stop` (or when stdin closes); polled by llama.cpp's abort callback and
@@ -104,8 +104,7 @@ pub fn run() -> ExitCode {
                 drop(other); // free the old weights before loading new ones
                 match Session::load_model(&spec, &STOP, &mut on_stage, &mut on_progress) {
                     Ok(s) => {
-                        weight_buffers = buffers_by_device();
-                        take_log_tail(0);
+                        weight_buffers = take_buffers_by_device();
                         s
                     }
                     Err(e) => {
@@ -135,7 +134,7 @@ pub fn run() -> ExitCode {
         chat_template: session.has_chat_template(),
         buffers_bytes: {
             let mut all = weight_buffers;
-            for (device, bytes) in buffers_by_device() {
+            for (device, bytes) in take_buffers_by_device() {
                 *all.entry(device).or_insert(0) += bytes;
             }
             all
