@@ -10,6 +10,7 @@ use comfy_table::presets::ASCII_MARKDOWN;
 use comfy_table::{CellAlignment, Table};
 use serde::Serialize;
 
+use crate::backoff::Verdict;
 use crate::cli::{BenchRequest, Mode, RunRequest};
 use crate::error::Failure;
 use crate::facts::ModelFacts;
@@ -187,13 +188,14 @@ pub fn run(
             sampling: Sampling::default(),
             json: false,
         };
-        // tg starts from an empty context, as in llama-bench: on average half the generated tokens in it
-        let fill = (req.gen_tokens / 2) as u64;
-        let predicted =
-            plan::plan(facts, hardware, &policy).ok().and_then(|p| speed::predict_at(facts, &p, hardware, fill));
         let mut launcher = Launcher::new(&run_req, facts, hardware.clone(), policy, None, ui, Arc::clone(&interrupt));
-        let mut outcome =
-            Outcome { setting: setting.clone(), prompt: None, generation: None, predicted, status: String::new() };
+        let mut outcome = Outcome {
+            setting: setting.clone(),
+            prompt: None,
+            generation: None,
+            predicted: None,
+            status: String::new(),
+        };
         match launcher.start() {
             Err(Failure::Interrupted) => return Err(Failure::Interrupted),
             Err(e @ (Failure::DoesNotFit(_) | Failure::OutOfMemory(_) | Failure::Engine(_))) => {
@@ -203,6 +205,10 @@ pub fn run(
             }
             Err(other) => return Err(other),
             Ok(mut running) => {
+                // The plan that ran; tg starts from an empty context, as in llama-bench, so on average
+                // half the generated tokens are in it.
+                let fill = (req.gen_tokens / 2) as u64;
+                outcome.predicted = speed::predict_at(facts, &running.plan, hardware, fill);
                 let (mut pp, mut tg) = (Vec::new(), Vec::new());
                 for _ in 0..req.repetitions {
                     match running.worker.bench(req.prompt_tokens, req.gen_tokens, &interrupt) {
@@ -211,7 +217,12 @@ pub fn run(
                             tg.push(stats.generation_tok_per_s());
                         }
                         Err(death) => {
-                            outcome.status = format!("died while measuring: {:?}", crate::backoff::classify(&death));
+                            outcome.status = match crate::backoff::classify(&death) {
+                                Verdict::Memory { evidence, .. } => {
+                                    format!("out of memory while measuring ({evidence})")
+                                }
+                                Verdict::Other(why) => format!("failed while measuring: {why}"),
+                            };
                             break;
                         }
                     }
