@@ -207,20 +207,26 @@ pub fn naive_weight_bytes(info: &NameInfo) -> f64 {
 }
 
 /// Typical shapes by size (real models' hyperparameters; docs/ESTIMATES.md lists their sources).
+pub const TINYLLAMA_1B: Shape = shape("TinyLlama-1.1B", 22, 2048, 5632, 32, 4, 32000, 2048, false);
+pub const LLAMA32_3B: Shape = shape("Llama-3.2-3B", 28, 3072, 8192, 24, 8, 128256, 131072, true);
+pub const LLAMA2_7B: Shape = shape("Llama-2-7B", 32, 4096, 11008, 32, 32, 32000, 4096, false);
+
 pub const SHAPES: &[Shape] = &[
     shape("SmolLM2-135M", 30, 576, 1536, 9, 3, 49152, 8192, true),
     shape("SmolLM2-360M", 32, 960, 2560, 15, 5, 49152, 8192, true),
     shape("Qwen2.5-0.5B", 24, 896, 4864, 14, 2, 151936, 32768, true),
+    TINYLLAMA_1B,
     shape("Llama-3.2-1B", 16, 2048, 8192, 32, 8, 128256, 131072, true),
     shape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 151936, 32768, true),
-    shape("Llama-3.2-3B", 28, 3072, 8192, 24, 8, 128256, 131072, true),
-    shape("Llama-2-7B", 32, 4096, 11008, 32, 32, 32000, 4096, false),
-    shape("Llama-3-8B", 32, 4096, 14336, 32, 8, 128256, 8192, false),
+    LLAMA32_3B,
+    LLAMA2_7B,
+    // the synthetic models' shapes, under the models' own names
+    Shape { name: "Llama-3-8B", ..synth::LLAMA3_8B },
     shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false),
     shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false),
     shape("Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, 32768, false),
     shape("CodeLlama-34B", 48, 8192, 22016, 64, 8, 32000, 16384, false),
-    shape("Llama-2-70B", 80, 8192, 28672, 64, 8, 32000, 4096, false),
+    Shape { name: "Llama-2-70B", ..synth::LLAMA2_70B },
     shape("Falcon-180B-like", 80, 14848, 39680, 232, 8, 65024, 2048, false),
     shape("Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, 131072, false),
 ];
@@ -392,6 +398,7 @@ mod tests {
             ("SmolLM2-135M", 0.135),
             ("SmolLM2-360M", 0.362),
             ("Qwen2.5-0.5B", 0.494),
+            ("TinyLlama-1.1B", 1.100),
             ("Llama-3.2-1B", 1.236),
             ("Qwen2.5-1.5B", 1.544),
             ("Llama-3.2-3B", 3.213),

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::facts::ModelFacts;
 use crate::hardware::{DeviceKind, Hardware};
+use crate::names::{LLAMA2_7B, LLAMA32_3B, TINYLLAMA_1B};
 use crate::plan::Plan;
 
 /// Fraction of a device's memory bandwidth generation reaches (FIELD-NOTES §6: 0.6–0.87 consumer GPUs,
@@ -33,7 +34,7 @@ const GPU_PROMPT_SECONDS_PER_LAYER_PER_UBATCH: f64 = 0.3e-3;
 /// rates are ~25 GB/s).
 const PCIE_BYTES_PER_S: f64 = 25e9;
 /// What a generation prediction assumes is in the context: a short chat.
-pub const TYPICAL_CONTEXT_TOKENS: u64 = 512;
+const TYPICAL_CONTEXT_TOKENS: u64 = 512;
 
 /// Known GPUs: (name fragment, memory bandwidth GB/s, dense fp16 tensor TFLOPS with fp32 accumulate).
 /// Vendor specification sheets; the longest matching fragment wins.
@@ -200,25 +201,6 @@ pub struct Published {
     pub prompt_tok_per_s: Option<f64>,
 }
 
-pub const TINYLLAMA_1B: crate::synth::Shape = crate::synth::Shape {
-    name: "TinyLlama-1.1B",
-    n_layer: 22,
-    n_embd: 2048,
-    n_ff: 5632,
-    n_head: 32,
-    n_head_kv: 4,
-    n_vocab: 32000,
-    n_ctx_train: 2048,
-    n_expert: 0,
-    n_expert_used: 0,
-    tied_embedding: false,
-    head_dim: 0,
-    sliding_window: 0,
-};
-
-const LLAMA32_3B: &crate::synth::Shape = &crate::names::SHAPES[5];
-const LLAMA2_7B: &crate::synth::Shape = &crate::names::SHAPES[6];
-
 const fn gpu_row(
     source: &'static str,
     gpu: &'static str,
@@ -242,12 +224,12 @@ const fn gpu_row(
 
 pub const PUBLISHED: &[Published] = &[
     gpu_row("geerlingguy/ai-benchmarks#43 (Vulkan)", "RTX 4090", false, &TINYLLAMA_1B, Some(762.37), None),
-    gpu_row("geerlingguy/ai-benchmarks#43 (Vulkan)", "RTX 4090", false, LLAMA32_3B, None, Some(20323.29)),
+    gpu_row("geerlingguy/ai-benchmarks#43 (Vulkan)", "RTX 4090", false, &LLAMA32_3B, None, Some(20323.29)),
     gpu_row("geerlingguy/ai-benchmarks#40 (Vulkan)", "RTX 3060", false, &TINYLLAMA_1B, Some(279.05), Some(6744.18)),
     gpu_row("geerlingguy/ai-benchmarks#46 (Vulkan)", "RTX 2080 Ti", false, &TINYLLAMA_1B, Some(424.32), Some(7094.19)),
-    gpu_row("geerlingguy/ai-benchmarks#46 (Vulkan)", "RTX 2080 Ti", false, LLAMA32_3B, None, Some(4418.37)),
+    gpu_row("geerlingguy/ai-benchmarks#46 (Vulkan)", "RTX 2080 Ti", false, &LLAMA32_3B, None, Some(4418.37)),
     gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, &TINYLLAMA_1B, Some(242.56), Some(5587.84)),
-    gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, LLAMA32_3B, None, Some(2142.59)),
+    gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, &LLAMA32_3B, None, Some(2142.59)),
     gpu_row(
         "dmatora/LLM-inference-speed-benchmarks#12 (CUDA)",
         "RTX 3080",
@@ -262,7 +244,7 @@ pub const PUBLISHED: &[Published] = &[
         unified_memory: false,
         threads: 8,
         host_bandwidth_gb_per_s: 102.4,
-        shape: LLAMA2_7B,
+        shape: &LLAMA2_7B,
         quant: "Q4_0",
         generation_tok_per_s: Some(18.27),
         prompt_tok_per_s: Some(33.67),

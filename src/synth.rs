@@ -202,11 +202,6 @@ pub fn quant(name: &str) -> Option<Quant> {
     })
 }
 
-/// Every quantization name `quant` accepts, from the most bits to the fewest.
-pub fn quant_names() -> impl Iterator<Item = &'static str> {
-    QUANTS.iter().map(|q| q.0)
-}
-
 /// llama.cpp's `use_more_bits` (src/llama-quant.cpp): the first and last eighth, and every third layer between.
 fn use_more_bits(i: u32, n: u32) -> bool {
     i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2
