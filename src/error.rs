@@ -1,12 +1,10 @@
 //! Failure classes and their exit codes (documented in README.md). Callers branch on these; anything
 //! else is an internal error with context.
 
-use std::process::ExitCode;
-
-use crate::facts::FactsError;
-use crate::gguf::GgufError;
-use crate::hardware::ProfileError;
-use crate::plan::PlanError;
+use crate::fit::hardware::ProfileError;
+use crate::fit::plan::PlanError;
+use crate::model::facts::FactsError;
+use crate::model::gguf::GgufError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
@@ -31,6 +29,9 @@ pub enum Failure {
     Engine(String),
     #[error("interrupted")]
     Interrupted,
+    /// stdout was closed by its reader (`| head`): not an error, the command just ends.
+    #[error("the output was closed")]
+    OutputClosed,
     #[error("{0:#}")]
     Internal(#[from] anyhow::Error),
 }
@@ -55,9 +56,10 @@ fn plan_message(e: &PlanError) -> String {
 impl Failure {
     /// 1 internal, 2 usage, 3 unreadable or broken model file, 4 unsupported model, 5 does not fit
     /// (planned, or a real out-of-memory with nothing smaller left), 6 bad hardware profile, 7 llama.cpp
-    /// failed for another reason, 130 interrupted (Ctrl-C).
+    /// failed for another reason, 130 interrupted (Ctrl-C); 0 when stdout was closed by its reader.
     pub fn exit_code(&self) -> u8 {
         match self {
+            Failure::OutputClosed => 0,
             Failure::Internal(_) => 1,
             Failure::Usage(_) => 2,
             Failure::Model(_) | Failure::NotAModel(_) => 3,
@@ -67,12 +69,5 @@ impl Failure {
             Failure::Engine(_) => 7,
             Failure::Interrupted => 130,
         }
-    }
-
-    /// One line: a message that says what is wrong and what to do.
-    pub fn report(&self) -> ExitCode {
-        let message = self.to_string().replace('\n', " ");
-        eprintln!("run-fit: error: {message}");
-        ExitCode::from(self.exit_code())
     }
 }

@@ -1,45 +1,48 @@
 //! run-fit: plan and launch llama.cpp models so they fit the machine.
 //!
-//! Data flows one way: `gguf` (read the header) → `facts` (what the memory model needs) → `footprint`
-//! (bytes per device for one configuration) → `plan` (choose the configuration, given `hardware`).
-//! Those are pure. `probe` measures the real machine, `engine` owns every llama.cpp call, `report`
-//! turns results into text or JSON, `app` chains the steps for each command, `cli` parses flags.
+//! Data flows one way: `cli` (flags → typed requests) → `app` (one file per command, the only place
+//! where I/O steps are chained) → `model` (what the file says) → `machine` (what this machine has) or a
+//! profile → `fit` (footprint, plan, backoff rules, speed, advice) → `run` (worker processes, chat,
+//! bench) → `output` (renderers and the one printer). `model` and `fit` are pure, enforced by lints;
+//! `engine` owns every llama.cpp call and all `unsafe`.
 
-pub mod advice;
+// Without llama.cpp only the pure core builds (for its tests and the fuzzer); its consumers are gone.
+#![cfg_attr(not(feature = "llama"), allow(dead_code, unused_imports))]
+
 #[cfg(feature = "llama")]
-pub mod app;
-pub mod archs;
-pub mod backoff;
+pub(crate) mod app;
+pub(crate) mod cli;
 #[cfg(feature = "llama")]
-pub mod bench;
+pub(crate) mod engine;
 #[cfg(feature = "llama")]
-pub mod calibration;
+pub(crate) mod error;
+pub(crate) mod fit;
+pub(crate) mod machine;
+pub(crate) mod model;
 #[cfg(feature = "llama")]
-pub mod chat;
-pub mod cli;
+pub(crate) mod output;
+pub(crate) mod run;
+
 #[cfg(feature = "llama")]
-pub mod engine;
-#[cfg(feature = "llama")]
-pub mod error;
-pub mod facts;
-pub mod footprint;
-pub mod gguf;
-pub mod hardware;
-#[cfg(feature = "llama")]
-pub mod launch;
-pub mod names;
-pub mod plan;
-#[cfg(feature = "llama")]
-pub mod probe;
-pub mod protocol;
-#[cfg(feature = "llama")]
-pub mod report;
-pub mod speed;
-#[cfg(feature = "llama")]
-pub mod supervisor;
-pub mod synth;
-#[cfg(feature = "llama")]
-pub mod worker;
+pub use app::{execute, finish_early};
+pub use cli::parse;
+
+use fit::{hardware, plan};
+use model::{facts, gguf};
+
+/// What the developer tool (`run-fit-dev`), the integration tests and the fuzz target reach inside
+/// run-fit for. Not an API: it changes with the code.
+#[doc(hidden)]
+pub mod dev {
+    #[cfg(feature = "llama")]
+    pub use crate::app::read_facts;
+    #[cfg(feature = "llama")]
+    pub use crate::engine::{Engine, quantize_rows};
+    pub use crate::fit::{footprint, plan, speed};
+    pub use crate::machine::model_file::{write_sparse, write_with_data};
+    pub use crate::machine::profiles::BUILTIN_PROFILES;
+    pub use crate::model::{gguf, synth};
+}
 
 /// What the fuzz target runs on arbitrary bytes: parse a header, extract facts, plan for a 12 GB GPU.
 /// Any input must end in Ok or a typed error. `tests/fuzz_corpus.rs` replays the committed corpus.

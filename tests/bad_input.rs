@@ -7,7 +7,8 @@ use std::fs;
 use std::path::Path;
 
 use common::*;
-use run_fit::gguf::writer::{Kv, write_sparse};
+use run_fit::dev::gguf::writer::Kv;
+use run_fit::dev::write_sparse;
 
 struct Case {
     what: &'static str,
@@ -65,7 +66,7 @@ fn bad_input_table() {
     write_sparse(&no_layers, &[("general.architecture".into(), Kv::Str("llama".into()))], &[]).unwrap();
     let bad_profile = d.join("bad.toml");
     fs::write(&bad_profile, "name = \"x\"\n[host]\nram = \"32GiB\"\nvram = \"12GiB\"\n").unwrap();
-    let big = synthetic(d, &run_fit::synth::LLAMA2_70B, "Q4_K_M");
+    let big = synthetic(d, &run_fit::dev::synth::LLAMA2_70B, "Q4_K_M");
 
     let cases = [
         Case { what: "missing", args: plan(&d.join("nope.gguf"), &[]), exit_code: 3, message: "no such file" },

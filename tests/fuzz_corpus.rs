@@ -15,6 +15,6 @@ fn every_corpus_input_ends_without_a_panic() {
     assert!(count >= 6, "the seed corpus in {} is missing", dir.display());
     // the seeds that are whole models must get through to a plan
     let micro = std::fs::read(dir.join("micro-q8_0.gguf")).unwrap();
-    let header = run_fit::gguf::parse(&micro[..], micro.len() as u64).unwrap();
+    let header = run_fit::dev::gguf::parse(&micro[..], micro.len() as u64).unwrap();
     assert_eq!(header.get("general.architecture").unwrap().as_str(), Some("llama"));
 }

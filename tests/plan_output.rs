@@ -14,7 +14,7 @@ fn plan_text(args: &[&str]) -> String {
 #[test]
 fn default_model_on_every_profile() {
     let smol = smollm2();
-    for (profile, _) in run_fit::hardware::BUILTIN_PROFILES {
+    for (profile, _) in run_fit::dev::BUILTIN_PROFILES {
         let text = plan_text(&["plan", smol.to_str().unwrap(), "--profile", profile]);
         insta::assert_snapshot!(format!("smollm2_{profile}"), text);
     }
@@ -46,7 +46,7 @@ fn sliding_window_model_keeps_a_small_cache_for_window_layers() {
 #[test]
 fn synthetic_70b_partial_offload() {
     let dir = tempfile::tempdir().unwrap();
-    let big = synthetic(dir.path(), &run_fit::synth::LLAMA2_70B, "Q4_K_M");
+    let big = synthetic(dir.path(), &run_fit::dev::synth::LLAMA2_70B, "Q4_K_M");
     // 12 GB GPU + 32 GB RAM: ~20 layers fit the GPU, but the other ~29.6 GiB do not fit in RAM.
     let refused = run_fit(&["plan", big.to_str().unwrap(), "--profile", "rtx3060-12g"]);
     assert_eq!(refused.status.code(), Some(5));

@@ -136,6 +136,8 @@ fn backs_off_from_an_allocation_error() {
     // one line per step, naming the stage and the sizes
     let step = e.lines().find(|l| l.contains("out of memory while creating the context at -ngl 0 -c 8192")).expect(&e);
     assert!(step.ends_with("retrying with context 8192 → 4096 tokens"), "{step}");
+    // the worker kept its weights and made only a smaller context (it counts its own weight loads)
+    assert!(e.contains("the weights stayed loaded: only the context was made again"), "{e}");
 }
 
 #[test]
@@ -207,10 +209,11 @@ fn a_pinned_setup_that_runs_out_of_memory_is_refused_not_changed() {
 fn a_failure_that_is_not_memory_is_reported_at_once() {
     // A header run-fit accepts but llama.cpp cannot load: a llama model without its attention weights.
     let dir = tempfile::tempdir().unwrap();
-    let (kvs, mut tensors) = run_fit::synth::model(&run_fit::synth::MICRO, run_fit::synth::quant("Q8_0").unwrap());
+    let (kvs, mut tensors) =
+        run_fit::dev::synth::model(&run_fit::dev::synth::MICRO, run_fit::dev::synth::quant("Q8_0").unwrap());
     tensors.retain(|t| !t.name.ends_with("attn_q.weight"));
     let path = dir.path().join("broken.gguf");
-    run_fit::gguf::writer::write_sparse(&path, &kvs, &tensors).unwrap();
+    run_fit::dev::write_sparse(&path, &kvs, &tensors).unwrap();
     let before = std::fs::read(&path).unwrap();
     let out = run_fit(&[path.to_str().unwrap(), "-p", "hi"]);
     let e = stderr(&out);

@@ -16,10 +16,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use run_fit::engine::Engine;
-use run_fit::footprint::{self, Config};
-use run_fit::gguf::types::F16;
-use run_fit::{app, gguf, synth};
+use run_fit::dev::Engine;
+use run_fit::dev::footprint::{self, Config};
+use run_fit::dev::gguf::types::F16;
+use run_fit::dev::{gguf, read_facts, synth, write_sparse, write_with_data};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -56,11 +56,11 @@ fn write_synth(shape: &str, quant: &str, out: &Path, random_seed: Option<u64>) -
     let (kvs, tensors) = synth::model(shape, q);
     let started = std::time::Instant::now();
     let bytes = match random_seed {
-        None => gguf::writer::write_sparse(out, &kvs, &tensors),
+        None => write_sparse(out, &kvs, &tensors),
         Some(seed) => {
             // The engine's quantizer runs without llama.cpp's backend; nothing else is needed.
             let mut failure = None;
-            let r = gguf::writer::write_with_data(out, &kvs, &tensors, |t, w| {
+            let r = write_with_data(out, &kvs, &tensors, |t, w| {
                 random_tensor(t, seed, w).map_err(|e| {
                     failure = Some(e.to_string());
                     std::io::Error::other("quantization failed")
@@ -107,7 +107,7 @@ fn random_tensor(t: &gguf::writer::TensorSpec, seed: u64, out: &mut dyn std::io:
                 if norm { 1.0 + u * scale } else { u * scale }
             })
             .collect();
-        run_fit::engine::quantize_rows(t.ggml_type.id, &values, n_per_row)
+        run_fit::dev::quantize_rows(t.ggml_type.id, &values, n_per_row)
     };
     for batch in (0..n_chunks).collect::<Vec<_>>().chunks(threads) {
         let results: Vec<Result<Vec<u8>>> = std::thread::scope(|s| {
@@ -128,7 +128,7 @@ fn random_tensor(t: &gguf::writer::TensorSpec, seed: u64, out: &mut dyn std::io:
 
 /// One markdown row per context: predicted and reported bytes of weights, KV, compute and total.
 fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
-    let facts = app::read_facts(model)?;
+    let facts = read_facts(model)?;
     let engine = Engine::init(false)?;
     let name = model.file_name().unwrap_or_default().to_string_lossy();
     for ctx in contexts {
@@ -174,7 +174,7 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
 
 fn llama_fit(model: &Path) -> Result<()> {
     let engine = Engine::init(false)?;
-    let fit = engine.llama_fit(model, 4096, &[run_fit::plan::DEFAULT_GPU_RESERVE_BYTES])?;
+    let fit = engine.llama_fit(model, 4096, &[run_fit::dev::plan::DEFAULT_GPU_RESERVE_BYTES])?;
     println!("-ngl {} -c {} (fitted: {})", fit.n_gpu_layers, fit.n_ctx_tokens, fit.fitted);
     Ok(())
 }
@@ -188,7 +188,7 @@ fn direct(args: &[String]) -> Result<()> {
 }
 
 fn speed_published() -> Result<()> {
-    use run_fit::speed::{PUBLISHED, predict_published, published_median_error};
+    use run_fit::dev::speed::{PUBLISHED, predict_published, published_median_error};
     println!(
         "| source | hardware | model | measured tg tok/s | predicted | error | measured pp512 tok/s | predicted | error |"
     );

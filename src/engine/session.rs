@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use llama_cpp_sys_2 as sys;
 
-use crate::protocol::{LoadSpec, Message, Sampling, SplitMode, Stage, Stats, StopReason, messages_to_drop};
+use crate::run::protocol::{
+    Generation, LoadSpec, Message, Sampling, SplitMode, Stage, Stats, StopReason, messages_to_drop,
+};
 
 /// llama.cpp refused a step; the log lines the worker echoed say more.
 #[derive(Debug, Clone, PartialEq)]
@@ -318,9 +320,7 @@ impl Session {
     pub fn reply(
         &mut self,
         prompt: &[sys::llama_token],
-        max_tokens: Option<u32>,
-        sampling: &Sampling,
-        ignore_eos: bool,
+        generation: &Generation,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<(StopReason, Stats), StepError> {
         if prompt.is_empty() {
@@ -350,7 +350,7 @@ impl Session {
         unsafe { sys::llama_synchronize(self.ctx) };
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
 
-        let sampler = Sampler::new(sampling);
+        let sampler = Sampler::new(&generation.sampling);
         let mut pending: Vec<u8> = Vec::new();
         let mut generated = 0u64;
         let gen_started = Instant::now();
@@ -358,7 +358,7 @@ impl Session {
             if self.stop.load(Ordering::Relaxed) {
                 break StopReason::Stopped;
             }
-            if max_tokens.is_some_and(|m| generated >= m as u64) {
+            if generation.max_tokens.is_some_and(|m| generated >= m as u64) {
                 break StopReason::TokenLimit;
             }
             if self.cached.len() >= self.n_ctx_tokens as usize {
@@ -367,7 +367,7 @@ impl Session {
             // SAFETY: sampler and ctx are valid; -1 = the last token's logits.
             let token = unsafe { sys::llama_sampler_sample(sampler.0, self.ctx, -1) };
             // SAFETY: vocab is valid.
-            if !ignore_eos && unsafe { sys::llama_vocab_is_eog(self.vocab, token) } {
+            if !generation.ignore_eos && unsafe { sys::llama_vocab_is_eog(self.vocab, token) } {
                 break StopReason::EndOfGeneration;
             }
             pending.extend_from_slice(&self.piece(token));
@@ -400,11 +400,15 @@ impl Session {
             "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(prompt_tokens as usize / 8 + 1);
         let mut prompt = self.tokenize(&text);
         prompt.truncate(prompt_tokens.max(1) as usize);
-        let greedy = Sampling { temp: 0.0, ..Sampling::default() };
+        let greedy = |max_tokens| Generation {
+            max_tokens: Some(max_tokens),
+            ignore_eos: true,
+            sampling: Sampling { temp: 0.0, ..Sampling::default() },
+        };
         self.clear();
-        let (_, pp) = self.reply(&prompt, Some(0), &greedy, true, &mut |_| {})?;
+        let (_, pp) = self.reply(&prompt, &greedy(0), &mut |_| {})?;
         self.clear();
-        let (stop, tg) = self.reply(&prompt[..1], Some(gen_tokens), &greedy, true, &mut |_| {})?;
+        let (stop, tg) = self.reply(&prompt[..1], &greedy(gen_tokens), &mut |_| {})?;
         Ok((stop, Stats { prompt_tokens: pp.prompt_tokens, prompt_ms: pp.prompt_ms, ..tg }))
     }
 

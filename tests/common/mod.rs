@@ -54,9 +54,9 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Write a sparse synthetic model of `shape` into `dir`.
-pub fn synthetic(dir: &Path, shape: &run_fit::synth::Shape, quant: &str) -> PathBuf {
+pub fn synthetic(dir: &Path, shape: &run_fit::dev::synth::Shape, quant: &str) -> PathBuf {
     let path = dir.join(format!("{}.gguf", shape.name));
-    let (kvs, tensors) = run_fit::synth::model(shape, run_fit::synth::quant(quant).unwrap());
-    run_fit::gguf::writer::write_sparse(&path, &kvs, &tensors).unwrap();
+    let (kvs, tensors) = run_fit::dev::synth::model(shape, run_fit::dev::synth::quant(quant).unwrap());
+    run_fit::dev::write_sparse(&path, &kvs, &tensors).unwrap();
     path
 }

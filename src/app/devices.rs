@@ -1,0 +1,33 @@
+//! `run-fit devices`: what llama.cpp sees and the RAM available, once or again and again.
+
+use crate::cli::DevicesRequest;
+use crate::engine::{CAN_OFFLOAD, Engine};
+use crate::error::Failure;
+use crate::machine::probe;
+use crate::output::printer::Printer;
+use crate::output::report;
+
+pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(), Failure> {
+    let engine = if CAN_OFFLOAD { Some(Engine::init(printer.verbose())?) } else { None };
+    let Some(interval) = req.watch else {
+        let hw = probe::measure(engine.as_ref())?;
+        let text = if req.json { report::devices_json(&hw) } else { report::devices_text(&hw, CAN_OFFLOAD) };
+        return printer.out(&text);
+    };
+    // `--watch`: memory in use per device, each reading one block with a time stamp (a terminal gets
+    // the screen cleared first). A closed stdout ends it.
+    let clear = printer.stdout_is_terminal();
+    let started = std::time::Instant::now();
+    let mut n = 0;
+    loop {
+        let hw = probe::measure(engine.as_ref())?;
+        let mut text = if clear { "\x1b[2J\x1b[H".to_string() } else { String::new() };
+        text += &format!("t = {:.1} s\n{}", started.elapsed().as_secs_f64(), report::memory_use_text(&hw));
+        printer.out(&text)?;
+        n += 1;
+        if req.count.is_some_and(|c| n >= c) {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}

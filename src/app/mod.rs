@@ -1,0 +1,179 @@
+//! The commands, as chained steps: read the model, get the hardware, plan, then report, run or measure.
+//! One file per command; this one dispatches and holds the steps they share. The only place where
+//! I/O steps are chained.
+
+mod bench;
+mod devices;
+mod plan;
+mod run;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use crate::cli::{Early, Invocation, ModelSource, Request};
+use crate::error::Failure;
+use crate::fit::calibration;
+use crate::fit::hardware::Hardware;
+use crate::fit::plan::Policy;
+use crate::machine::{cache, probe};
+use crate::model::facts::{self, ModelFacts};
+use crate::model::{names, synth};
+use crate::output::printer::Printer;
+use crate::output::report::Estimate;
+use crate::run::launch::Learn;
+use crate::run::supervisor;
+
+/// Run what the user asked for; every outcome, errors included, is printed here.
+pub fn execute(invocation: Invocation) -> ExitCode {
+    let printer = Printer::new(invocation.quiet, invocation.verbose);
+    let result = match invocation.request {
+        Request::Worker => return crate::run::worker::run(),
+        Request::Run(req) => run::run_model(&req, &printer),
+        Request::Plan(req) => plan::run_plan(&req, &printer),
+        Request::Bench(req) => bench::run_bench(&req, &printer),
+        Request::Devices(req) => devices::run_devices(&req, &printer),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => printer.error(&failure),
+    }
+}
+
+/// The command line did not make a request: help and version go to stdout (exit 0), clap's usage
+/// errors to stderr (exit 2), run-fit's own as one line (exit 2).
+pub fn finish_early(early: Early) -> ExitCode {
+    match early {
+        Early::Clap(e) => {
+            let printer = Printer::new(false, false);
+            let text = e.render().to_string();
+            if !e.use_stderr() {
+                return match printer.out(&text) {
+                    Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+                    Err(failure) => printer.error(&failure),
+                };
+            }
+            printer.result(&text);
+            ExitCode::from(2)
+        }
+        Early::Usage { quiet, message } => Printer::new(quiet, false).error(&Failure::Usage(message)),
+    }
+}
+
+/// Read and understand the model file (safe Rust only; llama.cpp never sees an unchecked file).
+pub fn read_facts(path: &std::path::Path) -> Result<ModelFacts, Failure> {
+    let model = crate::machine::model_file::read_model(path)?;
+    Ok(facts::from_model(&model)?)
+}
+
+/// A file's facts, or (for a name or `--params`) the facts of a typical model of that size and
+/// quantization, with how the estimate was made.
+pub(crate) fn resolve_model(source: &ModelSource) -> Result<(String, ModelFacts, Option<Estimate>), Failure> {
+    let (from, info) = match source {
+        ModelSource::Path(path) if path.exists() => {
+            return Ok((path.display().to_string(), read_facts(path)?, None));
+        }
+        ModelSource::Path(path) => {
+            let text = path.display().to_string();
+            match names::parse_name(&text) {
+                Ok(info) => (text, info),
+                Err(name_error) => {
+                    let file_error = read_facts(path).err().map(|e| e.to_string()).unwrap_or_default();
+                    return Err(Failure::NotAModel(format!(
+                        "{file_error}; read as a model name instead: {name_error}"
+                    )));
+                }
+            }
+        }
+        ModelSource::Params { params, quant } => (
+            format!("--params {params} --quant {quant}"),
+            names::from_flags(params, quant).map_err(|e| Failure::Usage(e.to_string()))?,
+        ),
+    };
+    let shape = names::closest_shape(&info);
+    let facts = synth::facts(shape, info.quant);
+    let estimate = Estimate {
+        from: from.clone(),
+        params_named: info.params,
+        quant: info.quant.to_string(),
+        shape: shape.name.to_string(),
+        naive_weight_bytes: names::naive_weight_bytes(&info) as u64,
+        naive_bits_per_weight: info.naive_bits,
+    };
+    Ok((from, facts, Some(estimate)))
+}
+
+/// This machine's calibration: fill the host's memory bandwidth (measured once, then cached) and,
+/// unless `fresh`, start `policy` from what the last run of `model` here learned (notes say what).
+/// Returns where the next successful load is recorded. A broken cache is a warning, never an error.
+pub(crate) fn learn_from_earlier_runs(
+    hardware: &mut Hardware,
+    model: Option<&std::path::Path>,
+    policy: &mut Policy,
+    fresh: bool,
+    notes: &mut Vec<String>,
+) -> Option<Learn> {
+    let (mut cache, warning) = cache::load();
+    notes.extend(warning.map(|w| format!("warning: {w}")));
+    let machine = probe::fingerprint(hardware);
+    let bandwidth = match cache.host_bandwidth_gb_per_s.get(&machine) {
+        Some(&bw) if !fresh => Some(bw),
+        _ => {
+            let bw = probe::host_bandwidth_gb_per_s(hardware.host.threads);
+            if let Some(bw) = bw {
+                cache.version = calibration::VERSION;
+                cache.host_bandwidth_gb_per_s.insert(machine.clone(), bw);
+                if let Some(w) = cache::save(&cache) {
+                    notes.push(format!("warning: {w}"));
+                }
+            }
+            bw
+        }
+    };
+    if hardware.host.bandwidth_gb_per_s.is_none() {
+        hardware.host.bandwidth_gb_per_s = bandwidth;
+    }
+    let model_key = cache::model_key(model?);
+    if !fresh && let Some(run) = cache.latest(&model_key, &machine) {
+        let names: Vec<String> = hardware.devices.iter().map(|d| d.name.clone()).collect();
+        let adjustments = calibration::adjust(policy, run, &names);
+        let when = run.when;
+        if adjustments.is_empty() {
+            notes.push(format!("calibrated: the last run here ({}) used what was predicted", ago(when)));
+        } else {
+            notes.extend(
+                adjustments.into_iter().map(|a| format!("calibrated from the last run here ({}): {a}", ago(when))),
+            );
+        }
+    }
+    Some(Learn { cache, model_key, machine })
+}
+
+fn ago(when: u64) -> String {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    match now.saturating_sub(when) {
+        s if s < 120 => format!("{s} s ago"),
+        s if s < 7200 => format!("{} min ago", s / 60),
+        s if s < 172_800 => format!("{} h ago", s / 3600),
+        s => format!("{} days ago", s / 86400),
+    }
+}
+
+/// Ctrl-C becomes a flag the waits look at (and a wake-up for them): it stops a reply instead of
+/// killing run-fit.
+pub(crate) fn install_interrupt() -> Result<Arc<AtomicBool>, Failure> {
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
+        .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("installing the Ctrl-C handler")))?;
+    let flag = Arc::clone(&interrupt);
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                supervisor::wake_all();
+            }
+        })
+        .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("starting the Ctrl-C thread")))?;
+    Ok(interrupt)
+}

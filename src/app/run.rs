@@ -1,0 +1,51 @@
+//! `run-fit MODEL`: plan, load in a worker (backing off on out-of-memory), then chat or answer once.
+
+use std::io::Read;
+use std::sync::Arc;
+
+use crate::cli::{Mode, RunRequest};
+use crate::error::Failure;
+use crate::machine::probe;
+use crate::output::printer::Printer;
+use crate::run::chat;
+use crate::run::launch::Launcher;
+use crate::run::session::ModelSession;
+
+use super::{install_interrupt, learn_from_earlier_runs, read_facts};
+
+pub(super) fn run_model(req: &RunRequest, printer: &Printer) -> Result<(), Failure> {
+    let facts = read_facts(&req.load.model)?;
+    // Read a piped prompt first: a missing prompt should fail before a model is loaded.
+    let piped = match &req.mode {
+        Mode::Once(None) => Some(read_piped_prompt()?),
+        _ => None,
+    };
+    let interrupt = install_interrupt()?;
+    let mut hardware = probe::measure_isolated()?;
+    let mut policy = req.load.policy.clone();
+    let mut learned = Vec::new();
+    let learn = learn_from_earlier_runs(&mut hardware, Some(&req.load.model), &mut policy, req.fresh, &mut learned);
+    for note in &learned {
+        printer.note(note);
+    }
+    let launcher = Launcher::new(&req.load, &facts, hardware, policy, learn, *printer, Arc::clone(&interrupt));
+    let session = ModelSession::start(launcher, interrupt)?;
+    match (&req.mode, piped) {
+        (Mode::Once(Some(prompt)), _) => chat::once(req, prompt.clone(), session, printer),
+        (Mode::Once(None), Some(prompt)) => chat::once(req, prompt, session, printer),
+        _ => chat::interactive(req, session, printer),
+    }
+}
+
+fn read_piped_prompt() -> Result<String, Failure> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| Failure::Usage(format!("reading the prompt from stdin: {e}")))?;
+    if text.trim().is_empty() {
+        return Err(Failure::Usage(
+            "no prompt: give -p TEXT, pipe a prompt on stdin, or run in a terminal to chat".into(),
+        ));
+    }
+    Ok(text.trim_end().to_string())
+}

@@ -1,0 +1,774 @@
+//! Command-line definitions (clap) and their conversion into typed requests. No system calls here:
+//! everything the user typed is validated before the machine is touched.
+
+#![deny(clippy::disallowed_methods, clippy::disallowed_types, clippy::print_stdout, clippy::print_stderr)]
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::fit::hardware::parse_bytes;
+use crate::fit::plan::{DEFAULT_MIN_CTX_TOKENS, Pins, Policy};
+use crate::model::facts::cache_type;
+use crate::run::protocol::{Generation, Sampling, SplitMode};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "run-fit",
+    version,
+    about = "Fit a GGUF model to this machine's GPUs and RAM, then run it with llama.cpp"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+    /// Show llama.cpp's own logs on stderr.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Print only results and errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Load the model at the best setting this machine allows and chat (`run-fit MODEL` does the same).
+    Run(Box<RunArgs>),
+    /// Explain how the model would be placed on this machine (or a profile) without loading it.
+    Plan(Box<PlanArgs>),
+    /// Measure prompt and generation speed across offload settings; name the fastest.
+    Bench(Box<BenchArgs>),
+    /// List the GPUs llama.cpp sees and the RAM available to run-fit.
+    Devices(DevicesArgs),
+    /// The process that loads the model; started by `run-fit run`, not by people.
+    #[command(name = "__worker", hide = true)]
+    Worker,
+}
+
+/// What the user asked for, typed and checked; nothing on the machine has been touched yet.
+#[derive(Debug)]
+pub struct Invocation {
+    pub quiet: bool,
+    pub verbose: bool,
+    pub request: Request,
+}
+
+#[derive(Debug)]
+pub enum Request {
+    Run(Box<RunRequest>),
+    Plan(Box<PlanRequest>),
+    Bench(Box<BenchRequest>),
+    Devices(DevicesRequest),
+    /// The worker process (`run-fit __worker`), started by run-fit itself.
+    Worker,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DevicesRequest {
+    pub json: bool,
+    /// `--watch`: read again at this interval, at most `count` times.
+    pub watch: Option<std::time::Duration>,
+    pub count: Option<u64>,
+}
+
+/// Why no request came out of the command line.
+#[derive(Debug)]
+pub enum Early {
+    /// `--help`, `--version`, or clap's own usage error, rendered by clap.
+    Clap(clap::Error),
+    /// A value clap accepted but run-fit cannot use; exit 2.
+    Usage { quiet: bool, message: String },
+}
+
+/// Parse the command line (`args` with the program name first). `stdin_is_terminal`: without -p, a
+/// terminal means a chat and a pipe means one answer.
+pub fn parse(args: impl IntoIterator<Item = String>, stdin_is_terminal: bool) -> Result<Invocation, Early> {
+    let cli = Cli::try_parse_from(normalize_args(args)).map_err(Early::Clap)?;
+    let usage = |message: String| Early::Usage { quiet: cli.quiet, message };
+    let request = match &cli.command {
+        Command::Worker => Request::Worker,
+        Command::Run(args) => Request::Run(Box::new(args.request(stdin_is_terminal).map_err(usage)?)),
+        Command::Plan(args) => Request::Plan(Box::new(args.request().map_err(usage)?)),
+        Command::Bench(args) => Request::Bench(Box::new(args.request().map_err(usage)?)),
+        Command::Devices(args) => Request::Devices(args.request().map_err(usage)?),
+    };
+    Ok(Invocation { quiet: cli.quiet, verbose: cli.verbose, request })
+}
+
+impl DevicesArgs {
+    fn request(&self) -> Result<DevicesRequest, String> {
+        let watch = match self.watch {
+            None => None,
+            Some(seconds) => Some(
+                std::time::Duration::try_from_secs_f64(seconds)
+                    .ok()
+                    .filter(|d| !d.is_zero() && d.as_secs() <= 86_400)
+                    .ok_or_else(|| format!("--watch {seconds}: give a number of seconds above 0, e.g. --watch 2"))?,
+            ),
+        };
+        Ok(DevicesRequest { json: self.json, watch, count: self.count })
+    }
+}
+
+/// Subcommand names: `run-fit MODEL` is `run-fit run MODEL` when the first word is none of these.
+const SUBCOMMANDS: &[&str] = &["run", "plan", "bench", "devices", "help", "__worker"];
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A .gguf file (the first shard of a split model).
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    #[command(flatten)]
+    pub levers: LeverArgs,
+    /// Answer this prompt once and exit (without -p, a prompt piped on stdin is answered once).
+    #[arg(short = 'p', long, value_name = "TEXT")]
+    pub prompt: Option<String>,
+    /// -sys: the system prompt.
+    #[arg(long = "system-prompt", value_name = "TEXT")]
+    pub system_prompt: Option<String>,
+    /// Generate at most N tokens per reply; -1: until the model stops or the context is full.
+    #[arg(short = 'n', long = "n-predict", value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub n_predict: i64,
+    /// Keep generating past the end-of-generation token (to force a token count).
+    #[arg(long)]
+    pub ignore_eos: bool,
+    /// Temperature; 0 is greedy.
+    #[arg(long, value_name = "T", default_value_t = Sampling::default().temp, allow_negative_numbers = true)]
+    pub temp: f32,
+    #[arg(long = "top-k", value_name = "K", default_value_t = Sampling::default().top_k)]
+    pub top_k: i32,
+    #[arg(long = "top-p", value_name = "P", default_value_t = Sampling::default().top_p)]
+    pub top_p: f32,
+    #[arg(long = "min-p", value_name = "P", default_value_t = Sampling::default().min_p)]
+    pub min_p: f32,
+    /// Random seed; -1: a new one every reply.
+    #[arg(short = 's', long, value_name = "N", default_value_t = -1, allow_negative_numbers = true)]
+    pub seed: i64,
+    /// Print the reply, the statistics and the configuration as one JSON object (with -p or piped stdin).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `run-fit bench`: lists like llama-bench's (`-ngl 0,8,16,max -c 4096,16384`).
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A .gguf file.
+    pub model: PathBuf,
+    /// -ngl: GPU layer counts to try; `max` is the planned maximum [default: 0 to the maximum in quarters].
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N,N…|max")]
+    pub n_gpu_layers: Option<String>,
+    /// Context sizes to try [default: prompt + generated tokens, rounded up to 256].
+    #[arg(short = 'c', long = "ctx-size", value_name = "TOKENS,…")]
+    pub ctx_size: Option<String>,
+    /// -ctk: K cache types to try.
+    #[arg(long = "cache-type-k", value_name = "TYPE,…")]
+    pub cache_type_k: Option<String>,
+    /// -ctv: V cache types to try.
+    #[arg(long = "cache-type-v", value_name = "TYPE,…")]
+    pub cache_type_v: Option<String>,
+    /// -fa: flash attention settings to try.
+    #[arg(long = "flash-attn", value_name = "on|off,…", default_value = "on")]
+    pub flash_attn: String,
+    /// -ub: physical batch sizes to try.
+    #[arg(long = "ubatch-size", value_name = "TOKENS,…", default_value = "512")]
+    pub ubatch_size: String,
+    /// Prompt tokens per measurement.
+    #[arg(short = 'p', long = "n-prompt", value_name = "TOKENS", default_value_t = 512)]
+    pub n_prompt: u32,
+    /// Generated tokens per measurement.
+    #[arg(short = 'n', long = "n-gen", value_name = "TOKENS", default_value_t = 128)]
+    pub n_gen: u32,
+    /// Repetitions of each measurement.
+    #[arg(short = 'r', long = "repetitions", value_name = "N", default_value_t = 3)]
+    pub repetitions: u32,
+    /// CPU threads [default: physical cores].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// Print JSON instead of a table.
+    #[arg(long, conflicts_with = "csv")]
+    pub json: bool,
+    /// Print CSV instead of a table.
+    #[arg(long)]
+    pub csv: bool,
+    /// Also draw the results as an SVG chart in FILE.
+    #[arg(long, value_name = "FILE.svg")]
+    pub chart: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct BenchRequest {
+    /// The model, the policy every setting starts from, and the levers.
+    pub load: LoadRequest,
+    /// None: the planned maximum.
+    pub n_gpu_layers: Option<Vec<Option<u32>>>,
+    pub ctx_tokens: Option<Vec<u64>>,
+    pub cache_types: Vec<(Option<crate::model::gguf::GgmlType>, Option<crate::model::gguf::GgmlType>)>,
+    pub flash_attn: Vec<bool>,
+    pub ubatch_tokens: Vec<u64>,
+    pub prompt_tokens: u32,
+    pub gen_tokens: u32,
+    pub repetitions: u32,
+    pub json: bool,
+    pub csv: bool,
+    pub chart: Option<PathBuf>,
+}
+
+fn list<T>(text: &str, flag: &str, parse: impl Fn(&str) -> Option<T>, example: &str) -> Result<Vec<T>, String> {
+    text.split(',')
+        .map(|w| {
+            parse(w.trim())
+                .ok_or_else(|| format!("{flag} {text}: '{}' is not valid; give a list such as {example}", w.trim()))
+        })
+        .collect()
+}
+
+impl BenchArgs {
+    pub fn request(&self) -> Result<BenchRequest, String> {
+        let n_gpu_layers = self
+            .n_gpu_layers
+            .as_deref()
+            .map(|t| list(t, "-ngl", |w| if w == "max" { Some(None) } else { w.parse().ok().map(Some) }, "0,8,16,max"))
+            .transpose()?;
+        let ctx_tokens = self
+            .ctx_size
+            .as_deref()
+            .map(|t| list(t, "-c", |w| w.parse::<u64>().ok().filter(|&c| c > 0), "4096,16384"))
+            .transpose()?;
+        let types = |t: &Option<String>, flag: &str| -> Result<Vec<Option<crate::model::gguf::GgmlType>>, String> {
+            match t {
+                None => Ok(vec![None]),
+                Some(t) => list(t, flag, |w| cache_type(w).map(Some), "f16,q8_0"),
+            }
+        };
+        let (ks, vs) = (types(&self.cache_type_k, "-ctk")?, types(&self.cache_type_v, "-ctv")?);
+        let cache_types = ks.iter().flat_map(|k| vs.iter().map(move |v| (*k, *v))).collect();
+        let flash_attn = list(
+            &self.flash_attn,
+            "-fa",
+            |w| match w {
+                "on" | "1" | "auto" => Some(true),
+                "off" | "0" => Some(false),
+                _ => None,
+            },
+            "on,off",
+        )?;
+        let ubatch_tokens = list(&self.ubatch_size, "-ub", |w| w.parse::<u64>().ok().filter(|&u| u > 0), "128,512")?;
+        if self.repetitions == 0 || self.n_gen == 0 || self.n_prompt == 0 {
+            return Err("-p, -n and -r must be at least 1".into());
+        }
+        if self.threads == Some(0) {
+            return Err("-t 0: give a number of threads, e.g. -t 4".into());
+        }
+        if let Some(chart) = &self.chart
+            && chart.extension().is_none_or(|e| e != "svg")
+        {
+            return Err(format!("--chart {}: run-fit draws SVG; give a file name ending in .svg", chart.display()));
+        }
+        let levers = Levers {
+            threads: self.threads,
+            batch_tokens: 2048,
+            use_mmap: true,
+            use_mlock: false,
+            split_mode: SplitMode::Layer,
+            main_gpu: 0,
+        };
+        Ok(BenchRequest {
+            load: LoadRequest { model: self.model.clone(), policy: Policy::default(), levers },
+            n_gpu_layers,
+            ctx_tokens,
+            cache_types,
+            flash_attn,
+            ubatch_tokens,
+            prompt_tokens: self.n_prompt,
+            gen_tokens: self.n_gen,
+            repetitions: self.repetitions,
+            json: self.json,
+            csv: self.csv,
+            chart: self.chart.clone(),
+        })
+    }
+}
+
+/// llama.cpp's loading and threading levers, passed through as given.
+#[derive(Debug, Args)]
+pub struct LeverArgs {
+    /// CPU threads for generation and prompt processing [default: physical cores].
+    #[arg(short = 't', long, value_name = "N")]
+    pub threads: Option<u32>,
+    /// Logical batch size in tokens.
+    #[arg(short = 'b', long = "batch-size", value_name = "TOKENS", default_value_t = 2048)]
+    pub batch_size: u32,
+    /// Read the weights into memory instead of mapping the file.
+    #[arg(long)]
+    pub no_mmap: bool,
+    /// Lock the weights in RAM so the OS cannot page them out.
+    #[arg(long)]
+    pub mlock: bool,
+    /// -sm: how to use several GPUs: layer (whole layers per GPU), row, or none (only the main GPU).
+    #[arg(long = "split-mode", value_name = "none|layer|row", default_value = "layer")]
+    pub split_mode: SplitMode,
+    /// -mg: the GPU used with --split-mode none (and for row-split intermediate results).
+    #[arg(long = "main-gpu", value_name = "N", default_value_t = 0)]
+    pub main_gpu: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct DevicesArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    /// Show memory use again every SECONDS (default 1) until Ctrl-C.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "1")]
+    pub watch: Option<f64>,
+    /// With --watch: stop after N readings.
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnOffAuto {
+    On,
+    Off,
+    Auto,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// A .gguf file (the first shard of a split model), or the name of a model you don't have, such as
+    /// Llama-2-70b-chat.Q3_K_M (an estimate from the parameter count and precision in the name).
+    #[arg(required_unless_present = "params")]
+    pub model: Option<PathBuf>,
+    /// Estimate for a model of this many parameters instead of a file, e.g. 70B, 1.5B, 135M.
+    #[arg(long, value_name = "SIZE", requires = "quant", conflicts_with = "model")]
+    pub params: Option<String>,
+    /// With --params: the quantization, e.g. Q4_K_M, Q8_0, F16 (also fp16, int8, int4, q4).
+    #[arg(long, value_name = "NAME", requires = "params")]
+    pub quant: Option<String>,
+    /// Plan for a machine described in profiles/ (a name such as rtx3060-12g) or in a .toml file.
+    #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["vram", "ram"])]
+    pub profile: Option<String>,
+    /// Plan for a hypothetical machine with these GPUs, e.g. 12GiB or 24GiB,24GiB.
+    #[arg(long, value_name = "SIZE[,SIZE…]", requires = "ram")]
+    pub vram: Option<String>,
+    /// RAM of the hypothetical machine, e.g. 32GiB.
+    #[arg(long, value_name = "SIZE")]
+    pub ram: Option<String>,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Also run llama.cpp's own fit (--fit) on the same file and machine and show its choice.
+    #[arg(long, conflicts_with_all = ["profile", "vram"])]
+    pub compare_llama: bool,
+}
+
+/// The levers a llama.cpp user knows, with llama.cpp's names. Unset means "plan it".
+#[derive(Debug, Args, Default)]
+pub struct FitArgs {
+    /// -ngl: layers to put on the GPU(s), counting the output layer as llama.cpp does.
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N")]
+    pub n_gpu_layers: Option<u32>,
+    /// Context size in tokens.
+    #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx", value_name = "TOKENS")]
+    pub ctx_size: Option<u64>,
+    /// -ctk: K cache type: f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl.
+    #[arg(long = "cache-type-k", value_name = "TYPE")]
+    pub cache_type_k: Option<String>,
+    /// -ctv: V cache type; quantized types need flash attention.
+    #[arg(long = "cache-type-v", value_name = "TYPE")]
+    pub cache_type_v: Option<String>,
+    /// -fa: flash attention; auto turns it on where the backend supports it.
+    #[arg(long = "flash-attn", value_name = "on|off|auto")]
+    pub flash_attn: Option<OnOffAuto>,
+    /// -ts: proportions of the offloaded layers per GPU, e.g. 3,1.
+    #[arg(long = "tensor-split", value_name = "N,N…")]
+    pub tensor_split: Option<String>,
+    /// -ub: physical batch size in tokens.
+    #[arg(long = "ubatch-size", value_name = "TOKENS", default_value_t = 512)]
+    pub ubatch_size: u64,
+    /// VRAM kept free on each GPU, one value or one per GPU [default: 512MiB].
+    #[arg(long, value_name = "SIZE[,SIZE…]")]
+    pub reserve: Option<String>,
+    /// RAM kept free for the system.
+    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
+    pub host_reserve: String,
+    /// Never use more than this much VRAM per GPU, e.g. 11.5GiB or 10GiB,20GiB.
+    #[arg(long, value_name = "SIZE[,SIZE…]")]
+    pub vram_budget: Option<String>,
+    /// The smallest context worth keeping while fitting layers [default: 4096, or the trained context].
+    #[arg(long, value_name = "TOKENS")]
+    pub min_ctx: Option<u64>,
+    /// The context to grow to when memory allows [default: the trained context, at most 32768].
+    #[arg(long, value_name = "TOKENS")]
+    pub max_ctx: Option<u64>,
+    /// Plan even when the CPU part would not fit in RAM (it will swap).
+    #[arg(long)]
+    pub allow_swap: bool,
+    /// Ignore what earlier runs on this machine recorded (the calibration cache) and measure afresh.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// llama.cpp's multi-letter short flags, which clap cannot declare, mapped to their long names.
+const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
+    ("-ngl", "--n-gpu-layers"),
+    ("-ctk", "--cache-type-k"),
+    ("-ctv", "--cache-type-v"),
+    ("-fa", "--flash-attn"),
+    ("-ts", "--tensor-split"),
+    ("-ub", "--ubatch-size"),
+    ("-sys", "--system-prompt"),
+    ("-sm", "--split-mode"),
+    ("-mg", "--main-gpu"),
+];
+
+/// Rewrite `-ngl 99` (and `-ngl=99`) into `--n-gpu-layers 99` so llama.cpp habits work, and
+/// `run-fit MODEL …` into `run-fit run MODEL …`.
+pub fn normalize_args(args: impl IntoIterator<Item = String>) -> Vec<String> {
+    let mut args: Vec<String> = args.into_iter().collect();
+    // The first word that is not a global flag (`run-fit -v devices` is the devices command).
+    let first = args.iter().skip(1).find(|a| !matches!(a.as_str(), "-v" | "--verbose" | "-q" | "--quiet"));
+    if let Some(first) = first
+        && !SUBCOMMANDS.contains(&first.as_str())
+        && !matches!(first.as_str(), "-h" | "--help" | "-V" | "--version")
+    {
+        args.insert(1, "run".into());
+    }
+    let mut out = Vec::new();
+    let mut after_double_dash = false;
+    for arg in args {
+        if after_double_dash {
+            out.push(arg);
+            continue;
+        }
+        if arg == "--" {
+            after_double_dash = true;
+            out.push(arg);
+            continue;
+        }
+        let (flag, value) = match arg.split_once('=') {
+            Some((f, v)) => (f, Some(v)),
+            None => (arg.as_str(), None),
+        };
+        match LLAMA_SHORT_FLAGS.iter().find(|(short, _)| *short == flag) {
+            Some((_, long)) => out.push(match value {
+                Some(v) => format!("{long}={v}"),
+                None => long.to_string(),
+            }),
+            None => out.push(arg),
+        }
+    }
+    out
+}
+
+/// Where the hardware comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum HardwareSource {
+    ThisMachine,
+    Profile(String),
+    Hypothetical { vram_bytes: Vec<u64>, ram_bytes: u64 },
+}
+
+/// What to plan for: a file, or a model described by name or flags (an estimate).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelSource {
+    /// A path; if no such file exists, it is read as a model name.
+    Path(PathBuf),
+    Params {
+        params: String,
+        quant: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRequest {
+    pub fresh: bool,
+    pub model: ModelSource,
+    pub hardware: HardwareSource,
+    pub policy: Policy,
+    pub json: bool,
+    pub compare_llama: bool,
+}
+
+fn sizes(text: &str, flag: &str) -> Result<Vec<u64>, String> {
+    text.split(',').map(|s| parse_bytes(s).map_err(|e| format!("{flag}: {e}"))).collect()
+}
+
+impl FitArgs {
+    pub fn policy(&self) -> Result<Policy, String> {
+        let cache = |name: &Option<String>, flag: &str| -> Result<_, String> {
+            name.as_deref()
+                .map(|n| {
+                    cache_type(n).ok_or_else(|| {
+                        format!("{flag} {n}: not a KV cache type; use f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0 or iq4_nl")
+                    })
+                })
+                .transpose()
+        };
+        let tensor_split = match &self.tensor_split {
+            None => None,
+            Some(text) => Some(
+                text.split([',', '/'])
+                    .map(|s| s.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0))
+                    .collect::<Option<Vec<f64>>>()
+                    .ok_or_else(|| {
+                        format!("--tensor-split {text}: give non-negative numbers separated by commas, e.g. 3,1")
+                    })?,
+            ),
+        };
+        if self.ubatch_size == 0 {
+            return Err("--ubatch-size 0: give a batch size in tokens, e.g. 512".into());
+        }
+        let mut policy = Policy {
+            host_reserve_bytes: parse_bytes(&self.host_reserve).map_err(|e| format!("--host-reserve: {e}"))?,
+            vram_budget_bytes: self.vram_budget.as_deref().map(|t| sizes(t, "--vram-budget")).transpose()?,
+            n_ubatch_tokens: self.ubatch_size,
+            allow_swap: self.allow_swap,
+            pins: Pins {
+                n_gpu_layers: self.n_gpu_layers,
+                n_ctx_tokens: self.ctx_size,
+                cache_k: cache(&self.cache_type_k, "--cache-type-k")?,
+                cache_v: cache(&self.cache_type_v, "--cache-type-v")?,
+                tensor_split,
+                flash_attn: match self.flash_attn {
+                    None | Some(OnOffAuto::Auto) => None,
+                    Some(OnOffAuto::On) => Some(true),
+                    Some(OnOffAuto::Off) => Some(false),
+                },
+            },
+            ..Policy::default()
+        };
+        if let Some(r) = &self.reserve {
+            policy.gpu_reserve_bytes = sizes(r, "--reserve")?;
+        }
+        policy.min_ctx_tokens = self.min_ctx.unwrap_or(DEFAULT_MIN_CTX_TOKENS).max(1);
+        if let Some(max) = self.max_ctx {
+            policy.max_ctx_tokens = max.max(policy.min_ctx_tokens);
+        }
+        Ok(policy)
+    }
+}
+
+impl PlanArgs {
+    pub fn request(&self) -> Result<PlanRequest, String> {
+        let hardware = match (&self.profile, &self.vram, &self.ram) {
+            (Some(p), _, _) => HardwareSource::Profile(p.clone()),
+            (None, Some(v), Some(r)) => HardwareSource::Hypothetical {
+                vram_bytes: sizes(v, "--vram")?,
+                ram_bytes: parse_bytes(r).map_err(|e| format!("--ram: {e}"))?,
+            },
+            (None, None, Some(r)) => HardwareSource::Hypothetical {
+                vram_bytes: vec![],
+                ram_bytes: parse_bytes(r).map_err(|e| format!("--ram: {e}"))?,
+            },
+            _ => HardwareSource::ThisMachine,
+        };
+        let model = match (&self.model, &self.params, &self.quant) {
+            (Some(path), _, _) => ModelSource::Path(path.clone()),
+            (None, Some(params), Some(quant)) => ModelSource::Params { params: params.clone(), quant: quant.clone() },
+            _ => return Err("give a model file or name, or --params SIZE --quant NAME".into()),
+        };
+        Ok(PlanRequest {
+            fresh: self.fit.fresh,
+            model,
+            hardware,
+            policy: self.fit.policy()?,
+            json: self.json,
+            compare_llama: self.compare_llama,
+        })
+    }
+}
+
+/// How the run ends: a chat at the terminal, or one answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mode {
+    Interactive,
+    /// `-p TEXT`, or (None) the prompt is read from stdin.
+    Once(Option<String>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Levers {
+    pub threads: Option<u32>,
+    pub batch_tokens: u32,
+    pub use_mmap: bool,
+    pub use_mlock: bool,
+    pub split_mode: SplitMode,
+    pub main_gpu: u32,
+}
+
+/// What loading a model needs, for `run` and for each setting of `bench`: the file, the planner's
+/// policy (with the user's pins) and llama.cpp's levers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadRequest {
+    pub model: PathBuf,
+    pub policy: Policy,
+    pub levers: Levers,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub fresh: bool,
+    pub load: LoadRequest,
+    pub mode: Mode,
+    pub system_prompt: Option<String>,
+    pub generation: Generation,
+    pub json: bool,
+}
+
+impl RunArgs {
+    /// `stdin_is_terminal`: without -p, a terminal means a chat and a pipe means one answer.
+    pub fn request(&self, stdin_is_terminal: bool) -> Result<RunRequest, String> {
+        let probability = |v: f32, flag: &str| {
+            if (0.0..=1.0).contains(&v) { Ok(v) } else { Err(format!("{flag} {v}: give a value from 0 to 1")) }
+        };
+        if !self.temp.is_finite() || self.temp < 0.0 {
+            return Err(format!("--temp {}: give 0 (greedy) or a positive temperature such as 0.8", self.temp));
+        }
+        let sampling = Sampling {
+            temp: self.temp,
+            top_k: self.top_k.max(0),
+            top_p: probability(self.top_p, "--top-p")?,
+            min_p: probability(self.min_p, "--min-p")?,
+            seed: match self.seed {
+                -1 => None,
+                s => Some(u32::try_from(s).map_err(|_| format!("--seed {s}: give 0 to 4294967295, or -1 for random"))?),
+            },
+        };
+        let max_tokens = match self.n_predict {
+            -1 => None,
+            n => Some(u32::try_from(n).map_err(|_| format!("-n {n}: give a number of tokens, or -1 for no limit"))?),
+        };
+        if self.levers.threads == Some(0) {
+            return Err("-t 0: give a number of threads, e.g. -t 4".into());
+        }
+        let mode = match &self.prompt {
+            Some(p) => Mode::Once(Some(p.clone())),
+            None if stdin_is_terminal => Mode::Interactive,
+            None => Mode::Once(None),
+        };
+        if self.json && mode == Mode::Interactive {
+            return Err("--json prints one answer: give a prompt with -p or on stdin".into());
+        }
+        let mut policy = self.fit.policy()?;
+        // -b smaller than -ub makes llama.cpp shrink the physical batch too; plan what it will use.
+        policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
+        let levers = Levers {
+            threads: self.levers.threads,
+            batch_tokens: self.levers.batch_size.max(1),
+            use_mmap: !self.levers.no_mmap,
+            use_mlock: self.levers.mlock,
+            split_mode: self.levers.split_mode,
+            main_gpu: self.levers.main_gpu,
+        };
+        Ok(RunRequest {
+            fresh: self.fit.fresh,
+            load: LoadRequest { model: self.model.clone(), policy, levers },
+            mode,
+            system_prompt: self.system_prompt.clone(),
+            generation: Generation { max_tokens, ignore_eos: self.ignore_eos, sampling },
+            json: self.json,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<PlanRequest, String> {
+        let argv = normalize_args(std::iter::once("run-fit".to_string()).chain(args.iter().map(|s| s.to_string())));
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Plan(p) => p.request(),
+            _ => Err("not plan".into()),
+        }
+    }
+
+    fn run(args: &[&str]) -> Result<RunRequest, String> {
+        let argv = normalize_args(std::iter::once("run-fit".to_string()).chain(args.iter().map(|s| s.to_string())));
+        let cli = Cli::try_parse_from(argv).map_err(|e| e.to_string())?;
+        match cli.command {
+            Command::Run(r) => r.request(true),
+            _ => Err("not run".into()),
+        }
+    }
+
+    #[test]
+    fn a_bare_model_path_means_run() {
+        let r = run(&["m.gguf", "-p", "hi", "-n", "16", "--temp", "0", "-t", "2", "-c", "2048"]).unwrap();
+        assert_eq!(r.load.model, PathBuf::from("m.gguf"));
+        assert_eq!(r.mode, Mode::Once(Some("hi".into())));
+        assert_eq!(r.generation.max_tokens, Some(16));
+        assert_eq!(r.generation.sampling.temp, 0.0);
+        assert_eq!(r.load.levers.threads, Some(2));
+        assert_eq!(r.load.policy.pins.n_ctx_tokens, Some(2048));
+        assert_eq!(run(&["run", "m.gguf"]).unwrap().mode, Mode::Interactive);
+        // global flags before the model still work, and before a subcommand name
+        assert_eq!(run(&["-v", "m.gguf"]).unwrap().load.model, PathBuf::from("m.gguf"));
+        let devices = Cli::try_parse_from(normalize_args(["run-fit", "-v", "devices"].map(String::from))).unwrap();
+        assert!(matches!(devices.command, Command::Devices(_)) && devices.verbose);
+    }
+
+    #[test]
+    fn llama_cpp_run_flags_work() {
+        let r = run(&["m.gguf", "-sm", "none", "-mg", "1", "-sys", "be brief", "-b", "256", "-ub", "512", "--no-mmap"]);
+        let r = r.unwrap();
+        assert_eq!(r.load.levers.split_mode, SplitMode::None);
+        assert_eq!(r.load.levers.main_gpu, 1);
+        assert_eq!(r.system_prompt.as_deref(), Some("be brief"));
+        assert_eq!(r.load.policy.n_ubatch_tokens, 256, "the physical batch is capped by -b");
+        assert!(!r.load.levers.use_mmap);
+        assert_eq!(r.generation.sampling.seed, None);
+        assert_eq!(run(&["m.gguf", "-s", "42"]).unwrap().generation.sampling.seed, Some(42));
+    }
+
+    #[test]
+    fn bad_run_values_say_what_to_do() {
+        assert!(run(&["m.gguf", "--temp", "-1"]).unwrap_err().contains("greedy"));
+        assert!(run(&["m.gguf", "--top-p", "2"]).unwrap_err().contains("from 0 to 1"));
+        assert!(run(&["m.gguf", "-n", "-5"]).unwrap_err().contains("-1 for no limit"));
+        assert!(run(&["m.gguf", "--json"]).unwrap_err().contains("-p"));
+        assert!(run(&["m.gguf", "-t", "0"]).unwrap_err().contains("threads"));
+    }
+
+    #[test]
+    fn llama_cpp_flag_names_work() {
+        let r = parse(&["plan", "m.gguf", "-ngl", "20", "-c", "8192", "-ctk", "q8_0", "-fa=on", "-ts", "3,1"]).unwrap();
+        assert_eq!(r.policy.pins.n_gpu_layers, Some(20));
+        assert_eq!(r.policy.pins.n_ctx_tokens, Some(8192));
+        assert_eq!(r.policy.pins.cache_k.unwrap().name, "Q8_0");
+        assert_eq!(r.policy.pins.flash_attn, Some(true));
+        assert_eq!(r.policy.pins.tensor_split, Some(vec![3.0, 1.0]));
+    }
+
+    #[test]
+    fn sizes_and_hypothetical_machines() {
+        let r =
+            parse(&["plan", "m.gguf", "--vram", "12GiB,8GiB", "--ram", "32GiB", "--vram-budget", "11.5GiB"]).unwrap();
+        assert_eq!(
+            r.hardware,
+            HardwareSource::Hypothetical { vram_bytes: vec![12 << 30, 8 << 30], ram_bytes: 32 << 30 }
+        );
+        assert_eq!(r.policy.vram_budget_bytes, Some(vec![(11.5 * (1u64 << 30) as f64) as u64]));
+    }
+
+    #[test]
+    fn bad_values_say_what_to_do() {
+        assert!(parse(&["plan", "m.gguf", "-ctk", "q4_k"]).unwrap_err().contains("use f16"));
+        assert!(
+            parse(&["plan", "m.gguf", "--vram-budget", "12 parsecs", "--ram", "1GiB"])
+                .unwrap_err()
+                .contains("is not a size")
+        );
+        assert!(parse(&["plan", "m.gguf", "-ts", "a,b"]).unwrap_err().contains("non-negative"));
+        assert!(parse(&["plan", "m.gguf", "-ngl", "-3"]).is_err());
+    }
+
+    #[test]
+    fn arguments_after_double_dash_are_left_alone() {
+        let out = normalize_args(["x", "plan", "-ngl", "--", "-ngl"].map(String::from));
+        assert_eq!(out, ["x", "plan", "--n-gpu-layers", "--", "-ngl"]);
+    }
+}

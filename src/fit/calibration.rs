@@ -1,0 +1,178 @@
+//! What earlier runs taught about this model on this machine: what llama.cpp really allocated per
+//! device, whether a backoff was needed, and the host's measured memory bandwidth — and the rules that
+//! turn a record into a plan adjustment (`adjust`). The file itself is `machine::cache`'s.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::fit::plan::{Plan, Policy, human};
+
+pub const VERSION: u32 = 1;
+/// Records kept per file, newest last.
+const MAX_RUNS: usize = 64;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cache {
+    pub version: u32,
+    /// Host memory bandwidth by machine fingerprint.
+    #[serde(default)]
+    pub host_bandwidth_gb_per_s: BTreeMap<String, f64>,
+    #[serde(default)]
+    pub runs: Vec<Run>,
+}
+
+/// One successful load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// Path, size and modification time of the model file.
+    pub model: String,
+    pub machine: String,
+    /// Seconds since 1970, for the message.
+    pub when: u64,
+    pub n_gpu_layers: u32,
+    pub n_ctx_tokens: u64,
+    /// Bytes the plan predicted and llama.cpp reported, per device name ("host" for RAM).
+    pub predicted_bytes: BTreeMap<String, u64>,
+    pub measured_bytes: BTreeMap<String, u64>,
+    /// The backoff steps this run needed (empty: the first plan loaded).
+    pub backoff: Vec<String>,
+    /// The context and GPU layers of the first plan, when a backoff made them smaller.
+    pub first_n_ctx_tokens: u64,
+    pub first_n_gpu_layers: u32,
+}
+
+impl Cache {
+    pub fn latest(&self, model: &str, machine: &str) -> Option<&Run> {
+        self.runs.iter().rev().find(|r| r.model == model && r.machine == machine)
+    }
+
+    pub fn record(&mut self, run: Run) {
+        self.version = VERSION;
+        self.runs.retain(|r| !(r.model == run.model && r.machine == run.machine));
+        self.runs.push(run);
+        let excess = self.runs.len().saturating_sub(MAX_RUNS);
+        self.runs.drain(..excess);
+    }
+}
+
+impl Run {
+    /// How much more than predicted `device` ("host" for RAM) used, ignoring noise: llama.cpp's own
+    /// rounding and small buffers run-fit does not model (under 16 MiB or 1 %).
+    fn excess_bytes(&self, device: &str) -> u64 {
+        let (Some(&measured), Some(&predicted)) = (self.measured_bytes.get(device), self.predicted_bytes.get(device))
+        else {
+            return 0;
+        };
+        let over = measured.saturating_sub(predicted);
+        if over > (16 << 20).max(predicted / 100) { over } else { 0 }
+    }
+}
+
+/// Start from what the last run on this machine learned: a device that needed more than predicted
+/// keeps that much more in reserve, and a context or layer count that ran out of memory is not tried
+/// first again. Pins are the user's and stay as they are. Returns the notes to print.
+pub fn adjust(policy: &mut Policy, run: &Run, device_names: &[String]) -> Vec<String> {
+    let mut notes = Vec::new();
+    let extra: Vec<u64> = device_names.iter().map(|name| run.excess_bytes(name)).collect();
+    for (name, &over) in device_names.iter().zip(&extra) {
+        if over > 0 {
+            notes.push(format!("{name} used {} more than predicted last time: kept in reserve", human(over)));
+        }
+    }
+    if extra.iter().any(|&e| e > 0) {
+        let base = &policy.gpu_reserve_bytes;
+        policy.gpu_reserve_bytes =
+            extra.iter().enumerate().map(|(i, e)| base.get(i).or(base.first()).copied().unwrap_or(0) + e).collect();
+    }
+    let host_over = run.excess_bytes("host");
+    if host_over > 0 {
+        policy.host_reserve_bytes += host_over;
+        notes.push(format!("RAM use was {} above the prediction last time: kept in reserve", human(host_over)));
+    }
+    if !run.backoff.is_empty() {
+        if policy.pins.n_ctx_tokens.is_none() && run.n_ctx_tokens < run.first_n_ctx_tokens {
+            policy.max_ctx_tokens = policy.max_ctx_tokens.min(run.n_ctx_tokens);
+            policy.min_ctx_tokens = policy.min_ctx_tokens.min(run.n_ctx_tokens);
+            notes.push(format!(
+                "context {} ran out of memory last time: starting from {} tokens",
+                run.first_n_ctx_tokens, run.n_ctx_tokens
+            ));
+        }
+        if policy.pins.n_gpu_layers.is_none() && run.n_gpu_layers < run.first_n_gpu_layers {
+            policy.max_gpu_layers = Some(run.n_gpu_layers);
+            notes.push(format!(
+                "{} GPU layers ran out of memory last time: starting from {}",
+                run.first_n_gpu_layers, run.n_gpu_layers
+            ));
+        }
+    }
+    notes
+}
+
+/// The plan's predicted bytes per device name ("host" for RAM), to compare with what llama.cpp reports.
+pub fn predicted(plan: &Plan) -> BTreeMap<String, u64> {
+    let mut m: BTreeMap<String, u64> = plan.devices.iter().map(|d| (d.name.clone(), d.bytes.total())).collect();
+    m.insert("host".into(), plan.host.bytes.total());
+    m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(backoff: bool) -> Run {
+        Run {
+            model: "m".into(),
+            machine: "x".into(),
+            when: 0,
+            n_gpu_layers: 20,
+            n_ctx_tokens: 4096,
+            predicted_bytes: [("CUDA0".to_string(), 10 << 30), ("host".to_string(), 4 << 30)].into(),
+            measured_bytes: [("CUDA0".to_string(), (10 << 30) + (300 << 20)), ("host".to_string(), 3 << 30)].into(),
+            backoff: if backoff { vec!["out of memory …".into()] } else { vec![] },
+            first_n_ctx_tokens: if backoff { 8192 } else { 4096 },
+            first_n_gpu_layers: if backoff { 24 } else { 20 },
+        }
+    }
+
+    #[test]
+    fn a_device_that_needed_more_keeps_it_in_reserve() {
+        let mut p = Policy::default();
+        let notes = adjust(&mut p, &run(false), &["CUDA0".into()]);
+        assert_eq!(p.gpu_reserve_bytes, vec![(512 << 20) + (300 << 20)]);
+        assert_eq!(p.host_reserve_bytes, 1 << 30, "less RAM than predicted changes nothing");
+        assert_eq!(notes, ["CUDA0 used 300 MiB more than predicted last time: kept in reserve"]);
+        // a few KiB over the prediction is llama.cpp's rounding, not a lesson
+        let mut close = run(false);
+        close.measured_bytes.insert("CUDA0".into(), (10 << 30) + (15 << 10));
+        let mut p = Policy::default();
+        assert!(adjust(&mut p, &close, &["CUDA0".into()]).is_empty());
+        assert_eq!(p, Policy::default());
+    }
+
+    #[test]
+    fn what_ran_out_of_memory_is_not_tried_first_again_unless_pinned() {
+        let mut p = Policy::default();
+        let notes = adjust(&mut p, &run(true), &["CUDA0".into()]);
+        assert_eq!((p.max_ctx_tokens, p.max_gpu_layers), (4096, Some(20)));
+        assert_eq!(notes.len(), 3);
+        let mut pinned = Policy::default();
+        pinned.pins.n_ctx_tokens = Some(8192);
+        pinned.pins.n_gpu_layers = Some(24);
+        adjust(&mut pinned, &run(true), &["CUDA0".into()]);
+        assert_eq!((pinned.max_ctx_tokens, pinned.max_gpu_layers), (Policy::default().max_ctx_tokens, None));
+    }
+
+    #[test]
+    fn the_newest_record_per_model_and_machine_wins() {
+        let mut c = Cache::default();
+        c.record(run(false));
+        let mut newer = run(true);
+        newer.when = 5;
+        c.record(newer);
+        assert_eq!(c.runs.len(), 1);
+        assert_eq!(c.latest("m", "x").unwrap().when, 5);
+        assert!(c.latest("m", "other machine").is_none());
+    }
+}

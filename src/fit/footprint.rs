@@ -1,0 +1,289 @@
+//! Bytes a configuration needs on each device and on the host. Pure arithmetic over [`ModelFacts`].
+//!
+//! Weights are exact (tensor sizes, placed as llama.cpp places them); the KV cache is exact (llama.cpp's
+//! cell counts and row sizes); the compute buffer is an estimate of the peak of live activations in one
+//! ubatch, calibrated against llama.cpp's own reservations — see `docs/MEMORY-MODEL.md`.
+
+use serde::Serialize;
+
+use crate::model::facts::ModelFacts;
+use crate::model::gguf::GgmlType;
+use crate::model::gguf::types::{F16, F32};
+
+/// llama.cpp pads the context (and the sliding-window cache) to a multiple of 256 cells.
+pub const CTX_PAD_TOKENS: u64 = 256;
+
+/// One candidate configuration, in llama.cpp's terms.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Config {
+    /// Layers on each GPU, in device order; the output layer counts as the last layer (llama.cpp's -ngl).
+    pub gpu_layers: Vec<u32>,
+    pub n_ctx_tokens: u64,
+    pub cache_k: GgmlType,
+    pub cache_v: GgmlType,
+    pub n_ubatch_tokens: u64,
+    pub flash_attn: bool,
+    pub n_seq: u64,
+    /// Give sliding-window layers a full-size cache. llama.cpp's library default is true; run-fit,
+    /// like llama-server, loads with false and plans for it.
+    pub swa_full: bool,
+    /// llama.cpp's op offload (on by default): batches of at least 32 tokens that use weights in host
+    /// memory run on the first GPU, which then holds a copy of those weights. Off: `--no-op-offload`.
+    pub op_offload: bool,
+}
+
+impl Config {
+    pub fn n_gpu_layers(&self) -> u32 {
+        self.gpu_layers.iter().sum()
+    }
+}
+
+/// What one device (or the host) holds for a configuration.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Bytes {
+    pub weights: u64,
+    pub kv: u64,
+    pub compute: u64,
+}
+
+impl Bytes {
+    pub fn total(&self) -> u64 {
+        self.weights + self.kv + self.compute
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Footprint {
+    pub devices: Vec<Bytes>,
+    pub host: Bytes,
+}
+
+/// Where each of the n_layer + 1 layers (the last is the output layer) lives: `Some(device)` or the host.
+pub fn placement(n_layer: u32, gpu_layers: &[u32]) -> Vec<Option<usize>> {
+    let total = n_layer + 1;
+    let n_gpu: u32 = gpu_layers.iter().sum::<u32>().min(total);
+    let first_gpu = total - n_gpu;
+    let mut owners = vec![None; first_gpu as usize];
+    for (device, &count) in gpu_layers.iter().enumerate() {
+        owners.extend(std::iter::repeat_n(Some(device), count as usize));
+    }
+    owners.truncate(total as usize);
+    owners
+}
+
+/// KV cells a layer holds: the padded context, or for a sliding-window layer only the window
+/// (llama_kv_cache_iswa: pad256(min(n_ctx, n_swa · n_seq + n_ubatch))).
+pub fn kv_cells(facts: &ModelFacts, config: &Config, layer: usize) -> u64 {
+    let n_ctx = config.n_ctx_tokens.next_multiple_of(CTX_PAD_TOKENS);
+    match &facts.sliding_window {
+        Some(sw) if !config.swa_full && sw.layers.get(layer).copied().unwrap_or(false) => {
+            n_ctx.min(sw.window_tokens * config.n_seq + config.n_ubatch_tokens).next_multiple_of(CTX_PAD_TOKENS)
+        }
+        _ => n_ctx,
+    }
+}
+
+/// KV cache (or recurrent state) bytes of one layer.
+pub fn kv_layer_bytes(facts: &ModelFacts, config: &Config, layer: usize) -> u64 {
+    if let Some(rec) = &facts.recurrent
+        && rec.layers.get(layer).copied().unwrap_or(false)
+    {
+        return rec.state_bytes_per_seq * config.n_seq.max(1);
+    }
+    let heads = facts.n_head_kv.get(layer).copied().unwrap_or(0);
+    if heads == 0 {
+        return 0;
+    }
+    // Without flash attention V is stored transposed, and llama.cpp then sizes every layer's V by the
+    // widest layer (llama_kv_cache: n_embd_v_gqa_max when v_trans).
+    let v_heads = if config.flash_attn { heads } else { facts.n_head_kv.iter().copied().max().unwrap_or(heads) };
+    let per_cell =
+        config.cache_k.row_bytes(facts.head_dim_k * heads) + config.cache_v.row_bytes(facts.head_dim_v * v_heads);
+    kv_cells(facts, config, layer) * per_cell
+}
+
+/// KV bytes of the whole model for one token of context, at full (non-window) size: the figure users compare.
+pub fn kv_bytes_per_token(facts: &ModelFacts, cache_k: GgmlType, cache_v: GgmlType) -> f64 {
+    let per_layer =
+        |heads: u64| (cache_k.row_bytes(facts.head_dim_k * heads) + cache_v.row_bytes(facts.head_dim_v * heads)) as f64;
+    facts.n_head_kv.iter().map(|&h| per_layer(h)).sum()
+}
+
+/// The compute buffer a backend reserves for one ubatch. See docs/MEMORY-MODEL.md for the derivation.
+///
+/// ggml's allocator reuses memory, so the buffer is the peak of simultaneously live activations:
+/// a few rows of the residual stream, the attention masks (one per cache: full and sliding-window),
+/// then the largest of the attention working set (without flash attention the KQ scores over the
+/// whole cache), the FFN intermediates, and on the device holding the output layer the logits of
+/// every token in the ubatch. Calibrated on the CPU backend against llama.cpp's own reservation.
+pub fn compute_bytes(facts: &ModelFacts, config: &Config, has_layers: bool, has_output: bool) -> u64 {
+    if !has_layers && !has_output {
+        return 0;
+    }
+    let f32b = F32.block_bytes;
+    let ub = config.n_ubatch_tokens;
+    let n_kv = config.n_ctx_tokens.next_multiple_of(CTX_PAD_TOKENS);
+    let n_head = facts.n_head.iter().copied().max().unwrap_or(0);
+    let head_dim = facts.head_dim_k.max(facts.head_dim_v);
+    // Residual stream, its norm, the attention and FFN outputs being added back, the layer input.
+    let residual = RESIDUAL_ROWS * facts.n_embd * ub * f32b;
+    let mask_elem = if config.flash_attn { F16.block_bytes } else { f32b };
+    let mut masks = 0;
+    let mut widest_cache = 0;
+    let sliding = |l: usize| facts.sliding_window.as_ref().is_some_and(|sw| sw.layers.get(l).copied().unwrap_or(false));
+    for (cells, is_swa) in [(n_kv, false), (kv_cells_swa(facts, config), true)] {
+        if (0..facts.n_layer as usize).any(|l| sliding(l) == is_swa) {
+            masks += cells * ub * mask_elem;
+            widest_cache = widest_cache.max(cells);
+        }
+    }
+    let attention = if config.flash_attn {
+        // Q, K, V projections and the attention output.
+        3 * n_head * head_dim * ub * f32b
+    } else {
+        // KQ scores (softmax in place) over the whole cache, per head, plus Q and the output.
+        widest_cache * ub * n_head * f32b + 2 * n_head * head_dim * ub * f32b
+    };
+    let experts = if facts.n_expert > 0 { facts.n_expert_used.max(1) } else { 1 };
+    let ffn = 3 * facts.n_ff * ub * f32b * experts;
+    let logits = if has_output { facts.n_vocab * ub * f32b } else { 0 };
+    let layers_peak = if has_layers { attention.max(ffn) } else { 0 };
+    residual + masks + layers_peak.max(logits)
+}
+
+/// ggml-cuda's default `GGML_OP_OFFLOAD_MIN_BATCH`: smaller batches (token generation) stay on the CPU.
+pub const OP_OFFLOAD_MIN_BATCH_TOKENS: u64 = 32;
+
+/// Measured: the CPU backend keeps five n_embd-wide f32 rows per ubatch token alive beside the peak.
+const RESIDUAL_ROWS: u64 = 5;
+
+/// Cells of a sliding-window layer's cache (the same for every such layer).
+fn kv_cells_swa(facts: &ModelFacts, config: &Config) -> u64 {
+    match facts.sliding_window.as_ref().and_then(|sw| sw.layers.iter().position(|&s| s)) {
+        Some(layer) => kv_cells(facts, config, layer),
+        None => 0,
+    }
+}
+
+/// The full footprint of `config`.
+pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
+    let owners = placement(facts.n_layer, &config.gpu_layers);
+    let mut devices = vec![Bytes::default(); config.gpu_layers.len()];
+    let mut host = Bytes { weights: facts.weights.input_bytes, ..Bytes::default() };
+    let n_layer = facts.n_layer as usize;
+    for (layer, owner) in owners.iter().enumerate() {
+        let slot = match owner {
+            Some(d) => &mut devices[*d],
+            None => &mut host,
+        };
+        if layer < n_layer {
+            slot.weights += facts.weights.layer_bytes[layer];
+            slot.kv += kv_layer_bytes(facts, config, layer);
+        } else if owner.is_some() {
+            slot.weights += facts.weights.output_bytes;
+        } else {
+            // On the host a tied output reuses the embedding's mapping.
+            slot.weights += facts.weights.output_bytes - facts.weights.tied_embedding_bytes;
+        }
+    }
+    let host_has_layers = owners[..n_layer].contains(&None);
+    let host_has_output = owners[n_layer].is_none();
+    // ggml_backend_sched: an op whose weights are in host memory goes to the first GPU backend that
+    // accepts it (CUDA: batches of >= 32 tokens); its weights are copied into that GPU's compute buffer
+    // as inputs of the split. So GPU 0 also runs the CPU layers' matrix products (and the logits, when
+    // the output layer stayed on the CPU) and holds a copy of the largest CPU-resident layer.
+    let op_offload = config.op_offload
+        && !devices.is_empty()
+        && config.n_ubatch_tokens >= OP_OFFLOAD_MIN_BATCH_TOKENS
+        && (host_has_layers || host_has_output);
+    for (d, bytes) in devices.iter_mut().enumerate() {
+        let mut has_layers = owners[..n_layer].contains(&Some(d));
+        let mut has_output = owners[n_layer] == Some(d);
+        let mut copies = 0;
+        if op_offload && d == 0 {
+            has_layers |= host_has_layers;
+            has_output |= host_has_output;
+            let cpu_layers = owners[..n_layer].iter().zip(&facts.weights.layer_bytes).filter(|(o, _)| o.is_none());
+            let largest_layer = cpu_layers.map(|(_, &b)| b).max().unwrap_or(0);
+            copies = largest_layer.max(if host_has_output { facts.weights.output_bytes } else { 0 });
+        }
+        bytes.compute = compute_bytes(facts, config, has_layers, has_output) + copies;
+    }
+    // llama.cpp's output buffer (logits of the last token of each sequence) always lives in host memory.
+    let output_buffer = facts.n_vocab * F32.block_bytes * config.n_seq.max(1);
+    // The host runs its own layers; their large products and the logits move to GPU 0 under op offload.
+    let host_runs_output = host_has_output && !op_offload;
+    host.compute = if host_has_layers || host_runs_output {
+        compute_bytes(facts, config, host_has_layers, host_runs_output)
+    } else {
+        // Every layer on the GPUs: the host still looks up the input embeddings (token_embd stays here).
+        RESIDUAL_ROWS * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes
+    };
+    host.compute += output_buffer;
+    Footprint { devices, host }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(gpu_layers: Vec<u32>) -> Config {
+        Config {
+            gpu_layers,
+            n_ctx_tokens: 4096,
+            cache_k: F16,
+            cache_v: F16,
+            n_ubatch_tokens: 512,
+            flash_attn: true,
+            n_seq: 1,
+            swa_full: false,
+            op_offload: true,
+        }
+    }
+
+    #[test]
+    fn the_first_gpu_does_the_batch_work_of_cpu_layers() {
+        let f = crate::model::synth::facts(&crate::model::synth::LLAMA3_8B, "Q4_K_M");
+        let largest_layer = *f.weights.layer_bytes.iter().max().unwrap();
+        // 10 of 33 layers on GPU 1, none on GPU 0: GPU 0 still gets the CPU layers' products and a copy
+        // of the largest CPU layer; the output layer is on GPU 1, so no logits copy.
+        let partial = footprint(&f, &config(vec![0, 10]));
+        let plain = compute_bytes(&f, &config(vec![0, 10]), true, false);
+        assert_eq!(partial.devices[0].compute, plain + largest_layer);
+        assert_eq!(partial.devices[0].weights, 0);
+        // With the output layer on the CPU its weights are what GPU 0 copies (the largest tensor set).
+        let none = footprint(&f, &config(vec![0, 0]));
+        assert_eq!(
+            none.devices[0].compute,
+            compute_bytes(&f, &config(vec![0, 0]), true, true) + f.weights.output_bytes
+        );
+        // Everything on the GPUs: nothing left to copy.
+        let full = footprint(&f, &config(vec![10, 23]));
+        assert_eq!(full.devices[0].compute, compute_bytes(&f, &config(vec![10, 23]), true, false));
+        // Without op offload (or for token generation batches) GPU 0 only does its own layers, and the
+        // host runs its layers' products and the logits itself.
+        let off_config = Config { op_offload: false, ..config(vec![0, 10]) };
+        let off = footprint(&f, &off_config);
+        assert_eq!(off.devices[0].compute, 0);
+        let output_buffer = f.n_vocab * 4;
+        assert_eq!(off.host.compute, compute_bytes(&f, &off_config, true, false) + output_buffer);
+        let output_on_cpu = Config { op_offload: false, ..config(vec![0, 0]) };
+        assert_eq!(
+            footprint(&f, &output_on_cpu).host.compute,
+            compute_bytes(&f, &output_on_cpu, true, true) + output_buffer
+        );
+        let small_batch = footprint(&f, &Config { n_ubatch_tokens: 16, ..config(vec![0, 10]) });
+        assert_eq!(small_batch.devices[0].compute, 0);
+    }
+
+    #[test]
+    fn placement_puts_the_output_layer_first_on_the_gpu() {
+        // -ngl 1 offloads only the output layer (llama_model::load_tensors: i_gpu_start = n_layer + 1 - ngl).
+        assert_eq!(placement(3, &[1]), vec![None, None, None, Some(0)]);
+        assert_eq!(placement(3, &[0]), vec![None, None, None, None]);
+        assert_eq!(placement(3, &[2, 2]), vec![Some(0), Some(0), Some(1), Some(1)]);
+        assert_eq!(placement(3, &[1, 2]), vec![None, Some(0), Some(1), Some(1)]);
+        // asking for more than exists is capped, as llama.cpp does
+        assert_eq!(placement(2, &[9]), vec![Some(0), Some(0), Some(0)]);
+    }
+}

@@ -1,0 +1,236 @@
+//! Plain data about a machine: what the planner plans against. Filled by `probe` (the real machine)
+//! or by a profile (`profiles/*.toml`, a machine you don't have). The planner never asks the system.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    Gpu,
+    IntegratedGpu,
+    Accelerator,
+}
+
+/// One GPU (or other offload device) as llama.cpp sees it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Device {
+    pub name: String,
+    pub description: String,
+    pub backend: String,
+    pub kind: DeviceKind,
+    pub free_bytes: u64,
+    pub total_bytes: u64,
+    /// Memory bandwidth, for speed estimates; None when unknown.
+    pub bandwidth_gb_per_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Host {
+    pub total_bytes: u64,
+    /// What a new process can use without swapping: MemAvailable, capped by the container's limit.
+    pub available_bytes: u64,
+    pub swap_free_bytes: u64,
+    pub threads: u32,
+    pub bandwidth_gb_per_s: Option<f64>,
+    /// Apple silicon and other unified-memory machines: GPU allocations come out of host RAM too.
+    pub unified_memory: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hardware {
+    /// Where the numbers come from: "this machine", a profile name, or "hypothetical".
+    pub source: String,
+    pub devices: Vec<Device>,
+    pub host: Host,
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Profiles
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    #[error("unknown profile '{name}'; use one of {known} or a path to a .toml file")]
+    Unknown { name: String, known: String },
+    #[error("{file}: cannot read ({source})")]
+    Unreadable { file: String, source: std::io::Error },
+    #[error("{file}:{line}: {message}")]
+    Invalid { file: String, line: usize, message: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProfileFile {
+    name: String,
+    host: HostSpec,
+    #[serde(default)]
+    gpu: Vec<GpuSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostSpec {
+    #[serde(deserialize_with = "de_bytes")]
+    ram: u64,
+    /// Default: ram minus 10 % for the OS and desktop.
+    #[serde(default, deserialize_with = "de_opt_bytes")]
+    available: Option<u64>,
+    #[serde(default)]
+    threads: Option<u32>,
+    #[serde(default)]
+    bandwidth_gb_per_s: Option<f64>,
+    #[serde(default)]
+    unified_memory: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GpuSpec {
+    name: String,
+    #[serde(default = "default_backend")]
+    backend: String,
+    #[serde(default)]
+    integrated: bool,
+    #[serde(deserialize_with = "de_bytes")]
+    total: u64,
+    /// Default: total minus what a driver and a desktop typically hold (3 %).
+    #[serde(default, deserialize_with = "de_opt_bytes")]
+    free: Option<u64>,
+    #[serde(default)]
+    bandwidth_gb_per_s: Option<f64>,
+    #[serde(default = "one")]
+    count: u32,
+}
+
+fn default_backend() -> String {
+    "CUDA".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// "12GiB", "11.5 GiB", "512MiB", or "64GB" (powers of ten, as vendors write them) → bytes.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    text.trim()
+        .parse::<bytesize::ByteSize>()
+        .map(|b| b.as_u64())
+        .map_err(|e| format!("'{text}' is not a size ({e}); write it like 12GiB, 11.5GiB, 512MiB or 64GB"))
+}
+
+fn de_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_bytes(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_bytes(d).map(Some)
+}
+
+pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
+    let spec: ProfileFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| text[..s.start].matches('\n').count() + 1).unwrap_or(1);
+        ProfileError::Invalid { file: file.to_string(), line, message: e.message().replace('\n', " ") }
+    })?;
+    let invalid = |line: usize, message: String| ProfileError::Invalid { file: file.to_string(), line, message };
+    let mut devices = Vec::new();
+    for gpu in &spec.gpu {
+        let free = gpu.free.unwrap_or(gpu.total - gpu.total / 33);
+        if free > gpu.total {
+            let line = key_line(text, &format!("\"{}\"", gpu.name), "free");
+            return Err(invalid(line, format!("gpu '{}': free is larger than total", gpu.name)));
+        }
+        for _ in 0..gpu.count {
+            devices.push(Device {
+                name: format!("{}{}", gpu.backend, devices.len()),
+                description: gpu.name.clone(),
+                backend: gpu.backend.clone(),
+                kind: if gpu.integrated { DeviceKind::IntegratedGpu } else { DeviceKind::Gpu },
+                free_bytes: free,
+                total_bytes: gpu.total,
+                bandwidth_gb_per_s: gpu.bandwidth_gb_per_s,
+            });
+        }
+    }
+    let h = &spec.host;
+    let available = h.available.unwrap_or(h.ram - h.ram / 10);
+    if available > h.ram {
+        return Err(invalid(key_line(text, "[host]", "available"), "host: available is larger than ram".into()));
+    }
+    Ok(Hardware {
+        source: format!("profile {}", spec.name),
+        devices,
+        host: Host {
+            total_bytes: h.ram,
+            available_bytes: available,
+            swap_free_bytes: 0,
+            threads: h.threads.unwrap_or(8),
+            bandwidth_gb_per_s: h.bandwidth_gb_per_s,
+            unified_memory: h.unified_memory,
+        },
+    })
+}
+
+/// The line (1-based) of the first `key =` after the first line containing `anchor`, for errors found
+/// after parsing (serde's spans cover only syntax and types).
+fn key_line(text: &str, anchor: &str, key: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.contains(anchor)).unwrap_or(0);
+    lines[start..]
+        .iter()
+        .position(|l| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
+        .map_or(start + 1, |i| start + i + 1)
+}
+
+/// `--vram 12GiB[,8GiB] --ram 32GiB`: a hypothetical machine with fully free memory.
+pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
+    Hardware {
+        source: "hypothetical machine".into(),
+        devices: vram_bytes
+            .iter()
+            .enumerate()
+            .map(|(i, &bytes)| Device {
+                name: format!("GPU{i}"),
+                description: "hypothetical GPU".into(),
+                backend: "CUDA".into(),
+                kind: DeviceKind::Gpu,
+                free_bytes: bytes,
+                total_bytes: bytes,
+                bandwidth_gb_per_s: None,
+            })
+            .collect(),
+        host: Host {
+            total_bytes: ram_bytes,
+            available_bytes: ram_bytes,
+            swap_free_bytes: 0,
+            threads: 8,
+            bandwidth_gb_per_s: None,
+            unified_memory: false,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_in_both_unit_families() {
+        assert_eq!(parse_bytes("12GiB").unwrap(), 12 << 30);
+        assert_eq!(parse_bytes("11.5 GiB").unwrap(), (11.5 * (1u64 << 30) as f64) as u64);
+        assert_eq!(parse_bytes("64GB").unwrap(), 64_000_000_000);
+        assert!(parse_bytes("12 gigs").unwrap_err().contains("is not a size"));
+        assert!(parse_bytes("lots").is_err());
+    }
+
+    #[test]
+    fn bad_profiles_name_the_line_and_key() {
+        let err = parse_profile("name = \"x\"\n[host]\nram = \"32GiB\"\nramm = 3\n", "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:4:") && err.contains("ramm"), "{err}");
+        let err = parse_profile("name = \"x\"\n[host]\nram = \"32 parsecs\"\n", "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:3:") && err.contains("parsecs"), "{err}");
+        let text =
+            "name = \"x\"\n[host]\nram = \"32GiB\"\n[[gpu]]\nname = \"a\"\ntotal = \"12GiB\"\nfree = \"13GiB\"\n";
+        let err = parse_profile(text, "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:7: gpu 'a': free is larger"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! The decision: plain data about the hardware, the bytes a configuration needs, the planner, the
+//! backoff rules, speed and advice. Pure: no I/O, clock, printing or FFI.
+
+#![deny(clippy::disallowed_methods, clippy::disallowed_types, clippy::print_stdout, clippy::print_stderr)]
+
+pub mod advice;
+pub mod backoff;
+pub mod calibration;
+pub mod footprint;
+pub mod hardware;
+pub mod plan;
+pub mod speed;

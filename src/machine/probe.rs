@@ -1,0 +1,88 @@
+//! Measures the real machine into `hardware` types: GPUs through llama.cpp's device list (after the
+//! backend started, so its own context is already counted as used), RAM through sysinfo with the
+//! container's cgroup limit applied — llama.cpp's CPU device reports physical RAM as free.
+
+use anyhow::{Context, Result};
+use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+
+use crate::engine::Engine;
+use crate::fit::hardware::{Hardware, Host};
+
+/// Measure this machine. `engine` is None in a CPU-only build (see [`crate::engine::CAN_OFFLOAD`]).
+pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
+    let devices = engine.map(Engine::devices).unwrap_or_default();
+    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()? })
+}
+
+pub fn measure_host() -> Result<Host> {
+    let sys = System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::everything()))
+        .context("reading the machine's memory")?;
+    let mut total_bytes = sys.total_memory();
+    let mut available_bytes = sys.available_memory();
+    let mut swap_free_bytes = sys.free_swap();
+    if let Some(cg) = sys.cgroup_limits() {
+        // A container limit below physical RAM is the real ceiling: the OOM killer enforces it.
+        total_bytes = total_bytes.min(cg.total_memory);
+        available_bytes = available_bytes.min(cg.free_memory);
+        swap_free_bytes = swap_free_bytes.min(cg.free_swap);
+    }
+    let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
+    Ok(Host { total_bytes, available_bytes, swap_free_bytes, threads, bandwidth_gb_per_s: None, unified_memory: false })
+}
+
+/// Measure this machine without starting llama.cpp in this process: a GPU backend keeps its context
+/// (hundreds of MiB of VRAM per GPU) until the process exits, and the supervisor lives as long as the
+/// chat. A CPU-only build has nothing to start, so it measures in place.
+pub fn measure_isolated() -> Result<Hardware> {
+    if !crate::engine::CAN_OFFLOAD {
+        return measure(None);
+    }
+    let exe = std::env::current_exe().context("finding run-fit's own executable")?;
+    let out = std::process::Command::new(exe)
+        .args(["devices", "--json"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running `run-fit devices --json`")?;
+    anyhow::ensure!(out.status.success(), "`run-fit devices --json` failed ({})", out.status);
+    serde_json::from_slice(&out.stdout).context("reading `run-fit devices --json`")
+}
+
+/// llama.cpp's default thread count: physical cores (hyper-threads slow generation down).
+pub fn physical_cores() -> u32 {
+    System::physical_core_count()
+        .ok()
+        .map(|n| n as u32)
+        .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1))
+        .max(1)
+}
+
+/// Host memory read bandwidth in GB/s: every thread sums its share of a 256 MiB buffer (after a first
+/// pass that maps the pages), best of three. ~0.1 s, so callers cache it (`calibration`). None when the
+/// buffer cannot be allocated.
+pub fn host_bandwidth_gb_per_s(threads: u32) -> Option<f64> {
+    const BYTES: usize = 256 << 20;
+    // Fallible: on a machine short of memory (or under a limit) there is simply no measurement.
+    let mut buf: Vec<u64> = Vec::new();
+    buf.try_reserve_exact(BYTES / 8).ok()?;
+    buf.resize(BYTES / 8, 1);
+    let chunk = buf.len().div_ceil(threads.max(1) as usize);
+    let mut best = 0.0f64;
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let total: u64 = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                buf.chunks(chunk).map(|c| s.spawn(move || c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))).collect();
+            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        });
+        std::hint::black_box(total);
+        best = best.max(BYTES as f64 / start.elapsed().as_secs_f64() / 1e9);
+    }
+    Some(best)
+}
+
+/// Which machine a calibration record belongs to: its GPUs, RAM size and threads.
+pub fn fingerprint(hw: &Hardware) -> String {
+    let gpus: Vec<String> = hw.devices.iter().map(|d| format!("{}:{}", d.description, d.total_bytes >> 20)).collect();
+    format!("host:{}MiB:{}t;{}", hw.host.total_bytes >> 20, hw.host.threads, gpus.join(","))
+}

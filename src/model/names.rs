@@ -1,0 +1,431 @@
+//! Models you don't have: read the parameter count and the precision from a name such as
+//! `Llama-2-70b-chat.Q3_K_M` or `TinyBERT-4b-speed.q4` (or take them from `--params 70B --quant
+//! Q4_K_M`), pick the shape of a typical model of that size, and estimate what a real file would
+//! hold. Pure; the shapes are documented in docs/ESTIMATES.md.
+
+use crate::model::synth::{self, Shape};
+
+/// What a name says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NameInfo {
+    /// Total parameters (all experts of an MoE).
+    pub params: f64,
+    /// `8x7b`: experts × parameters per expert.
+    pub experts: Option<(u32, f64)>,
+    /// Active parameters of an MoE named like `30b-a3b`.
+    pub active_params: Option<f64>,
+    /// A quantization run-fit can build (`Q4_K_M`, `F16`, …), from the name's precision.
+    pub quant: &'static str,
+    /// What the name said, as written (`q4`, `fp16`, `Q3_K_M`).
+    pub precision_as_written: String,
+    /// Bits per weight a naive calculator assumes for that precision (4 for q4/int4/Q4_K_M).
+    pub naive_bits: f64,
+}
+
+/// Precision words → (the GGUF quantization to estimate with, the naive bits per weight).
+const PRECISIONS: &[(&str, &str, f64)] = &[
+    ("fp32", "F32", 32.0),
+    ("f32", "F32", 32.0),
+    ("fp16", "F16", 16.0),
+    ("f16", "F16", 16.0),
+    ("bf16", "BF16", 16.0),
+    ("int8", "Q8_0", 8.0),
+    ("q8", "Q8_0", 8.0),
+    ("q8_0", "Q8_0", 8.0),
+    ("q6", "Q6_K", 6.0),
+    ("q6_k", "Q6_K", 6.0),
+    ("q5", "Q5_0", 5.0),
+    ("q5_0", "Q5_0", 5.0),
+    ("q5_1", "Q5_1", 5.0),
+    ("q5_k_s", "Q5_K_S", 5.0),
+    ("q5_k_m", "Q5_K_M", 5.0),
+    ("q5_k", "Q5_K_M", 5.0),
+    ("int4", "Q4_0", 4.0),
+    ("q4", "Q4_0", 4.0),
+    ("q4_0", "Q4_0", 4.0),
+    ("q4_1", "Q4_1", 4.0),
+    ("q4_k_s", "Q4_K_S", 4.0),
+    ("q4_k_m", "Q4_K_M", 4.0),
+    ("q4_k", "Q4_K_M", 4.0),
+    ("iq4_xs", "IQ4_XS", 4.0),
+    ("iq4_nl", "IQ4_NL", 4.0),
+    ("mxfp4", "MXFP4", 4.0),
+    ("q3", "Q3_K_M", 3.0),
+    ("q3_k_s", "Q3_K_S", 3.0),
+    ("q3_k_m", "Q3_K_M", 3.0),
+    ("q3_k_l", "Q3_K_L", 3.0),
+    ("q3_k", "Q3_K_M", 3.0),
+    ("iq3_xxs", "IQ3_XXS", 3.0),
+    ("iq3_xs", "IQ3_XXS", 3.0),
+    ("iq3_s", "IQ3_S", 3.0),
+    ("iq3_m", "IQ3_S", 3.0),
+    ("q2", "Q2_K", 2.0),
+    ("q2_k", "Q2_K", 2.0),
+    ("q2_k_s", "Q2_K", 2.0),
+    ("iq2_xxs", "IQ2_XXS", 2.0),
+    ("iq2_xs", "IQ2_XS", 2.0),
+    ("iq2_s", "IQ2_XS", 2.0),
+    ("iq2_m", "IQ2_XS", 2.0),
+    ("iq1_s", "IQ1_S", 1.0),
+    ("iq1_m", "IQ1_S", 1.0),
+];
+
+/// The precision named by `word` (case-insensitive; `Q4_K_L`-style variants with bigger embeddings
+/// count as their base quantization).
+pub fn precision(word: &str) -> Option<(&'static str, f64)> {
+    let w = word.to_ascii_lowercase();
+    let find = |w: &str| PRECISIONS.iter().find(|(name, _, _)| *name == w).map(|&(_, q, bits)| (q, bits));
+    find(&w).or_else(|| {
+        let base = w.strip_suffix("_xl").or_else(|| w.strip_suffix("_l"))?;
+        find(base).or_else(|| find(&format!("{base}_m")))
+    })
+}
+
+/// Parse a size such as `70B`, `70b`, `1.5B`, `1_6b`, `135M`.
+pub fn parse_params(text: &str) -> Option<f64> {
+    let t = text.trim();
+    let (num, scale) = match t.chars().last()?.to_ascii_lowercase() {
+        'b' => (&t[..t.len() - 1], 1e9),
+        'm' => (&t[..t.len() - 1], 1e6),
+        't' => (&t[..t.len() - 1], 1e12),
+        _ => return None,
+    };
+    let v: f64 = num.replace('_', ".").parse().ok()?;
+    (v.is_finite() && v > 0.0).then_some(v * scale)
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NameError {
+    #[error("'{0}' names no parameter count (like 7b or 70B): pass --params SIZE, e.g. --params 7B --quant {1}")]
+    NoParams(String, String),
+    #[error(
+        "'{0}' names no precision (like Q4_K_M, q4, fp16): pass --quant, e.g. --quant Q4_K_M, or add it to the name"
+    )]
+    NoPrecision(String),
+    #[error(
+        "'{0}' is not a quantization run-fit knows: use F32, F16, BF16, Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K, IQ4_XS …"
+    )]
+    UnknownQuant(String),
+    #[error("'{0}' is not a parameter count: use a number with B or M, e.g. 70B, 1.5B, 135M")]
+    BadParams(String),
+}
+
+/// Read `name` as a model name: the parameter count (`70b`, `8x7B`, `1.5B`, `135M`, `30B-A3B`) and the
+/// precision (the last word that names one). The name may end in `.gguf`.
+pub fn parse_name(name: &str) -> Result<NameInfo, NameError> {
+    let base = std::path::Path::new(name).file_name().map_or(name.to_string(), |n| n.to_string_lossy().into_owned());
+    let stem = base.strip_suffix(".gguf").unwrap_or(&base);
+    let words = split_words(stem);
+
+    // Precision: the last word (or underscore-joined tail) that names one. `Q4_K_M` survives the split
+    // on '-' and '.', so whole words are tried first, then tails of `model_q4_k_m`-like words.
+    let mut quant = None;
+    'outer: for w in words.iter().rev() {
+        if let Some(p) = precision(w) {
+            quant = Some((p, w.to_string()));
+            break;
+        }
+        let parts: Vec<&str> = w.split('_').collect();
+        for start in 1..parts.len() {
+            let tail = parts[start..].join("_");
+            if let Some(p) = precision(&tail) {
+                quant = Some((p, tail));
+                break 'outer;
+            }
+        }
+    }
+    let Some(((quant, naive_bits), written)) = quant else {
+        return Err(NameError::NoPrecision(stem.to_string()));
+    };
+
+    // Parameters: `8x7b` (experts), `30b` with a later `a3b` (active), else the first size word.
+    let mut params = None;
+    let mut experts = None;
+    let mut active = None;
+    for w in &words {
+        let lower = w.to_ascii_lowercase();
+        if let Some((n, each)) = lower.split_once('x')
+            && let (Ok(n), Some(each)) = (n.parse::<u32>(), parse_params(each))
+        {
+            experts = Some((n, each));
+            params.get_or_insert(n as f64 * each);
+            continue;
+        }
+        if let Some(a) = lower.strip_prefix('a').and_then(parse_params)
+            && params.is_some()
+        {
+            active = Some(a);
+            continue;
+        }
+        if params.is_none()
+            && precision(&lower).is_none()
+            && let Some(p) = parse_params(&lower)
+        {
+            params = Some(p);
+        }
+    }
+    let Some(params) = params else {
+        return Err(NameError::NoParams(stem.to_string(), quant.to_string()));
+    };
+    Ok(NameInfo { params, experts, active_params: active, quant, precision_as_written: written, naive_bits })
+}
+
+/// Split a name on `-`, ` `, `/` and on `.` except between digits (`6.7b`, `v0.1` stay whole).
+fn split_words(stem: &str) -> Vec<String> {
+    let chars: Vec<char> = stem.chars().collect();
+    let mut words = vec![String::new()];
+    for (i, &c) in chars.iter().enumerate() {
+        let decimal_point =
+            c == '.' && i > 0 && chars[i - 1].is_ascii_digit() && chars.get(i + 1).is_some_and(|n| n.is_ascii_digit());
+        if matches!(c, '-' | ' ' | '/') || (c == '.' && !decimal_point) {
+            words.push(String::new());
+        } else {
+            words.last_mut().expect("never empty").push(c);
+        }
+    }
+    words.retain(|w| !w.is_empty());
+    words
+}
+
+/// `--params 70B --quant Q4_K_M`.
+pub fn from_flags(params: &str, quant: &str) -> Result<NameInfo, NameError> {
+    let p = parse_params(params).ok_or_else(|| NameError::BadParams(params.to_string()))?;
+    let (q, bits) = precision(quant).ok_or_else(|| NameError::UnknownQuant(quant.to_string()))?;
+    Ok(NameInfo {
+        params: p,
+        experts: None,
+        active_params: None,
+        quant: q,
+        precision_as_written: quant.to_string(),
+        naive_bits: bits,
+    })
+}
+
+/// The seed calculator's figure: parameters × bytes per parameter, nothing else.
+pub fn naive_weight_bytes(info: &NameInfo) -> f64 {
+    info.params * info.naive_bits / 8.0
+}
+
+/// Typical shapes by size (real models' hyperparameters; docs/ESTIMATES.md lists their sources).
+pub const TINYLLAMA_1B: Shape = shape("TinyLlama-1.1B", 22, 2048, 5632, 32, 4, 32000, 2048, false);
+pub const LLAMA32_3B: Shape = shape("Llama-3.2-3B", 28, 3072, 8192, 24, 8, 128256, 131072, true);
+pub const LLAMA2_7B: Shape = shape("Llama-2-7B", 32, 4096, 11008, 32, 32, 32000, 4096, false);
+
+pub const SHAPES: &[Shape] = &[
+    shape("SmolLM2-135M", 30, 576, 1536, 9, 3, 49152, 8192, true),
+    shape("SmolLM2-360M", 32, 960, 2560, 15, 5, 49152, 8192, true),
+    shape("Qwen2.5-0.5B", 24, 896, 4864, 14, 2, 151936, 32768, true),
+    TINYLLAMA_1B,
+    shape("Llama-3.2-1B", 16, 2048, 8192, 32, 8, 128256, 131072, true),
+    shape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 151936, 32768, true),
+    LLAMA32_3B,
+    LLAMA2_7B,
+    // the synthetic models' shapes, under the models' own names
+    Shape { name: "Llama-3-8B", ..synth::LLAMA3_8B },
+    shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false),
+    shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false),
+    shape("Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, 32768, false),
+    shape("CodeLlama-34B", 48, 8192, 22016, 64, 8, 32000, 16384, false),
+    Shape { name: "Llama-2-70B", ..synth::LLAMA2_70B },
+    shape("Falcon-180B-like", 80, 14848, 39680, 232, 8, 65024, 2048, false),
+    shape("Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, 131072, false),
+];
+
+/// Mixture-of-experts shapes, chosen when the name says `NxMb` or `…-aNb`.
+pub const MOE_SHAPES: &[Shape] = &[
+    synth::MIXTRAL_8X7B,
+    Shape {
+        name: "Mixtral-8x22B",
+        n_layer: 56,
+        n_embd: 6144,
+        n_ff: 16384,
+        n_head: 48,
+        n_head_kv: 8,
+        n_vocab: 32768,
+        n_ctx_train: 65536,
+        n_expert: 8,
+        n_expert_used: 2,
+        tied_embedding: false,
+        head_dim: 0,
+        sliding_window: 0,
+    },
+    Shape {
+        name: "Qwen3-30B-A3B",
+        n_layer: 48,
+        n_embd: 2048,
+        n_ff: 768,
+        n_head: 32,
+        n_head_kv: 4,
+        n_vocab: 151936,
+        n_ctx_train: 40960,
+        n_expert: 128,
+        n_expert_used: 8,
+        tied_embedding: false,
+        head_dim: 0,
+        sliding_window: 0,
+    },
+];
+
+#[allow(clippy::too_many_arguments)]
+const fn shape(
+    name: &'static str,
+    n_layer: u32,
+    n_embd: u64,
+    n_ff: u64,
+    n_head: u64,
+    n_head_kv: u64,
+    n_vocab: u64,
+    n_ctx_train: u64,
+    tied_embedding: bool,
+) -> Shape {
+    Shape {
+        name,
+        n_layer,
+        n_embd,
+        n_ff,
+        n_head,
+        n_head_kv,
+        n_vocab,
+        n_ctx_train,
+        n_expert: 0,
+        n_expert_used: 0,
+        tied_embedding,
+        head_dim: 0,
+        sliding_window: 0,
+    }
+}
+
+/// Parameters of a shape (weights of every matrix, embeddings included).
+pub fn shape_params(s: &Shape) -> f64 {
+    let (e, f, v) = (s.n_embd as f64, s.n_ff as f64, s.n_vocab as f64);
+    let head_dim = s.head_dim() as f64;
+    let attn = 2.0 * e * head_dim * s.n_head as f64 + 2.0 * e * head_dim * s.n_head_kv as f64;
+    let ffn = 3.0 * e * f * s.n_expert.max(1) as f64;
+    let embeddings = if s.tied_embedding { v * e } else { 2.0 * v * e };
+    s.n_layer as f64 * (attn + ffn) + embeddings
+}
+
+/// The typical shape closest to `info` (by parameters, on a log scale).
+pub fn closest_shape(info: &NameInfo) -> &'static Shape {
+    let moe = info.experts.is_some() || info.active_params.is_some();
+    let table = if moe { MOE_SHAPES } else { SHAPES };
+    table
+        .iter()
+        .min_by(|a, b| {
+            let d = |s: &Shape| (shape_params(s).ln() - info.params.ln()).abs();
+            d(a).total_cmp(&d(b))
+        })
+        .expect("tables are not empty")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// (name, params in billions, quant, naive bits)
+    const CASES: &[(&str, f64, &str, f64)] = &[
+        // the examples
+        ("Llama-2-70b-chat.Q3_K_M", 70.0, "Q3_K_M", 3.0),
+        ("qwen2.5-14b-instruct-q4_k_m", 14.0, "Q4_K_M", 4.0),
+        ("ELYZA-japanese-Llama-2-7b-fast-instruct.fp16", 7.0, "F16", 16.0),
+        ("TinyBERT-4b-speed.q4", 4.0, "Q4_0", 4.0),
+        ("Llama-2-70b.Q4_K_M", 70.0, "Q4_K_M", 4.0),
+        // real-world GGUF file names
+        ("Meta-Llama-3.1-8B-Instruct-Q4_K_M.gguf", 8.0, "Q4_K_M", 4.0),
+        ("mistral-7b-instruct-v0.2.Q4_K_M.gguf", 7.0, "Q4_K_M", 4.0),
+        ("Mixtral-8x7B-Instruct-v0.1.Q5_K_M.gguf", 56.0, "Q5_K_M", 5.0),
+        ("gemma-2-9b-it-Q6_K.gguf", 9.0, "Q6_K", 6.0),
+        ("deepseek-coder-6.7b-instruct.Q4_K_M.gguf", 6.7, "Q4_K_M", 4.0),
+        ("Qwen2.5-Coder-32B-Instruct-Q4_K_L.gguf", 32.0, "Q4_K_M", 4.0),
+        ("Llama-3.2-3B-Instruct-IQ4_XS.gguf", 3.0, "IQ4_XS", 4.0),
+        ("codellama-34b-instruct.Q5_K_S.gguf", 34.0, "Q5_K_S", 5.0),
+        ("Meta-Llama-3-70B-Instruct.IQ2_XS.gguf", 70.0, "IQ2_XS", 2.0),
+        ("tinyllama-1.1b-chat-v1.0.Q8_0.gguf", 1.1, "Q8_0", 8.0),
+        ("SmolLM2-135M-Instruct.Q4_1.gguf", 0.135, "Q4_1", 4.0),
+        ("Qwen3-30B-A3B-Q4_K_M.gguf", 30.0, "Q4_K_M", 4.0),
+        ("gpt-oss-20b-MXFP4.gguf", 20.0, "MXFP4", 4.0),
+        ("DeepSeek-R1-Distill-Qwen-7B-Q4_K_M.gguf", 7.0, "Q4_K_M", 4.0),
+        ("granite-3.1-8b-instruct-Q4_K_M.gguf", 8.0, "Q4_K_M", 4.0),
+        ("Llama-3.3-70B-Instruct-Q3_K_L.gguf", 70.0, "Q3_K_L", 3.0),
+        ("Yi-1.5-34B-Chat-Q4_K_M.gguf", 34.0, "Q4_K_M", 4.0),
+        ("stablelm-2-1_6b-chat.Q4_K_M.gguf", 1.6, "Q4_K_M", 4.0),
+        ("command-r-plus-104b-Q2_K.gguf", 104.0, "Q2_K", 2.0),
+        ("falcon-180b-chat.Q4_K_M.gguf", 180.0, "Q4_K_M", 4.0),
+        ("starcoder2-15b-Q8_0.gguf", 15.0, "Q8_0", 8.0),
+        ("Phi-3.5-mini-instruct-3.8B-bf16.gguf", 3.8, "BF16", 16.0),
+        ("Qwen2.5-0.5B-Instruct-fp32.gguf", 0.5, "F32", 32.0),
+        ("gemma-3-270m-it-int8", 0.27, "Q8_0", 8.0),
+        ("models/llama-2-13b-chat.Q5_0.gguf", 13.0, "Q5_0", 5.0),
+    ];
+
+    #[test]
+    fn names_are_read_as_the_seed_calculator_reads_them() {
+        for &(name, billions, quant, bits) in CASES {
+            let info = parse_name(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert!((info.params / 1e9 - billions).abs() < 1e-9, "{name}: {} params", info.params);
+            assert_eq!(info.quant, quant, "{name}");
+            assert_eq!(info.naive_bits, bits, "{name}");
+        }
+        assert_eq!(parse_name("Mixtral-8x7B-v0.1.Q4_K_M").unwrap().experts, Some((8, 7e9)));
+        assert_eq!(parse_name("Qwen3-30B-A3B-Q4_K_M").unwrap().active_params, Some(3e9));
+    }
+
+    #[test]
+    fn unreadable_names_say_what_to_pass() {
+        let e = parse_name("Phi-3-mini-4k-instruct-q4").unwrap_err().to_string();
+        assert!(e.contains("--params SIZE") && e.contains("--quant Q4_0"), "{e}");
+        let e = parse_name("mistral-7b-instruct").unwrap_err().to_string();
+        assert!(e.contains("--quant"), "{e}");
+        assert!(from_flags("seventy", "Q4_K_M").unwrap_err().to_string().contains("70B"));
+        assert!(from_flags("70B", "Q4_Z").unwrap_err().to_string().contains("Q4_K_M"));
+    }
+
+    #[test]
+    fn the_seed_s_worked_numbers() {
+        // Llama 2 7B: FP32 28 GB, FP16 14 GB, INT8 7 GB, INT4 3.5 GB of weights; 70B the same × 10.
+        for (size, scale) in [("7B", 1.0), ("70B", 10.0)] {
+            for (precision, gb) in [("fp32", 28.0), ("fp16", 14.0), ("int8", 7.0), ("int4", 3.5)] {
+                let info = from_flags(size, precision).unwrap();
+                assert!((naive_weight_bytes(&info) / 1e9 - gb * scale).abs() < 1e-6, "{size} {precision}");
+            }
+        }
+    }
+
+    #[test]
+    fn shapes_match_their_names() {
+        // each table shape's parameter count within 5 % of the published count (billions)
+        let published = [
+            ("SmolLM2-135M", 0.135),
+            ("SmolLM2-360M", 0.362),
+            ("Qwen2.5-0.5B", 0.494),
+            ("TinyLlama-1.1B", 1.100),
+            ("Llama-3.2-1B", 1.236),
+            ("Qwen2.5-1.5B", 1.544),
+            ("Llama-3.2-3B", 3.213),
+            ("Llama-2-7B", 6.738),
+            ("Llama-3-8B", 8.030),
+            ("Llama-2-13B", 13.016),
+            ("Qwen2.5-14B", 14.770),
+            ("Qwen2.5-32B", 32.764),
+            ("CodeLlama-34B", 33.744),
+            ("Llama-2-70B", 68.977),
+            ("Falcon-180B-like", 179.5),
+            ("Llama-3.1-405B", 405.85),
+            ("mixtral-8x7b", 46.70),
+            ("Mixtral-8x22B", 140.6),
+            ("Qwen3-30B-A3B", 30.53),
+        ];
+        for s in SHAPES.iter().chain(MOE_SHAPES) {
+            let (_, billions) =
+                published.iter().find(|(n, _)| *n == s.name).expect("every shape has a published count");
+            let ratio = shape_params(s) / 1e9 / billions;
+            assert!((0.95..1.05).contains(&ratio), "{}: {:.3} B params vs {billions}", s.name, shape_params(s) / 1e9);
+        }
+        let pick = |n: &str| closest_shape(&parse_name(n).unwrap()).name;
+        assert_eq!(pick("Llama-2-7b.Q4_K_M"), "Llama-2-7B");
+        assert_eq!(pick("Llama-2-70b-chat.Q3_K_M"), "Llama-2-70B");
+        assert_eq!(pick("Mixtral-8x7B.Q4_K_M"), "mixtral-8x7b");
+        assert_eq!(pick("Qwen3-30B-A3B-Q4_K_M"), "Qwen3-30B-A3B");
+        assert_eq!(pick("SmolLM2-135M.Q8_0"), "SmolLM2-135M");
+    }
+}

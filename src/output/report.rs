@@ -1,0 +1,335 @@
+//! Turns plans and device lists into text or JSON. Pure: returns strings, prints nothing.
+
+use comfy_table::presets::ASCII_MARKDOWN;
+use comfy_table::{CellAlignment, Table};
+use serde::Serialize;
+
+use super::printer::escape;
+
+use crate::engine::LlamaFit;
+use crate::fit::advice::{QuantAdvice, QuantOption};
+use crate::fit::footprint::kv_bytes_per_token;
+use crate::fit::hardware::Hardware;
+use crate::fit::plan::{Plan, human};
+use crate::fit::speed::Speed;
+use crate::model::facts::ModelFacts;
+
+/// Everything `run-fit plan --json` prints.
+#[derive(Debug, Serialize)]
+pub struct PlanReport<'a> {
+    pub model: ModelSummary,
+    pub hardware: &'a Hardware,
+    pub plan: &'a Plan,
+    pub llama_args: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llama_fit: Option<&'a LlamaFit>,
+    /// Set when the model is a name, not a file: the numbers are an estimate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub estimate: Option<Estimate>,
+    /// Predicted speed; None when a bandwidth is unknown.
+    pub speed: Option<Speed>,
+    /// What earlier runs on this machine changed in this plan.
+    pub learned: Vec<String>,
+    /// For a plan that leaves layers in RAM: which quantization would fit.
+    pub quant_advice: Option<QuantAdvice>,
+}
+
+/// How an estimate was made, and the naive figure beside it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Estimate {
+    /// What the user gave: a name, or `--params 70B --quant Q4_K_M`.
+    pub from: String,
+    pub params_named: f64,
+    pub quant: String,
+    /// The typical model whose shape the estimate uses.
+    pub shape: String,
+    /// Parameters × bytes per parameter, as the usual tables compute it.
+    pub naive_weight_bytes: u64,
+    pub naive_bits_per_weight: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ModelSummary {
+    pub path: String,
+    pub name: Option<String>,
+    pub architecture: String,
+    pub layers: u32,
+    pub params: u64,
+    pub weights_bytes: u64,
+    pub quant: String,
+    pub bits_per_weight: f64,
+    pub trained_ctx_tokens: u64,
+    pub kv_bytes_per_token_f16: f64,
+    pub sliding_window_tokens: Option<u64>,
+    pub experts: u64,
+}
+
+/// What the output says about the model. Text from the file (and the path) is escaped here: a name
+/// with control characters in it must not drive the terminal.
+pub fn model_summary(path: &str, f: &ModelFacts) -> ModelSummary {
+    use crate::model::gguf::types::F16;
+    ModelSummary {
+        path: escape(path),
+        name: f.name.as_deref().map(escape),
+        architecture: escape(&f.architecture),
+        layers: f.n_layer,
+        params: f.params,
+        weights_bytes: f.weights.file_bytes(),
+        quant: f.file_type.clone().unwrap_or_else(|| f.dominant_type.clone()),
+        bits_per_weight: (f.bits_per_weight() * 100.0).round() / 100.0,
+        trained_ctx_tokens: f.n_ctx_train,
+        kv_bytes_per_token_f16: kv_bytes_per_token(f, F16, F16),
+        sliding_window_tokens: f.sliding_window.as_ref().map(|s| s.window_tokens),
+        experts: f.n_expert,
+    }
+}
+
+fn params_human(p: u64) -> String {
+    match p {
+        p if p >= 1_000_000_000 => format!("{:.1} B", p as f64 / 1e9),
+        p => format!("{:.0} M", p as f64 / 1e6),
+    }
+}
+
+pub fn plan_json(report: &PlanReport) -> String {
+    serde_json::to_string_pretty(report).expect("plan serialises")
+}
+
+pub fn plan_text(report: &PlanReport) -> String {
+    let (m, hw, p) = (&report.model, report.hardware, report.plan);
+    let c = &p.config;
+    let mut out = String::new();
+    let name = std::path::Path::new(&m.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    if let Some(e) = &report.estimate {
+        out += &format!(
+            "ESTIMATE no file: {} read as {} params at {}; shape of {}\n",
+            e.from,
+            params_human(e.params_named as u64),
+            e.quant,
+            e.shape
+        );
+        // Decimal GB here, as the usual "RAM per model size" tables use them.
+        let gb = |b: f64| format!("{:.2} GB", b / 1e9);
+        out += &format!(
+            "naive    {} × {} bits = {} of weights; this estimate: {} ({} has {} params; {} averages {:.2} bits/weight)\n",
+            params_human(e.params_named as u64),
+            e.naive_bits_per_weight,
+            gb(e.naive_weight_bytes as f64),
+            gb(m.weights_bytes as f64),
+            e.shape,
+            params_human(m.params),
+            e.quant,
+            m.bits_per_weight
+        );
+    }
+    out += &format!(
+        "model    {name}: {} {}, {} layers, {} params, {} ({:.2} bits/weight), {}\n",
+        m.architecture,
+        if m.experts > 0 { format!("MoE ({} experts)", m.experts) } else { "dense".into() },
+        m.layers,
+        params_human(m.params),
+        m.quant,
+        m.bits_per_weight,
+        human(m.weights_bytes)
+    );
+    let gpus = match hw.devices.len() {
+        0 => "no GPU".to_string(),
+        1 => format!("1 GPU ({})", hw.devices[0].description),
+        n => format!("{n} GPUs"),
+    };
+    out += &format!("machine  {}: {gpus}, {} RAM available\n", hw.source, human(hw.host.available_bytes));
+    let placed = if c.n_gpu_layers() == 0 {
+        "all layers on the CPU".to_string()
+    } else {
+        let used: Vec<_> = p.devices.iter().filter(|d| d.layers > 0).collect();
+        match used.as_slice() {
+            [one] => format!("{} of {} layers on {}", one.layers, p.max_layers, one.name),
+            many => {
+                let on: Vec<String> = many.iter().map(|d| format!("{} on {}", d.layers, d.name)).collect();
+                format!("{} of {} layers on the GPUs ({})", c.n_gpu_layers(), p.max_layers, on.join(", "))
+            }
+        }
+    };
+    out += &format!(
+        "plan     {placed}, context {} tokens, KV cache {}/{}, flash attention {}\n",
+        c.n_ctx_tokens,
+        c.cache_k.name.to_lowercase(),
+        c.cache_v.name.to_lowercase(),
+        if c.flash_attn { "on" } else { "off" }
+    );
+    for r in &p.reasons {
+        out += &format!("         - {r}\n");
+    }
+    for w in &p.warnings {
+        out += &format!("warning  {w}\n");
+    }
+    for l in &report.learned {
+        out += &format!("learned  {l}\n");
+    }
+    if let Some(s) = &report.speed {
+        out += &format!(
+            "speed    ~{:.0} tok/s generating (limited by {}), ~{:.0} tok/s reading the prompt (predicted)\n",
+            s.generation_tok_per_s, s.limited_by, s.prompt_tok_per_s
+        );
+    }
+    if let Some(a) = &report.quant_advice {
+        let speed = |o: &QuantOption| o.generation_tok_per_s.map_or(String::new(), |t| format!(", ~{t:.1} tok/s"));
+        let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+        out += &format!(
+            "quant    this {} file: {}/{} layers on the GPU{}; ",
+            a.current.quant,
+            a.current.gpu_layers,
+            a.current.max_layers,
+            speed(&a.current)
+        );
+        out += &match (&a.fits_fully, &a.best_partial) {
+            (Some(f), _) => {
+                format!("{} ({}) would put all {} there{}\n", f.quant, gb(f.weights_bytes), f.max_layers, speed(f))
+            }
+            (None, Some(b)) => format!(
+                "no quantization fits entirely; {} ({}) would put {}/{} there{} (fewer bits, lower quality)\n",
+                b.quant,
+                gb(b.weights_bytes),
+                b.gpu_layers,
+                b.max_layers,
+                speed(b)
+            ),
+            (None, None) => "no smaller quantization fits this machine\n".into(),
+        };
+    }
+    out += "\n";
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN);
+    table.set_header(["", "layers", "weights", "KV cache", "compute", "= total", "reserve", "free", "headroom"]);
+    for d in &p.devices {
+        table.add_row([
+            d.name.clone(),
+            d.layers.to_string(),
+            human(d.bytes.weights),
+            human(d.bytes.kv),
+            human(d.bytes.compute),
+            human(d.bytes.total()),
+            human(d.reserve_bytes),
+            human(d.free_bytes),
+            signed_human(d.headroom_bytes),
+        ]);
+    }
+    let h = &p.host;
+    table.add_row([
+        "RAM".to_string(),
+        h.layers.to_string(),
+        human(h.bytes.weights),
+        human(h.bytes.kv),
+        human(h.bytes.compute),
+        human(h.bytes.total()),
+        human(h.reserve_bytes),
+        human(h.available_bytes),
+        signed_human(h.headroom_bytes),
+    ]);
+    for i in 1..9 {
+        if let Some(col) = table.column_mut(i) {
+            col.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    out += &table.to_string();
+    out += "\n\n";
+    out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
+    if let Some(fit) = report.llama_fit {
+        let ngl = match fit.n_gpu_layers {
+            n if n < 0 => format!("{n} (all that the GPUs take; none here, so the CPU)"),
+            n => n.to_string(),
+        };
+        out += &format!(
+            "llama.cpp's own fit chose  -ngl {ngl} -c {}{}\n",
+            fit.n_ctx_tokens,
+            if fit.fitted { "" } else { " (it reported that nothing fits and would load anyway)" }
+        );
+    }
+    out
+}
+
+fn signed_human(bytes: i64) -> String {
+    if bytes < 0 { format!("-{}", human(bytes.unsigned_abs())) } else { human(bytes as u64) }
+}
+
+pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN);
+    table.set_header(["device", "backend", "type", "description", "free", "total"]);
+    for d in &hw.devices {
+        table.add_row([
+            d.name.clone(),
+            d.backend.clone(),
+            format!("{:?}", d.kind).to_lowercase(),
+            d.description.clone(),
+            human(d.free_bytes),
+            human(d.total_bytes),
+        ]);
+    }
+    let h = &hw.host;
+    table.add_row([
+        "RAM".to_string(),
+        "CPU".into(),
+        "host".into(),
+        format!("{} threads, swap free {}", h.threads, human(h.swap_free_bytes)),
+        human(h.available_bytes),
+        human(h.total_bytes),
+    ]);
+    let mut out = table.to_string();
+    out.push('\n');
+    if !can_offload {
+        out += "this run-fit is a CPU-only build: rebuild with --features cuda, vulkan or metal to use a GPU\n";
+    } else if hw.devices.is_empty() {
+        out += "no GPU found: llama.cpp will run every layer on the CPU\n";
+    }
+    out
+}
+
+pub fn devices_json(hw: &Hardware) -> String {
+    serde_json::to_string_pretty(hw).expect("hardware serialises")
+}
+
+/// The one line `run-fit MODEL` prints before loading: model, quant, where the layers go, context,
+/// cache types, and the memory it expects to use.
+pub fn run_summary(model: &ModelSummary, plan: &Plan) -> String {
+    let c = &plan.config;
+    let name = model.name.clone().unwrap_or_else(|| {
+        std::path::Path::new(&model.path).file_name().map_or(model.path.clone(), |n| n.to_string_lossy().into())
+    });
+    let layers = if plan.devices.is_empty() {
+        format!("{} layers on the CPU", plan.max_layers)
+    } else {
+        let on: Vec<String> =
+            plan.devices.iter().filter(|d| d.layers > 0).map(|d| format!("{} {}", d.layers, d.name)).collect();
+        let gpu = if on.is_empty() { "none".to_string() } else { on.join(" + ") };
+        format!("{}/{} layers on GPU ({gpu})", c.n_gpu_layers(), plan.max_layers)
+    };
+    let vram: u64 = plan.devices.iter().map(|d| d.bytes.total()).sum();
+    let vram = if plan.devices.is_empty() { String::new() } else { format!(" · VRAM {}", human(vram)) };
+    format!(
+        "{name} {} · {layers} · context {} tokens · KV {}/{} · flash attention {}{vram} · RAM {}",
+        model.quant,
+        c.n_ctx_tokens,
+        c.cache_k.name.to_lowercase(),
+        c.cache_v.name.to_lowercase(),
+        if c.flash_attn { "on" } else { "off" },
+        human(plan.host.bytes.total()),
+    )
+}
+
+/// Memory in use now, per device and for RAM (`devices --watch`, the chat's `/stats`).
+pub fn memory_use_text(hw: &Hardware) -> String {
+    let mut table = Table::new();
+    table.load_preset(ASCII_MARKDOWN);
+    table.set_header(["device", "used", "free", "total", "use"]);
+    let mut row = |name: String, free: u64, total: u64| {
+        let used = total.saturating_sub(free);
+        let share = if total > 0 { used as f64 * 100.0 / total as f64 } else { 0.0 };
+        table.add_row([name, human(used), human(free), human(total), format!("{share:.0} %")]);
+    };
+    for d in &hw.devices {
+        row(d.name.clone(), d.free_bytes, d.total_bytes);
+    }
+    row("RAM".into(), hw.host.available_bytes, hw.host.total_bytes);
+    format!("{table}\n")
+}

@@ -1,0 +1,16 @@
+//! Processes: the launcher and its backoff loop, the supervisor's handle on a worker, the worker, the
+//! protocol between them, the conversation and the bench sweep.
+
+#[cfg(feature = "llama")]
+pub mod bench;
+#[cfg(feature = "llama")]
+pub mod chat;
+#[cfg(feature = "llama")]
+pub mod launch;
+pub mod protocol;
+#[cfg(feature = "llama")]
+pub mod session;
+#[cfg(feature = "llama")]
+pub mod supervisor;
+#[cfg(feature = "llama")]
+pub mod worker;
