@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Time to a working answer after backoff, against a clean start: `run-fit MODEL -p hi -n 1` whole
-# process, under address-space limits that make llama.cpp really fail (as in tests/run_model.rs), and
+# process, under address-space limits that make llama.cpp really fail (as in tests/it/run_model.rs), and
 # with the kernel's OOM killer simulated (RUN_FIT_FAULT). Writes the backoff section of
 # docs/PERFORMANCE.md. Target: one backoff step <= 1.5x a clean start.
 set -euo pipefail

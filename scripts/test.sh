@@ -6,4 +6,6 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo clippy --release --locked --all-targets -- -D warnings
-cargo test --release --locked
+# One test at a time: each integration test runs llama.cpp on both cores, and two of them at once
+# starve each other's spinning threads (a pty test then misses its timeouts).
+cargo test --release --locked -- --test-threads=1

@@ -41,7 +41,7 @@ pub mod dev {
     pub use crate::fit::{footprint, plan, speed};
     pub use crate::machine::model_file::{write_sparse, write_with_data};
     pub use crate::machine::profiles::BUILTIN_PROFILES;
-    pub use crate::model::{gguf, synth};
+    pub use crate::model::{gguf, shapes, synth};
 }
 
 /// What the fuzz target runs on arbitrary bytes: parse a header, extract facts, plan for a 12 GB GPU.

@@ -40,21 +40,24 @@ pub fn execute(invocation: Invocation) -> ExitCode {
     }
 }
 
-/// The command line did not make a request: help and version go to stdout (exit 0), clap's usage
-/// errors to stderr (exit 2), run-fit's own as one line (exit 2).
+/// The command line did not make a request: help and version go to stdout (exit 0); a usage error is
+/// one line on stderr, clap's first paragraph joined, with where to look (exit 2).
 pub fn finish_early(early: Early) -> ExitCode {
     match early {
-        Early::Clap(e) => {
+        Early::Clap(e) if !e.use_stderr() => {
             let printer = Printer::new(false, false);
-            let text = e.render().to_string();
-            if !e.use_stderr() {
-                return match printer.out(&text) {
-                    Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
-                    Err(failure) => printer.error(&failure),
-                };
+            match printer.out(&e.render().to_string()) {
+                Ok(()) | Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+                Err(failure) => printer.error(&failure),
             }
-            printer.result(&text);
-            ExitCode::from(2)
+        }
+        Early::Clap(e) => {
+            let rendered = e.render().to_string();
+            let paragraph: Vec<&str> =
+                rendered.lines().map(str::trim).skip_while(|l| l.is_empty()).take_while(|l| !l.is_empty()).collect();
+            let text = paragraph.join(" ");
+            let message = text.strip_prefix("error: ").unwrap_or(&text);
+            Printer::new(false, false).error(&Failure::Usage(format!("{message} (run-fit --help lists the flags)")))
         }
         Early::Usage { quiet, message } => Printer::new(quiet, false).error(&Failure::Usage(message)),
     }

@@ -19,7 +19,7 @@ use anyhow::{Context, Result, bail};
 use run_fit::dev::Engine;
 use run_fit::dev::footprint::{self, Config};
 use run_fit::dev::gguf::types::F16;
-use run_fit::dev::{gguf, read_facts, synth, write_sparse, write_with_data};
+use run_fit::dev::{gguf, read_facts, shapes, synth, write_sparse, write_with_data};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: run-fit-dev synth SHAPE QUANT OUT.gguf [--random SEED] | accuracy MODEL CTX [CTX…] | llama-fit MODEL | direct MODEL PROMPT N THREADS CTX"
             );
-            eprintln!("shapes: {}", synth::SHAPES.iter().map(|s| s.name).collect::<Vec<_>>().join(", "));
+            eprintln!("shapes: {}", shapes::SHAPES.iter().map(|s| s.name).collect::<Vec<_>>().join(", "));
             return ExitCode::from(2);
         }
     };
@@ -51,7 +51,7 @@ fn main() -> ExitCode {
 }
 
 fn write_synth(shape: &str, quant: &str, out: &Path, random_seed: Option<u64>) -> Result<()> {
-    let Some(shape) = synth::SHAPES.iter().find(|s| s.name == shape) else { bail!("unknown shape {shape}") };
+    let Some(shape) = shapes::by_name(shape) else { bail!("unknown shape {shape}") };
     let Some(q) = synth::quant(quant) else { bail!("unknown quant {quant}; use Q4_K_M, Q8_0, Q4_0, F16, …") };
     let (kvs, tensors) = synth::model(shape, q);
     let started = std::time::Instant::now();

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::fit::hardware::parse_bytes;
 use crate::fit::plan::{DEFAULT_MIN_CTX_TOKENS, Pins, Policy};
 use crate::model::facts::cache_type;
+use crate::model::gguf::GgmlType;
 use crate::run::protocol::{Generation, Sampling, SplitMode};
 
 #[derive(Debug, Parser)]
@@ -42,6 +43,57 @@ pub enum Command {
     /// The process that loads the model; started by `run-fit run`, not by people.
     #[command(name = "__worker", hide = true)]
     Worker,
+}
+
+/// `12GiB`, `11.5GiB`, `512MiB`, `64GB` → bytes (clap's value parser for every size flag).
+fn size(text: &str) -> Result<u64, String> {
+    parse_bytes(text)
+}
+
+/// A KV cache type llama.cpp accepts (clap's value parser for -ctk/-ctv).
+fn kv_type(text: &str) -> Result<GgmlType, String> {
+    cache_type(text).ok_or_else(|| {
+        format!("'{text}' is not a KV cache type; use f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0 or iq4_nl")
+    })
+}
+
+/// `-ts 3,1` (or llama.cpp's `3/1`): non-negative proportions, one value of the flag (a newtype, so
+/// that clap does not read it as a list of flags).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Proportions(pub Vec<f64>);
+
+fn proportions(text: &str) -> Result<Proportions, String> {
+    text.split([',', '/'])
+        .map(|s| s.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0))
+        .collect::<Option<Vec<f64>>>()
+        .map(Proportions)
+        .ok_or_else(|| format!("'{text}': give non-negative numbers separated by commas, e.g. 3,1"))
+}
+
+fn positive(text: &str) -> Result<u64, String> {
+    text.trim().parse::<u64>().ok().filter(|&n| n > 0).ok_or_else(|| format!("'{text}': give a whole number above 0"))
+}
+
+/// One `-ngl` value of a bench sweep: a count, or `max` (the planned maximum).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum LayerChoice {
+    Count(u32),
+    Max,
+}
+
+fn layer_choice(text: &str) -> Result<LayerChoice, String> {
+    match text.trim() {
+        "max" => Ok(LayerChoice::Max),
+        t => t.parse().map(LayerChoice::Count).map_err(|_| format!("'{t}': give layer counts or max, e.g. 0,8,16,max")),
+    }
+}
+
+fn on_off(text: &str) -> Result<bool, String> {
+    match text.trim() {
+        "on" | "1" | "auto" => Ok(true),
+        "off" | "0" => Ok(false),
+        t => Err(format!("'{t}': give on or off, e.g. on,off")),
+    }
 }
 
 /// What the user asked for, typed and checked; nothing on the machine has been touched yet.
@@ -155,23 +207,23 @@ pub struct BenchArgs {
     /// A .gguf file.
     pub model: PathBuf,
     /// -ngl: GPU layer counts to try; `max` is the planned maximum [default: 0 to the maximum in quarters].
-    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N,N…|max")]
-    pub n_gpu_layers: Option<String>,
+    #[arg(long = "n-gpu-layers", visible_alias = "ngl", value_name = "N,N…|max", value_delimiter = ',', value_parser = layer_choice)]
+    pub n_gpu_layers: Option<Vec<LayerChoice>>,
     /// Context sizes to try [default: prompt + generated tokens, rounded up to 256].
-    #[arg(short = 'c', long = "ctx-size", value_name = "TOKENS,…")]
-    pub ctx_size: Option<String>,
+    #[arg(short = 'c', long = "ctx-size", value_name = "TOKENS,…", value_delimiter = ',', value_parser = positive)]
+    pub ctx_size: Option<Vec<u64>>,
     /// -ctk: K cache types to try.
-    #[arg(long = "cache-type-k", value_name = "TYPE,…")]
-    pub cache_type_k: Option<String>,
+    #[arg(long = "cache-type-k", value_name = "TYPE,…", value_delimiter = ',', value_parser = kv_type)]
+    pub cache_type_k: Option<Vec<GgmlType>>,
     /// -ctv: V cache types to try.
-    #[arg(long = "cache-type-v", value_name = "TYPE,…")]
-    pub cache_type_v: Option<String>,
+    #[arg(long = "cache-type-v", value_name = "TYPE,…", value_delimiter = ',', value_parser = kv_type)]
+    pub cache_type_v: Option<Vec<GgmlType>>,
     /// -fa: flash attention settings to try.
-    #[arg(long = "flash-attn", value_name = "on|off,…", default_value = "on")]
-    pub flash_attn: String,
+    #[arg(long = "flash-attn", value_name = "on|off,…", value_delimiter = ',', value_parser = on_off, default_value = "on")]
+    pub flash_attn: Vec<bool>,
     /// -ub: physical batch sizes to try.
-    #[arg(long = "ubatch-size", value_name = "TOKENS,…", default_value = "512")]
-    pub ubatch_size: String,
+    #[arg(long = "ubatch-size", value_name = "TOKENS,…", value_delimiter = ',', value_parser = positive, default_value = "512")]
+    pub ubatch_size: Vec<u64>,
     /// Prompt tokens per measurement.
     #[arg(short = 'p', long = "n-prompt", value_name = "TOKENS", default_value_t = 512)]
     pub n_prompt: u32,
@@ -199,10 +251,11 @@ pub struct BenchArgs {
 pub struct BenchRequest {
     /// The model, the policy every setting starts from, and the levers.
     pub load: LoadRequest,
-    /// None: the planned maximum.
-    pub n_gpu_layers: Option<Vec<Option<u32>>>,
+    /// None: 0 to the planned maximum in quarters.
+    pub n_gpu_layers: Option<Vec<LayerChoice>>,
     pub ctx_tokens: Option<Vec<u64>>,
-    pub cache_types: Vec<(Option<crate::model::gguf::GgmlType>, Option<crate::model::gguf::GgmlType>)>,
+    /// Every (K, V) pair of the lists; None: f16.
+    pub cache_types: Vec<(Option<GgmlType>, Option<GgmlType>)>,
     pub flash_attn: Vec<bool>,
     pub ubatch_tokens: Vec<u64>,
     pub prompt_tokens: u32,
@@ -213,46 +266,13 @@ pub struct BenchRequest {
     pub chart: Option<PathBuf>,
 }
 
-fn list<T>(text: &str, flag: &str, parse: impl Fn(&str) -> Option<T>, example: &str) -> Result<Vec<T>, String> {
-    text.split(',')
-        .map(|w| {
-            parse(w.trim())
-                .ok_or_else(|| format!("{flag} {text}: '{}' is not valid; give a list such as {example}", w.trim()))
-        })
-        .collect()
-}
-
 impl BenchArgs {
     pub fn request(&self) -> Result<BenchRequest, String> {
-        let n_gpu_layers = self
-            .n_gpu_layers
-            .as_deref()
-            .map(|t| list(t, "-ngl", |w| if w == "max" { Some(None) } else { w.parse().ok().map(Some) }, "0,8,16,max"))
-            .transpose()?;
-        let ctx_tokens = self
-            .ctx_size
-            .as_deref()
-            .map(|t| list(t, "-c", |w| w.parse::<u64>().ok().filter(|&c| c > 0), "4096,16384"))
-            .transpose()?;
-        let types = |t: &Option<String>, flag: &str| -> Result<Vec<Option<crate::model::gguf::GgmlType>>, String> {
-            match t {
-                None => Ok(vec![None]),
-                Some(t) => list(t, flag, |w| cache_type(w).map(Some), "f16,q8_0"),
-            }
+        let types = |t: &Option<Vec<GgmlType>>| -> Vec<Option<GgmlType>> {
+            t.as_ref().map_or(vec![None], |list| list.iter().copied().map(Some).collect())
         };
-        let (ks, vs) = (types(&self.cache_type_k, "-ctk")?, types(&self.cache_type_v, "-ctv")?);
+        let (ks, vs) = (types(&self.cache_type_k), types(&self.cache_type_v));
         let cache_types = ks.iter().flat_map(|k| vs.iter().map(move |v| (*k, *v))).collect();
-        let flash_attn = list(
-            &self.flash_attn,
-            "-fa",
-            |w| match w {
-                "on" | "1" | "auto" => Some(true),
-                "off" | "0" => Some(false),
-                _ => None,
-            },
-            "on,off",
-        )?;
-        let ubatch_tokens = list(&self.ubatch_size, "-ub", |w| w.parse::<u64>().ok().filter(|&u| u > 0), "128,512")?;
         if self.repetitions == 0 || self.n_gen == 0 || self.n_prompt == 0 {
             return Err("-p, -n and -r must be at least 1".into());
         }
@@ -274,11 +294,11 @@ impl BenchArgs {
         };
         Ok(BenchRequest {
             load: LoadRequest { model: self.model.clone(), policy: Policy::default(), levers },
-            n_gpu_layers,
-            ctx_tokens,
+            n_gpu_layers: self.n_gpu_layers.clone(),
+            ctx_tokens: self.ctx_size.clone(),
             cache_types,
-            flash_attn,
-            ubatch_tokens,
+            flash_attn: self.flash_attn.clone(),
+            ubatch_tokens: self.ubatch_size.clone(),
             prompt_tokens: self.n_prompt,
             gen_tokens: self.n_gen,
             repetitions: self.repetitions,
@@ -348,11 +368,11 @@ pub struct PlanArgs {
     #[arg(long, value_name = "NAME|FILE", conflicts_with_all = ["vram", "ram"])]
     pub profile: Option<String>,
     /// Plan for a hypothetical machine with these GPUs, e.g. 12GiB or 24GiB,24GiB.
-    #[arg(long, value_name = "SIZE[,SIZE…]", requires = "ram")]
-    pub vram: Option<String>,
+    #[arg(long, value_name = "SIZE[,SIZE…]", requires = "ram", value_delimiter = ',', value_parser = size)]
+    pub vram: Option<Vec<u64>>,
     /// RAM of the hypothetical machine, e.g. 32GiB.
-    #[arg(long, value_name = "SIZE")]
-    pub ram: Option<String>,
+    #[arg(long, value_name = "SIZE", value_parser = size)]
+    pub ram: Option<u64>,
     #[command(flatten)]
     pub fit: FitArgs,
     /// Print JSON instead of text.
@@ -373,29 +393,29 @@ pub struct FitArgs {
     #[arg(short = 'c', long = "ctx-size", visible_alias = "ctx", value_name = "TOKENS")]
     pub ctx_size: Option<u64>,
     /// -ctk: K cache type: f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0, iq4_nl.
-    #[arg(long = "cache-type-k", value_name = "TYPE")]
-    pub cache_type_k: Option<String>,
+    #[arg(long = "cache-type-k", value_name = "TYPE", value_parser = kv_type)]
+    pub cache_type_k: Option<GgmlType>,
     /// -ctv: V cache type; quantized types need flash attention.
-    #[arg(long = "cache-type-v", value_name = "TYPE")]
-    pub cache_type_v: Option<String>,
+    #[arg(long = "cache-type-v", value_name = "TYPE", value_parser = kv_type)]
+    pub cache_type_v: Option<GgmlType>,
     /// -fa: flash attention; auto turns it on where the backend supports it.
     #[arg(long = "flash-attn", value_name = "on|off|auto")]
     pub flash_attn: Option<OnOffAuto>,
     /// -ts: proportions of the offloaded layers per GPU, e.g. 3,1.
-    #[arg(long = "tensor-split", value_name = "N,N…")]
-    pub tensor_split: Option<String>,
+    #[arg(long = "tensor-split", value_name = "N,N…", value_parser = proportions)]
+    pub tensor_split: Option<Proportions>,
     /// -ub: physical batch size in tokens.
     #[arg(long = "ubatch-size", value_name = "TOKENS", default_value_t = 512)]
     pub ubatch_size: u64,
     /// VRAM kept free on each GPU, one value or one per GPU [default: 512MiB].
-    #[arg(long, value_name = "SIZE[,SIZE…]")]
-    pub reserve: Option<String>,
+    #[arg(long, value_name = "SIZE[,SIZE…]", value_delimiter = ',', value_parser = size)]
+    pub reserve: Option<Vec<u64>>,
     /// RAM kept free for the system.
-    #[arg(long, value_name = "SIZE", default_value = "1GiB")]
-    pub host_reserve: String,
+    #[arg(long, value_name = "SIZE", default_value = "1GiB", value_parser = size)]
+    pub host_reserve: u64,
     /// Never use more than this much VRAM per GPU, e.g. 11.5GiB or 10GiB,20GiB.
-    #[arg(long, value_name = "SIZE[,SIZE…]")]
-    pub vram_budget: Option<String>,
+    #[arg(long, value_name = "SIZE[,SIZE…]", value_delimiter = ',', value_parser = size)]
+    pub vram_budget: Option<Vec<u64>>,
     /// The smallest context worth keeping while fitting layers [default: 4096, or the trained context].
     #[arg(long, value_name = "TOKENS")]
     pub min_ctx: Option<u64>,
@@ -491,46 +511,22 @@ pub struct PlanRequest {
     pub compare_llama: bool,
 }
 
-fn sizes(text: &str, flag: &str) -> Result<Vec<u64>, String> {
-    text.split(',').map(|s| parse_bytes(s).map_err(|e| format!("{flag}: {e}"))).collect()
-}
-
 impl FitArgs {
     pub fn policy(&self) -> Result<Policy, String> {
-        let cache = |name: &Option<String>, flag: &str| -> Result<_, String> {
-            name.as_deref()
-                .map(|n| {
-                    cache_type(n).ok_or_else(|| {
-                        format!("{flag} {n}: not a KV cache type; use f16, bf16, f32, q8_0, q5_1, q5_0, q4_1, q4_0 or iq4_nl")
-                    })
-                })
-                .transpose()
-        };
-        let tensor_split = match &self.tensor_split {
-            None => None,
-            Some(text) => Some(
-                text.split([',', '/'])
-                    .map(|s| s.trim().parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0))
-                    .collect::<Option<Vec<f64>>>()
-                    .ok_or_else(|| {
-                        format!("--tensor-split {text}: give non-negative numbers separated by commas, e.g. 3,1")
-                    })?,
-            ),
-        };
         if self.ubatch_size == 0 {
             return Err("--ubatch-size 0: give a batch size in tokens, e.g. 512".into());
         }
         let mut policy = Policy {
-            host_reserve_bytes: parse_bytes(&self.host_reserve).map_err(|e| format!("--host-reserve: {e}"))?,
-            vram_budget_bytes: self.vram_budget.as_deref().map(|t| sizes(t, "--vram-budget")).transpose()?,
+            host_reserve_bytes: self.host_reserve,
+            vram_budget_bytes: self.vram_budget.clone(),
             n_ubatch_tokens: self.ubatch_size,
             allow_swap: self.allow_swap,
             pins: Pins {
                 n_gpu_layers: self.n_gpu_layers,
                 n_ctx_tokens: self.ctx_size,
-                cache_k: cache(&self.cache_type_k, "--cache-type-k")?,
-                cache_v: cache(&self.cache_type_v, "--cache-type-v")?,
-                tensor_split,
+                cache_k: self.cache_type_k,
+                cache_v: self.cache_type_v,
+                tensor_split: self.tensor_split.clone().map(|p| p.0),
                 flash_attn: match self.flash_attn {
                     None | Some(OnOffAuto::Auto) => None,
                     Some(OnOffAuto::On) => Some(true),
@@ -540,7 +536,7 @@ impl FitArgs {
             ..Policy::default()
         };
         if let Some(r) = &self.reserve {
-            policy.gpu_reserve_bytes = sizes(r, "--reserve")?;
+            policy.gpu_reserve_bytes = r.clone();
         }
         policy.min_ctx_tokens = self.min_ctx.unwrap_or(DEFAULT_MIN_CTX_TOKENS).max(1);
         if let Some(max) = self.max_ctx {
@@ -554,14 +550,9 @@ impl PlanArgs {
     pub fn request(&self) -> Result<PlanRequest, String> {
         let hardware = match (&self.profile, &self.vram, &self.ram) {
             (Some(p), _, _) => HardwareSource::Profile(p.clone()),
-            (None, Some(v), Some(r)) => HardwareSource::Hypothetical {
-                vram_bytes: sizes(v, "--vram")?,
-                ram_bytes: parse_bytes(r).map_err(|e| format!("--ram: {e}"))?,
-            },
-            (None, None, Some(r)) => HardwareSource::Hypothetical {
-                vram_bytes: vec![],
-                ram_bytes: parse_bytes(r).map_err(|e| format!("--ram: {e}"))?,
-            },
+            (None, v, Some(r)) => {
+                HardwareSource::Hypothetical { vram_bytes: v.clone().unwrap_or_default(), ram_bytes: *r }
+            }
             _ => HardwareSource::ThisMachine,
         };
         let model = match (&self.model, &self.params, &self.quant) {

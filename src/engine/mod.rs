@@ -46,7 +46,8 @@ extern "C" fn on_log(level: sys::ggml_log_level, text: *const c_char, _user: *mu
     // Debug lines (one per tensor, per graph node) would push the informative ones out of the tail.
     let debug = level == sys::GGML_LOG_LEVEL_DEBUG;
     if echo == LogEcho::Everything as u8 || (echo == LogEcho::Informative as u8 && !debug) {
-        eprint!("{line}");
+        // The reader is the supervisor (or a terminal); if it is gone there is no one to tell.
+        let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     }
     if debug {
         return;

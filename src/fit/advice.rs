@@ -90,11 +90,11 @@ pub fn quant_advice(facts: &ModelFacts, hw: &Hardware, policy: &Policy, current:
 mod tests {
     use super::*;
     use crate::fit::hardware;
-    use crate::model::synth;
+    use crate::model::{shapes, synth};
 
     #[test]
     fn an_f16_8b_on_12_gb_is_told_which_quant_fits() {
-        let f = synth::facts(&synth::LLAMA3_8B, "F16");
+        let f = synth::facts(&shapes::LLAMA3_8B, "F16");
         let hw = crate::machine::profiles::load_profile("rtx3060-12g").unwrap();
         let p = plan::plan(&f, &hw, &Policy::default()).unwrap();
         let a = quant_advice(&f, &hw, &Policy::default(), &p).unwrap();
@@ -106,7 +106,7 @@ mod tests {
 
     #[test]
     fn a_70b_on_a_4090_fits_fully_only_at_two_bits() {
-        let f = synth::facts(&synth::LLAMA2_70B, "Q4_K_M");
+        let f = synth::facts(&shapes::LLAMA2_70B, "Q4_K_M");
         let hw = crate::machine::profiles::load_profile("rtx4090-64g").unwrap();
         let p = plan::plan(&f, &hw, &Policy::default()).unwrap();
         let a = quant_advice(&f, &hw, &Policy::default(), &p).unwrap();
@@ -118,7 +118,7 @@ mod tests {
     #[test]
     fn the_seed_s_64_gb_model_on_a_12_gb_gpu() {
         // "expect 0.5–2 tokens/s; a Q2_K would fit more layers": a 70B at Q6_K (57 GB), RTX 3060, 96 GB RAM
-        let f = synth::facts(&synth::LLAMA2_70B, "Q6_K");
+        let f = synth::facts(&shapes::LLAMA2_70B, "Q6_K");
         let mut hw = hardware::hypothetical(&[12 << 30], 96 << 30);
         hw.devices[0].description = "NVIDIA GeForce RTX 3060".into();
         hw.host.bandwidth_gb_per_s = Some(51.2);
@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn nothing_to_advise_when_everything_fits_or_there_is_no_gpu() {
-        let f = synth::facts(&synth::TINY, "Q8_0");
+        let f = synth::facts(&shapes::TINY, "Q8_0");
         let hw = crate::machine::profiles::load_profile("rtx3060-12g").unwrap();
         let p = plan::plan(&f, &hw, &Policy::default()).unwrap();
         assert!(quant_advice(&f, &hw, &Policy::default(), &p).is_none());

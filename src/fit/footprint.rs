@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn the_first_gpu_does_the_batch_work_of_cpu_layers() {
-        let f = crate::model::synth::facts(&crate::model::synth::LLAMA3_8B, "Q4_K_M");
+        let f = crate::model::synth::facts(&crate::model::shapes::LLAMA3_8B, "Q4_K_M");
         let largest_layer = *f.weights.layer_bytes.iter().max().unwrap();
         // 10 of 33 layers on GPU 1, none on GPU 0: GPU 0 still gets the CPU layers' products and a copy
         // of the largest CPU layer; the output layer is on GPU 1, so no logits copy.

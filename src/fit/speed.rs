@@ -7,7 +7,7 @@ use serde::Serialize;
 use crate::fit::hardware::{DeviceKind, Hardware};
 use crate::fit::plan::Plan;
 use crate::model::facts::ModelFacts;
-use crate::model::names::{LLAMA2_7B, LLAMA32_3B, TINYLLAMA_1B};
+use crate::model::shapes::{LLAMA2_7B, LLAMA3_8B, LLAMA32_3B, TINYLLAMA_1B};
 
 /// Fraction of a device's memory bandwidth generation reaches (FIELD-NOTES §6: 0.6–0.87 consumer GPUs,
 /// ~0.5 datacenter GPUs and Apple's big chips, 0.5–0.7 CPU RAM).
@@ -195,7 +195,7 @@ pub struct Published {
     /// CPU-only rows: threads and the memory's theoretical bandwidth.
     pub threads: u32,
     pub host_bandwidth_gb_per_s: f64,
-    pub shape: &'static crate::model::synth::Shape,
+    pub shape: &'static crate::model::shapes::Shape,
     pub quant: &'static str,
     pub generation_tok_per_s: Option<f64>,
     pub prompt_tok_per_s: Option<f64>,
@@ -205,7 +205,7 @@ const fn gpu_row(
     source: &'static str,
     gpu: &'static str,
     unified_memory: bool,
-    shape: &'static crate::model::synth::Shape,
+    shape: &'static crate::model::shapes::Shape,
     tg: Option<f64>,
     pp: Option<f64>,
 ) -> Published {
@@ -234,7 +234,7 @@ pub const PUBLISHED: &[Published] = &[
         "dmatora/LLM-inference-speed-benchmarks#12 (CUDA)",
         "RTX 3080",
         false,
-        &crate::model::synth::LLAMA3_8B,
+        &LLAMA3_8B,
         Some(111.95),
         Some(3806.89),
     ),
@@ -317,7 +317,7 @@ mod tests {
     use super::*;
     use crate::fit::hardware::{self, parse_profile};
     use crate::fit::plan::{Policy, plan};
-    use crate::model::synth;
+    use crate::model::{shapes, synth};
 
     #[test]
     fn known_gpus_are_found_by_their_names() {
@@ -330,7 +330,7 @@ mod tests {
 
     #[test]
     fn generation_follows_where_the_bytes_are() {
-        let f = synth::facts(&synth::LLAMA3_8B, "Q4_K_M");
+        let f = synth::facts(&shapes::LLAMA3_8B, "Q4_K_M");
         let hw = crate::machine::profiles::load_profile("rtx4090-64g").unwrap();
         let all = plan(&f, &hw, &Policy::default()).unwrap();
         let s = predict(&f, &all, &hw).unwrap();
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn unknown_bandwidth_means_no_prediction() {
-        let f = synth::facts(&synth::TINY, "Q8_0");
+        let f = synth::facts(&shapes::TINY, "Q8_0");
         let hw = hardware::hypothetical(&[], 8 << 30);
         let p = plan(&f, &hw, &Policy::default()).unwrap();
         assert_eq!(predict(&f, &p, &hw), None);

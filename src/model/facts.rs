@@ -103,31 +103,7 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
     }
     let n_layer_usize = n_layer as usize;
     let n_embd = bounded(required_u64(md, &key("embedding_length"))?, &key("embedding_length"), 1 << 17)?;
-    let n_head = per_layer(md, &key("attention.head_count"), n_layer_usize)?.unwrap_or_else(|| vec![0; n_layer_usize]);
-    let n_head_kv = per_layer(md, &key("attention.head_count_kv"), n_layer_usize)?.unwrap_or_else(|| n_head.clone());
-    for (heads, name) in [(&n_head, "attention.head_count"), (&n_head_kv, "attention.head_count_kv")] {
-        bounded(heads.iter().copied().max().unwrap_or(0), &key(name), 1 << 12)?;
-    }
-    let n_head_max = n_head.iter().copied().max().unwrap_or(0);
-    let default_head_dim = n_embd.checked_div(n_head_max).unwrap_or(0);
-    let head_dim = |name: &str| bounded(optional_u64(md, &key(name)).unwrap_or(default_head_dim), &key(name), 1 << 14);
-    let mut head_dim_k = head_dim("attention.key_length")?;
-    let mut head_dim_v = head_dim("attention.value_length")?;
-    let mut n_head_kv = n_head_kv;
-
-    // MLA caches the compressed latent (kv_lora_rank) plus the rope part, once per token and layer, no V.
-    let mla_kv_lora_rank =
-        optional_u64(md, &key("attention.kv_lora_rank")).filter(|_| md.contains_key(&key("attention.key_length_mla")));
-    if let Some(rank) = mla_kv_lora_rank {
-        head_dim_k = bounded(rank, &key("attention.kv_lora_rank"), 1 << 14)?
-            + bounded(
-                optional_u64(md, &key("rope.dimension_count")).unwrap_or(64),
-                &key("rope.dimension_count"),
-                1 << 14,
-            )?;
-        head_dim_v = 0;
-        n_head_kv = vec![1; n_layer_usize];
-    }
+    let Attention { n_head, n_head_kv, head_dim_k, head_dim_v } = attention(md, &arch, n_layer_usize, n_embd)?;
 
     let n_ff = per_layer(md, &key("feed_forward_length"), n_layer_usize)?
         .and_then(|v| v.into_iter().max())
@@ -172,6 +148,50 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
         weights,
         architecture: arch,
     })
+}
+
+/// Heads per layer and the elements each K and V row holds.
+struct Attention {
+    n_head: Vec<u64>,
+    n_head_kv: Vec<u64>,
+    head_dim_k: u64,
+    head_dim_v: u64,
+}
+
+fn attention(
+    md: &BTreeMap<String, Value>,
+    arch: &str,
+    n_layer_usize: usize,
+    n_embd: u64,
+) -> Result<Attention, FactsError> {
+    let key = |k: &str| format!("{arch}.{k}");
+    let n_head = per_layer(md, &key("attention.head_count"), n_layer_usize)?.unwrap_or_else(|| vec![0; n_layer_usize]);
+    let n_head_kv = per_layer(md, &key("attention.head_count_kv"), n_layer_usize)?.unwrap_or_else(|| n_head.clone());
+    for (heads, name) in [(&n_head, "attention.head_count"), (&n_head_kv, "attention.head_count_kv")] {
+        bounded(heads.iter().copied().max().unwrap_or(0), &key(name), 1 << 12)?;
+    }
+    let n_head_max = n_head.iter().copied().max().unwrap_or(0);
+    let default_head_dim = n_embd.checked_div(n_head_max).unwrap_or(0);
+    let head_dim = |name: &str| bounded(optional_u64(md, &key(name)).unwrap_or(default_head_dim), &key(name), 1 << 14);
+    let mut head_dim_k = head_dim("attention.key_length")?;
+    let mut head_dim_v = head_dim("attention.value_length")?;
+    let mut n_head_kv = n_head_kv;
+
+    // MLA caches the compressed latent (kv_lora_rank) plus the rope part, once per token and layer, no V.
+    let mla_kv_lora_rank =
+        optional_u64(md, &key("attention.kv_lora_rank")).filter(|_| md.contains_key(&key("attention.key_length_mla")));
+    if let Some(rank) = mla_kv_lora_rank {
+        head_dim_k = bounded(rank, &key("attention.kv_lora_rank"), 1 << 14)?
+            + bounded(
+                optional_u64(md, &key("rope.dimension_count")).unwrap_or(64),
+                &key("rope.dimension_count"),
+                1 << 14,
+            )?;
+        head_dim_v = 0;
+        n_head_kv = vec![1; n_layer_usize];
+    }
+
+    Ok(Attention { n_head, n_head_kv, head_dim_k, head_dim_v })
 }
 
 fn required_u64(md: &BTreeMap<String, Value>, key: &str) -> Result<u64, FactsError> {

@@ -7,4 +7,5 @@ pub mod archs;
 pub mod facts;
 pub mod gguf;
 pub mod names;
+pub mod shapes;
 pub mod synth;

@@ -3,7 +3,7 @@
 //! Q4_K_M`), pick the shape of a typical model of that size, and estimate what a real file would
 //! hold. Pure; the shapes are documented in docs/ESTIMATES.md.
 
-use crate::model::synth::{self, Shape};
+use crate::model::shapes::{self, SHAPES, Shape};
 
 /// What a name says.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,113 +206,14 @@ pub fn naive_weight_bytes(info: &NameInfo) -> f64 {
     info.params * info.naive_bits / 8.0
 }
 
-/// Typical shapes by size (real models' hyperparameters; docs/ESTIMATES.md lists their sources).
-pub const TINYLLAMA_1B: Shape = shape("TinyLlama-1.1B", 22, 2048, 5632, 32, 4, 32000, 2048, false);
-pub const LLAMA32_3B: Shape = shape("Llama-3.2-3B", 28, 3072, 8192, 24, 8, 128256, 131072, true);
-pub const LLAMA2_7B: Shape = shape("Llama-2-7B", 32, 4096, 11008, 32, 32, 32000, 4096, false);
-
-pub const SHAPES: &[Shape] = &[
-    shape("SmolLM2-135M", 30, 576, 1536, 9, 3, 49152, 8192, true),
-    shape("SmolLM2-360M", 32, 960, 2560, 15, 5, 49152, 8192, true),
-    shape("Qwen2.5-0.5B", 24, 896, 4864, 14, 2, 151936, 32768, true),
-    TINYLLAMA_1B,
-    shape("Llama-3.2-1B", 16, 2048, 8192, 32, 8, 128256, 131072, true),
-    shape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 151936, 32768, true),
-    LLAMA32_3B,
-    LLAMA2_7B,
-    // the synthetic models' shapes, under the models' own names
-    Shape { name: "Llama-3-8B", ..synth::LLAMA3_8B },
-    shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false),
-    shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false),
-    shape("Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, 32768, false),
-    shape("CodeLlama-34B", 48, 8192, 22016, 64, 8, 32000, 16384, false),
-    Shape { name: "Llama-2-70B", ..synth::LLAMA2_70B },
-    shape("Falcon-180B-like", 80, 14848, 39680, 232, 8, 65024, 2048, false),
-    shape("Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, 131072, false),
-];
-
-/// Mixture-of-experts shapes, chosen when the name says `NxMb` or `…-aNb`.
-pub const MOE_SHAPES: &[Shape] = &[
-    synth::MIXTRAL_8X7B,
-    Shape {
-        name: "Mixtral-8x22B",
-        n_layer: 56,
-        n_embd: 6144,
-        n_ff: 16384,
-        n_head: 48,
-        n_head_kv: 8,
-        n_vocab: 32768,
-        n_ctx_train: 65536,
-        n_expert: 8,
-        n_expert_used: 2,
-        tied_embedding: false,
-        head_dim: 0,
-        sliding_window: 0,
-    },
-    Shape {
-        name: "Qwen3-30B-A3B",
-        n_layer: 48,
-        n_embd: 2048,
-        n_ff: 768,
-        n_head: 32,
-        n_head_kv: 4,
-        n_vocab: 151936,
-        n_ctx_train: 40960,
-        n_expert: 128,
-        n_expert_used: 8,
-        tied_embedding: false,
-        head_dim: 0,
-        sliding_window: 0,
-    },
-];
-
-#[allow(clippy::too_many_arguments)]
-const fn shape(
-    name: &'static str,
-    n_layer: u32,
-    n_embd: u64,
-    n_ff: u64,
-    n_head: u64,
-    n_head_kv: u64,
-    n_vocab: u64,
-    n_ctx_train: u64,
-    tied_embedding: bool,
-) -> Shape {
-    Shape {
-        name,
-        n_layer,
-        n_embd,
-        n_ff,
-        n_head,
-        n_head_kv,
-        n_vocab,
-        n_ctx_train,
-        n_expert: 0,
-        n_expert_used: 0,
-        tied_embedding,
-        head_dim: 0,
-        sliding_window: 0,
-    }
-}
-
-/// Parameters of a shape (weights of every matrix, embeddings included).
-pub fn shape_params(s: &Shape) -> f64 {
-    let (e, f, v) = (s.n_embd as f64, s.n_ff as f64, s.n_vocab as f64);
-    let head_dim = s.head_dim() as f64;
-    let attn = 2.0 * e * head_dim * s.n_head as f64 + 2.0 * e * head_dim * s.n_head_kv as f64;
-    let ffn = 3.0 * e * f * s.n_expert.max(1) as f64;
-    let embeddings = if s.tied_embedding { v * e } else { 2.0 * v * e };
-    s.n_layer as f64 * (attn + ffn) + embeddings
-}
-
 /// The typical shape closest to `info` (by parameters, on a log scale).
 pub fn closest_shape(info: &NameInfo) -> &'static Shape {
     let moe = info.experts.is_some() || info.active_params.is_some();
-    let table = if moe { MOE_SHAPES } else { SHAPES };
-    table
+    SHAPES
         .iter()
+        .filter(|s| s.estimates && (s.n_expert > 0) == moe)
         .min_by(|a, b| {
-            let d = |s: &Shape| (shape_params(s).ln() - info.params.ln()).abs();
+            let d = |s: &Shape| (shapes::params(s).ln() - info.params.ln()).abs();
             d(a).total_cmp(&d(b))
         })
         .expect("tables are not empty")
@@ -411,20 +312,20 @@ mod tests {
             ("Llama-2-70B", 68.977),
             ("Falcon-180B-like", 179.5),
             ("Llama-3.1-405B", 405.85),
-            ("mixtral-8x7b", 46.70),
+            ("Mixtral-8x7B", 46.70),
             ("Mixtral-8x22B", 140.6),
             ("Qwen3-30B-A3B", 30.53),
         ];
-        for s in SHAPES.iter().chain(MOE_SHAPES) {
+        for s in SHAPES.iter().filter(|s| s.estimates) {
             let (_, billions) =
                 published.iter().find(|(n, _)| *n == s.name).expect("every shape has a published count");
-            let ratio = shape_params(s) / 1e9 / billions;
-            assert!((0.95..1.05).contains(&ratio), "{}: {:.3} B params vs {billions}", s.name, shape_params(s) / 1e9);
+            let ratio = shapes::params(s) / 1e9 / billions;
+            assert!((0.95..1.05).contains(&ratio), "{}: {:.3} B params vs {billions}", s.name, shapes::params(s) / 1e9);
         }
         let pick = |n: &str| closest_shape(&parse_name(n).unwrap()).name;
         assert_eq!(pick("Llama-2-7b.Q4_K_M"), "Llama-2-7B");
         assert_eq!(pick("Llama-2-70b-chat.Q3_K_M"), "Llama-2-70B");
-        assert_eq!(pick("Mixtral-8x7B.Q4_K_M"), "mixtral-8x7b");
+        assert_eq!(pick("Mixtral-8x7B.Q4_K_M"), "Mixtral-8x7B");
         assert_eq!(pick("Qwen3-30B-A3B-Q4_K_M"), "Qwen3-30B-A3B");
         assert_eq!(pick("SmolLM2-135M.Q8_0"), "SmolLM2-135M");
     }

@@ -6,150 +6,7 @@
 use crate::model::gguf::GgmlType;
 use crate::model::gguf::types::F32;
 use crate::model::gguf::writer::{Kv, TensorSpec};
-
-/// The shape of a dense or MoE transformer in llama.cpp's `llama` architecture.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Shape {
-    pub name: &'static str,
-    pub n_layer: u32,
-    pub n_embd: u64,
-    pub n_ff: u64,
-    pub n_head: u64,
-    pub n_head_kv: u64,
-    pub n_vocab: u64,
-    pub n_ctx_train: u64,
-    pub n_expert: u64,
-    pub n_expert_used: u64,
-    pub tied_embedding: bool,
-    /// Elements per attention head; 0: n_embd / n_head.
-    pub head_dim: u64,
-    /// Sliding-window attention (Gemma 3's 5 local layers to 1 global); 0: none, the `llama` architecture.
-    pub sliding_window: u64,
-}
-
-impl Shape {
-    pub fn head_dim(&self) -> u64 {
-        if self.head_dim > 0 { self.head_dim } else { self.n_embd / self.n_head }
-    }
-}
-
-/// Gemma-3-1B-like: the `gemma3` architecture, sliding-window attention (512 tokens), 4 heads of 256.
-pub const GEMMA3_1B: Shape = Shape {
-    name: "gemma3-1b",
-    n_layer: 26,
-    n_embd: 1152,
-    n_ff: 6912,
-    n_head: 4,
-    n_head_kv: 1,
-    n_vocab: 262144,
-    n_ctx_train: 32768,
-    n_expert: 0,
-    n_expert_used: 0,
-    tied_embedding: true,
-    head_dim: 256,
-    sliding_window: 512,
-};
-
-/// A sliding-window model small enough for a test.
-pub const SWA_TINY: Shape = Shape {
-    name: "swa-tiny",
-    n_layer: 6,
-    n_embd: 256,
-    n_ff: 512,
-    n_head: 4,
-    n_head_kv: 1,
-    n_vocab: 512,
-    n_ctx_train: 4096,
-    n_expert: 0,
-    n_expert_used: 0,
-    tied_embedding: true,
-    head_dim: 64,
-    sliding_window: 128,
-};
-
-pub const LLAMA3_8B: Shape = Shape {
-    name: "llama3-8b",
-    n_layer: 32,
-    n_embd: 4096,
-    n_ff: 14336,
-    n_head: 32,
-    n_head_kv: 8,
-    n_vocab: 128256,
-    n_ctx_train: 8192,
-    n_expert: 0,
-    n_expert_used: 0,
-    tied_embedding: false,
-    head_dim: 0,
-    sliding_window: 0,
-};
-
-pub const LLAMA2_70B: Shape = Shape {
-    name: "llama2-70b",
-    n_layer: 80,
-    n_embd: 8192,
-    n_ff: 28672,
-    n_head: 64,
-    n_head_kv: 8,
-    n_vocab: 32000,
-    n_ctx_train: 4096,
-    n_expert: 0,
-    n_expert_used: 0,
-    tied_embedding: false,
-    head_dim: 0,
-    sliding_window: 0,
-};
-
-pub const MIXTRAL_8X7B: Shape = Shape {
-    name: "mixtral-8x7b",
-    n_layer: 32,
-    n_embd: 4096,
-    n_ff: 14336,
-    n_head: 32,
-    n_head_kv: 8,
-    n_vocab: 32000,
-    n_ctx_train: 32768,
-    n_expert: 8,
-    n_expert_used: 2,
-    tied_embedding: false,
-    head_dim: 0,
-    sliding_window: 0,
-};
-
-/// Small enough to load and run anywhere in a test.
-pub const TINY: Shape = Shape {
-    name: "tiny",
-    n_layer: 4,
-    n_embd: 256,
-    n_ff: 512,
-    n_head: 4,
-    n_head_kv: 2,
-    n_vocab: 512,
-    n_ctx_train: 2048,
-    n_expert: 0,
-    n_expert_used: 0,
-    tied_embedding: true,
-    head_dim: 0,
-    sliding_window: 0,
-};
-
-/// The smallest shape llama.cpp loads: a seed for the fuzzer and the fastest test model.
-pub const MICRO: Shape = Shape {
-    name: "micro",
-    n_layer: 2,
-    n_embd: 64,
-    n_ff: 128,
-    n_head: 2,
-    n_head_kv: 1,
-    n_vocab: 300,
-    n_ctx_train: 512,
-    n_expert: 0,
-    n_expert_used: 0,
-    tied_embedding: true,
-    head_dim: 0,
-    sliding_window: 0,
-};
-
-pub const SHAPES: &[Shape] = &[LLAMA3_8B, LLAMA2_70B, MIXTRAL_8X7B, GEMMA3_1B, TINY, MICRO, SWA_TINY];
+use crate::model::shapes::Shape;
 
 /// Weight types of a file: the main type, and the higher-precision type llama.cpp's quantizer gives
 /// some tensors (Q4_K_M: attn_v and ffn_down in some layers, and the output, get Q6_K).
@@ -334,6 +191,7 @@ pub fn facts(shape: &Shape, quant_name: &str) -> crate::model::facts::ModelFacts
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::shapes::*;
 
     #[test]
     fn the_gemma_like_shape_has_gemma_3_s_windows() {

@@ -73,6 +73,11 @@ impl Printer {
         }
     }
 
+    /// Whether a write found stdout closed by its reader.
+    pub fn stdout_closed(&self) -> bool {
+        STDOUT_CLOSED.load(Ordering::Relaxed)
+    }
+
     /// A line about what run-fit is doing ("run-fit: …"), not shown with -q.
     pub fn note(&self, message: &str) {
         if !self.quiet {

@@ -8,7 +8,7 @@ use super::printer::escape;
 
 use crate::engine::LlamaFit;
 use crate::fit::advice::{QuantAdvice, QuantOption};
-use crate::fit::footprint::kv_bytes_per_token;
+use crate::fit::footprint::{Bytes, kv_bytes_per_token};
 use crate::fit::hardware::Hardware;
 use crate::fit::plan::{Plan, human};
 use crate::fit::speed::Speed;
@@ -92,37 +92,70 @@ fn params_human(p: u64) -> String {
 }
 
 pub fn plan_json(report: &PlanReport) -> String {
-    serde_json::to_string_pretty(report).expect("plan serialises")
+    serde_json::to_string_pretty(report).unwrap_or_default()
 }
 
+/// The plan as people read it: what the model and machine are, the decision and its reasons, speed and
+/// advice, the per-device table, and the same choice as llama.cpp arguments.
 pub fn plan_text(report: &PlanReport) -> String {
-    let (m, hw, p) = (&report.model, report.hardware, report.plan);
-    let c = &p.config;
     let mut out = String::new();
-    let name = std::path::Path::new(&m.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     if let Some(e) = &report.estimate {
+        out += &estimate_lines(e, &report.model);
+    }
+    out += &model_line(&report.model);
+    out += &machine_line(report.hardware);
+    out += &decision_lines(report);
+    if let Some(s) = &report.speed {
         out += &format!(
-            "ESTIMATE no file: {} read as {} params at {}; shape of {}\n",
-            e.from,
-            params_human(e.params_named as u64),
-            e.quant,
-            e.shape
-        );
-        // Decimal GB here, as the usual "RAM per model size" tables use them.
-        let gb = |b: f64| format!("{:.2} GB", b / 1e9);
-        out += &format!(
-            "naive    {} × {} bits = {} of weights; this estimate: {} ({} has {} params; {} averages {:.2} bits/weight)\n",
-            params_human(e.params_named as u64),
-            e.naive_bits_per_weight,
-            gb(e.naive_weight_bytes as f64),
-            gb(m.weights_bytes as f64),
-            e.shape,
-            params_human(m.params),
-            e.quant,
-            m.bits_per_weight
+            "speed    ~{:.0} tok/s generating (limited by {}), ~{:.0} tok/s reading the prompt (predicted)\n",
+            s.generation_tok_per_s, s.limited_by, s.prompt_tok_per_s
         );
     }
-    out += &format!(
+    if let Some(a) = &report.quant_advice {
+        out += &quant_line(a);
+    }
+    out += "\n";
+    out += &device_table(report.plan);
+    out += "\n\n";
+    out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
+    if let Some(fit) = report.llama_fit {
+        let ngl = match fit.n_gpu_layers {
+            n if n < 0 => format!("{n} (all that the GPUs take; none here, so the CPU)"),
+            n => n.to_string(),
+        };
+        out += &format!(
+            "llama.cpp's own fit chose  -ngl {ngl} -c {}{}\n",
+            fit.n_ctx_tokens,
+            if fit.fitted { "" } else { " (it reported that nothing fits and would load anyway)" }
+        );
+    }
+    out
+}
+
+fn estimate_lines(e: &Estimate, m: &ModelSummary) -> String {
+    // Decimal GB here, as the usual "RAM per model size" tables use them.
+    let gb = |b: f64| format!("{:.2} GB", b / 1e9);
+    format!(
+        "ESTIMATE no file: {} read as {} params at {}; shape of {}\n\
+         naive    {} × {} bits = {} of weights; this estimate: {} ({} has {} params; {} averages {:.2} bits/weight)\n",
+        e.from,
+        params_human(e.params_named as u64),
+        e.quant,
+        e.shape,
+        params_human(e.params_named as u64),
+        e.naive_bits_per_weight,
+        gb(e.naive_weight_bytes as f64),
+        gb(m.weights_bytes as f64),
+        e.shape,
+        params_human(m.params),
+        e.quant,
+        m.bits_per_weight
+    )
+}
+
+fn model_line(m: &ModelSummary) -> String {
+    let name = std::path::Path::new(&m.path).file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    format!(
         "model    {name}: {} {}, {} layers, {} params, {} ({:.2} bits/weight), {}\n",
         m.architecture,
         if m.experts > 0 { format!("MoE ({} experts)", m.experts) } else { "dense".into() },
@@ -131,13 +164,22 @@ pub fn plan_text(report: &PlanReport) -> String {
         m.quant,
         m.bits_per_weight,
         human(m.weights_bytes)
-    );
+    )
+}
+
+fn machine_line(hw: &Hardware) -> String {
     let gpus = match hw.devices.len() {
         0 => "no GPU".to_string(),
         1 => format!("1 GPU ({})", hw.devices[0].description),
         n => format!("{n} GPUs"),
     };
-    out += &format!("machine  {}: {gpus}, {} RAM available\n", hw.source, human(hw.host.available_bytes));
+    format!("machine  {}: {gpus}, {} RAM available\n", hw.source, human(hw.host.available_bytes))
+}
+
+/// "plan …" with where the layers go, then its reasons, warnings and what earlier runs taught.
+fn decision_lines(report: &PlanReport) -> String {
+    let p = report.plan;
+    let c = &p.config;
     let placed = if c.n_gpu_layers() == 0 {
         "all layers on the CPU".to_string()
     } else {
@@ -150,7 +192,7 @@ pub fn plan_text(report: &PlanReport) -> String {
             }
         }
     };
-    out += &format!(
+    let mut out = format!(
         "plan     {placed}, context {} tokens, KV cache {}/{}, flash attention {}\n",
         c.n_ctx_tokens,
         c.cache_k.name.to_lowercase(),
@@ -166,86 +208,65 @@ pub fn plan_text(report: &PlanReport) -> String {
     for l in &report.learned {
         out += &format!("learned  {l}\n");
     }
-    if let Some(s) = &report.speed {
-        out += &format!(
-            "speed    ~{:.0} tok/s generating (limited by {}), ~{:.0} tok/s reading the prompt (predicted)\n",
-            s.generation_tok_per_s, s.limited_by, s.prompt_tok_per_s
-        );
-    }
-    if let Some(a) = &report.quant_advice {
-        let speed = |o: &QuantOption| o.generation_tok_per_s.map_or(String::new(), |t| format!(", ~{t:.1} tok/s"));
-        let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
-        out += &format!(
-            "quant    this {} file: {}/{} layers on the GPU{}; ",
-            a.current.quant,
-            a.current.gpu_layers,
-            a.current.max_layers,
-            speed(&a.current)
-        );
-        out += &match (&a.fits_fully, &a.best_partial) {
-            (Some(f), _) => {
-                format!("{} ({}) would put all {} there{}\n", f.quant, gb(f.weights_bytes), f.max_layers, speed(f))
-            }
-            (None, Some(b)) => format!(
-                "no quantization fits entirely; {} ({}) would put {}/{} there{} (fewer bits, lower quality)\n",
-                b.quant,
-                gb(b.weights_bytes),
-                b.gpu_layers,
-                b.max_layers,
-                speed(b)
-            ),
-            (None, None) => "no smaller quantization fits this machine\n".into(),
-        };
-    }
-    out += "\n";
+    out
+}
+
+fn quant_line(a: &QuantAdvice) -> String {
+    let speed = |o: &QuantOption| o.generation_tok_per_s.map_or(String::new(), |t| format!(", ~{t:.1} tok/s"));
+    let gb = |b: u64| format!("{:.1} GB", b as f64 / 1e9);
+    let mut out = format!(
+        "quant    this {} file: {}/{} layers on the GPU{}; ",
+        a.current.quant,
+        a.current.gpu_layers,
+        a.current.max_layers,
+        speed(&a.current)
+    );
+    out += &match (&a.fits_fully, &a.best_partial) {
+        (Some(f), _) => {
+            format!("{} ({}) would put all {} there{}\n", f.quant, gb(f.weights_bytes), f.max_layers, speed(f))
+        }
+        (None, Some(b)) => format!(
+            "no quantization fits entirely; {} ({}) would put {}/{} there{} (fewer bits, lower quality)\n",
+            b.quant,
+            gb(b.weights_bytes),
+            b.gpu_layers,
+            b.max_layers,
+            speed(b)
+        ),
+        (None, None) => "no smaller quantization fits this machine\n".into(),
+    };
+    out
+}
+
+/// Per device and the host: layers, weights + KV cache + compute = total, reserve, free, headroom.
+fn device_table(p: &Plan) -> String {
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN);
     table.set_header(["", "layers", "weights", "KV cache", "compute", "= total", "reserve", "free", "headroom"]);
+    let row = |name: &str, layers: u32, b: &Bytes, reserve: u64, free: u64, headroom: i64| {
+        [
+            name.to_string(),
+            layers.to_string(),
+            human(b.weights),
+            human(b.kv),
+            human(b.compute),
+            human(b.total()),
+            human(reserve),
+            human(free),
+            signed_human(headroom),
+        ]
+    };
     for d in &p.devices {
-        table.add_row([
-            d.name.clone(),
-            d.layers.to_string(),
-            human(d.bytes.weights),
-            human(d.bytes.kv),
-            human(d.bytes.compute),
-            human(d.bytes.total()),
-            human(d.reserve_bytes),
-            human(d.free_bytes),
-            signed_human(d.headroom_bytes),
-        ]);
+        table.add_row(row(&d.name, d.layers, &d.bytes, d.reserve_bytes, d.free_bytes, d.headroom_bytes));
     }
     let h = &p.host;
-    table.add_row([
-        "RAM".to_string(),
-        h.layers.to_string(),
-        human(h.bytes.weights),
-        human(h.bytes.kv),
-        human(h.bytes.compute),
-        human(h.bytes.total()),
-        human(h.reserve_bytes),
-        human(h.available_bytes),
-        signed_human(h.headroom_bytes),
-    ]);
+    table.add_row(row("RAM", h.layers, &h.bytes, h.reserve_bytes, h.available_bytes, h.headroom_bytes));
     for i in 1..9 {
         if let Some(col) = table.column_mut(i) {
             col.set_cell_alignment(CellAlignment::Right);
         }
     }
-    out += &table.to_string();
-    out += "\n\n";
-    out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
-    if let Some(fit) = report.llama_fit {
-        let ngl = match fit.n_gpu_layers {
-            n if n < 0 => format!("{n} (all that the GPUs take; none here, so the CPU)"),
-            n => n.to_string(),
-        };
-        out += &format!(
-            "llama.cpp's own fit chose  -ngl {ngl} -c {}{}\n",
-            fit.n_ctx_tokens,
-            if fit.fitted { "" } else { " (it reported that nothing fits and would load anyway)" }
-        );
-    }
-    out
+    table.to_string()
 }
 
 fn signed_human(bytes: i64) -> String {

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::Serialize;
 
-use crate::cli::{BenchRequest, LoadRequest};
+use crate::cli::{BenchRequest, LayerChoice, LoadRequest};
 use crate::error::Failure;
 use crate::fit::hardware::Hardware;
 use crate::fit::plan::{self, Pins, Policy};
@@ -96,7 +96,13 @@ fn settings(req: &BenchRequest, facts: &ModelFacts, hardware: &Hardware) -> Resu
     let planned = plan::plan(facts, hardware, &req.load.policy)?;
     let max = planned.config.n_gpu_layers();
     let ngls: Vec<u32> = match &req.n_gpu_layers {
-        Some(list) => list.iter().map(|n| n.unwrap_or(max)).collect(),
+        Some(list) => list
+            .iter()
+            .map(|n| match n {
+                LayerChoice::Count(n) => *n,
+                LayerChoice::Max => max,
+            })
+            .collect(),
         None => {
             let mut v: Vec<u32> = (0..=4).map(|q| max * q / 4).collect();
             v.dedup();

@@ -86,6 +86,7 @@ fn print_reply_end(printer: &Printer, reply: &Reply, predicted: Option<&Speed>) 
         ));
     }
     match reply.stop {
+        StopReason::Stopped if printer.stdout_closed() => printer.note("stopped: the output was closed"),
         StopReason::Stopped => printer.note("stopped"),
         StopReason::ContextFull => {
             printer.note("the context is full: the reply was cut; older turns are dropped next time")
@@ -148,7 +149,7 @@ pub fn once(req: &RunRequest, prompt: String, mut session: ModelSession, printer
     if let Some(message) = &reply.rejected {
         return Err(Failure::Usage(message.clone()));
     }
-    if req.json {
+    let written = if req.json {
         let json = OnceJson {
             reply: &reply.text,
             stop: reply.stop,
@@ -159,12 +160,18 @@ pub fn once(req: &RunRequest, prompt: String, mut session: ModelSession, printer
             backoff: session.steps(),
             predicted: session.predicted(),
         };
-        printer.out(&(serde_json::to_string(&json).map_err(anyhow::Error::from)? + "\n"))?;
+        printer.out(&(serde_json::to_string(&json).map_err(anyhow::Error::from)? + "\n"))
     } else {
-        printer.out("\n")?;
-    }
+        printer.out("\n")
+    };
+    // The statistics go to stderr even when the reader of stdout left: they say how far it got.
     print_reply_end(printer, &reply, session.predicted());
-    if reply.stop == StopReason::Stopped { Err(Failure::Interrupted) } else { Ok(()) }
+    written?;
+    match reply.stop {
+        StopReason::Stopped if printer.stdout_closed() => Err(Failure::OutputClosed),
+        StopReason::Stopped => Err(Failure::Interrupted),
+        _ => Ok(()),
+    }
 }
 
 /// Ctrl-C with text on the line clears the line; at an empty prompt it falls through to rustyline's

@@ -68,7 +68,10 @@ pub fn run() -> ExitCode {
     let stdin = std::io::stdin();
     let mut lines = stdin.lock().lines();
     let Some(Request::Load(spec)) = next_request(&mut lines) else {
-        eprintln!("run-fit worker: expected a load request on stdin (this command is started by run-fit)");
+        let _ = writeln!(
+            std::io::stderr(),
+            "run-fit worker: expected a load request on stdin (this command is started by run-fit)"
+        );
         return ExitCode::from(2);
     };
     let engine = match Engine::init_with(if spec.verbose { LogEcho::Everything } else { LogEcho::Informative }) {
@@ -161,7 +164,9 @@ fn serve(mut session: Session) -> ExitCode {
                         break;
                     }
                 }
-                Err(e) => eprintln!("run-fit worker: ignoring a malformed request: {e}"),
+                Err(e) => {
+                    let _ = writeln!(std::io::stderr(), "run-fit worker: ignoring a malformed request: {e}");
+                }
             }
         }
         // The supervisor closed our stdin (it exits or gave up on us): stop what we are doing.

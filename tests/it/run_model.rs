@@ -4,12 +4,10 @@
 //! machine is provoked: an error value, an abort inside llama.cpp, libgomp's exit(1). The kernel's OOM
 //! killer (SIGKILL) cannot be provoked safely on a shared machine, so that one is simulated.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
-use common::*;
+use crate::common::*;
 
 const QUESTION: &str = "What is the capital of France?";
 
@@ -210,7 +208,7 @@ fn a_failure_that_is_not_memory_is_reported_at_once() {
     // A header run-fit accepts but llama.cpp cannot load: a llama model without its attention weights.
     let dir = tempfile::tempdir().unwrap();
     let (kvs, mut tensors) =
-        run_fit::dev::synth::model(&run_fit::dev::synth::MICRO, run_fit::dev::synth::quant("Q8_0").unwrap());
+        run_fit::dev::synth::model(&run_fit::dev::shapes::MICRO, run_fit::dev::synth::quant("Q8_0").unwrap());
     tensors.retain(|t| !t.name.ends_with("attn_q.weight"));
     let path = dir.path().join("broken.gguf");
     run_fit::dev::write_sparse(&path, &kvs, &tensors).unwrap();

@@ -9,7 +9,13 @@ fn every_corpus_input_ends_without_a_panic() {
     let mut count = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
-        run_fit::fuzz_header(&std::fs::read(&path).unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        // Each input is a past or possible stall (a 1439-layer header once took 98 s): a bound that a
+        // quadratic planner or reader would miss by far, with room for a loaded 2-core machine.
+        let started = std::time::Instant::now();
+        run_fit::fuzz_header(&bytes);
+        let took = started.elapsed();
+        assert!(took < std::time::Duration::from_secs(2), "{}: {took:?}", path.display());
         count += 1;
     }
     assert!(count >= 6, "the seed corpus in {} is missing", dir.display());

@@ -2,11 +2,9 @@
 //! same model on this machine starts from it and says so, `--fresh` ignores it, and a corrupt file is a
 //! warning, never an error.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn with_cache(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_run-fit")).args(args).env("RUN_FIT_CACHE_DIR", dir).output().unwrap()

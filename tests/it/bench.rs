@@ -1,9 +1,7 @@
 //! `run-fit bench` on the default model with a small sweep: the table names the fastest setting and its
 //! command, JSON and CSV carry the same rows, and the chart is a valid SVG with both panels.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[test]
 fn a_small_sweep_gives_table_json_csv_and_chart() {

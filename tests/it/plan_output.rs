@@ -1,9 +1,7 @@
 //! `run-fit plan` on the real default models, over the shipped profiles: the human output is
 //! snapshot-tested (profiles make it deterministic), the JSON is checked field by field.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn plan_text(args: &[&str]) -> String {
     let out = run_fit(args);
@@ -46,7 +44,7 @@ fn sliding_window_model_keeps_a_small_cache_for_window_layers() {
 #[test]
 fn synthetic_70b_partial_offload() {
     let dir = tempfile::tempdir().unwrap();
-    let big = synthetic(dir.path(), &run_fit::dev::synth::LLAMA2_70B, "Q4_K_M");
+    let big = synthetic(dir.path(), &run_fit::dev::shapes::LLAMA2_70B, "Q4_K_M");
     // 12 GB GPU + 32 GB RAM: ~20 layers fit the GPU, but the other ~29.6 GiB do not fit in RAM.
     let refused = run_fit(&["plan", big.to_str().unwrap(), "--profile", "rtx3060-12g"]);
     assert_eq!(refused.status.code(), Some(5));
@@ -127,4 +125,36 @@ fn devices_watch_shows_memory_in_use_at_each_reading() {
     let bad = run_fit(&["devices", "--watch", "0"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("seconds above 0"));
+}
+
+/// GPU layers and context of `plan --json` for the default model on a hypothetical machine.
+fn layers_and_context(extra: &[&str]) -> (u64, u64) {
+    let smol = smollm2();
+    let mut args = vec!["plan", smol.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let out = run_fit(&args);
+    assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let layers = v["plan"]["config"]["gpu_layers"].as_array().unwrap().iter().filter_map(|l| l.as_u64()).sum();
+    (layers, v["plan"]["config"]["n_ctx_tokens"].as_u64().unwrap())
+}
+
+#[test]
+fn run_fit_s_own_levers_each_change_the_plan() {
+    // --reserve: VRAM kept free leaves less for layers
+    let gpu = ["--vram", "1GiB", "--ram", "8GiB"];
+    assert_eq!(layers_and_context(&gpu), (31, 8192));
+    let (layers, _) = layers_and_context(&[&gpu[..], &["--reserve", "800MiB"]].concat());
+    assert!(layers < 31, "--reserve 800MiB still put {layers} layers on a 1 GiB GPU");
+    // --min-ctx: layers are fitted at that context, so a smaller one fits more of them
+    let small = ["--vram", "700MiB", "--ram", "8GiB"];
+    let (at_default, _) = layers_and_context(&small);
+    let (at_512, _) = layers_and_context(&[&small[..], &["--min-ctx", "512"]].concat());
+    let (at_8192, ctx) = layers_and_context(&[&small[..], &["--min-ctx", "8192"]].concat());
+    assert!(at_512 > at_default && at_default > at_8192, "{at_512} / {at_default} / {at_8192} layers");
+    assert_eq!(ctx, 8192);
+    // --host-reserve: RAM kept for the system shortens a CPU-only context
+    assert_eq!(layers_and_context(&["--ram", "2GiB"]), (0, 8192));
+    let (_, ctx) = layers_and_context(&["--ram", "2GiB", "--host-reserve", "1700MiB"]);
+    assert!(ctx < 8192, "--host-reserve 1700MiB kept the whole context ({ctx})");
 }

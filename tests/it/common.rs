@@ -54,7 +54,7 @@ pub fn stderr(o: &Output) -> String {
 }
 
 /// Write a sparse synthetic model of `shape` into `dir`.
-pub fn synthetic(dir: &Path, shape: &run_fit::dev::synth::Shape, quant: &str) -> PathBuf {
+pub fn synthetic(dir: &Path, shape: &run_fit::dev::shapes::Shape, quant: &str) -> PathBuf {
     let path = dir.join(format!("{}.gguf", shape.name));
     let (kvs, tensors) = run_fit::dev::synth::model(shape, run_fit::dev::synth::quant(quant).unwrap());
     run_fit::dev::write_sparse(&path, &kvs, &tensors).unwrap();

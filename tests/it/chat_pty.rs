@@ -1,9 +1,7 @@
 //! The interactive chat, driven through a pseudo-terminal as a person would: two turns, `/stats`, Ctrl-C
 //! during a long reply (which must stop the reply, not run-fit), `/exit`.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use rexpect::session::PtySession;
 
 /// Type a line as a person does, one key at a time. (A burst of keys without bracketed-paste markers

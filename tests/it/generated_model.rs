@@ -2,11 +2,9 @@
 //! random but valid weights, quantized by ggml. llama.cpp must load it and run it — the GPU kit makes its
 //! models this way on a machine no model file can reach.
 
-mod common;
-
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn synth(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_run-fit-dev")).arg("synth").args(args).output().unwrap()

@@ -1,0 +1,283 @@
+//! The shapes of real models and of the small ones tests use: one table. Name estimates pick the
+//! closest real one (`names`), the generator writes any of them (`synth`), speed's published rows
+//! name the model they ran.
+
+/// The shape of a dense or MoE transformer in llama.cpp's `llama` architecture.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
+    pub name: &'static str,
+    pub n_layer: u32,
+    pub n_embd: u64,
+    pub n_ff: u64,
+    pub n_head: u64,
+    pub n_head_kv: u64,
+    pub n_vocab: u64,
+    pub n_ctx_train: u64,
+    pub n_expert: u64,
+    pub n_expert_used: u64,
+    pub tied_embedding: bool,
+    /// Elements per attention head; 0: n_embd / n_head.
+    pub head_dim: u64,
+    /// Sliding-window attention (Gemma 3's 5 local layers to 1 global); 0: none, the `llama` architecture.
+    pub sliding_window: u64,
+    /// Whether name estimates may pick this shape (a real model's), or only tests and the generator.
+    pub estimates: bool,
+}
+
+impl Shape {
+    pub fn head_dim(&self) -> u64 {
+        if self.head_dim > 0 { self.head_dim } else { self.n_embd / self.n_head }
+    }
+}
+
+/// Gemma-3-1B-like: the `gemma3` architecture, sliding-window attention (512 tokens), 4 heads of 256.
+pub const GEMMA3_1B: Shape = Shape {
+    name: "Gemma-3-1B",
+    n_layer: 26,
+    n_embd: 1152,
+    n_ff: 6912,
+    n_head: 4,
+    n_head_kv: 1,
+    n_vocab: 262144,
+    n_ctx_train: 32768,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+    head_dim: 256,
+    sliding_window: 512,
+    estimates: false,
+};
+
+/// A sliding-window model small enough for a test.
+pub const SWA_TINY: Shape = Shape {
+    name: "swa-tiny",
+    n_layer: 6,
+    n_embd: 256,
+    n_ff: 512,
+    n_head: 4,
+    n_head_kv: 1,
+    n_vocab: 512,
+    n_ctx_train: 4096,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+    head_dim: 64,
+    sliding_window: 128,
+    estimates: false,
+};
+
+pub const LLAMA3_8B: Shape = Shape {
+    name: "Llama-3-8B",
+    n_layer: 32,
+    n_embd: 4096,
+    n_ff: 14336,
+    n_head: 32,
+    n_head_kv: 8,
+    n_vocab: 128256,
+    n_ctx_train: 8192,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: true,
+};
+
+pub const LLAMA2_70B: Shape = Shape {
+    name: "Llama-2-70B",
+    n_layer: 80,
+    n_embd: 8192,
+    n_ff: 28672,
+    n_head: 64,
+    n_head_kv: 8,
+    n_vocab: 32000,
+    n_ctx_train: 4096,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: true,
+};
+
+pub const MIXTRAL_8X7B: Shape = Shape {
+    name: "Mixtral-8x7B",
+    n_layer: 32,
+    n_embd: 4096,
+    n_ff: 14336,
+    n_head: 32,
+    n_head_kv: 8,
+    n_vocab: 32000,
+    n_ctx_train: 32768,
+    n_expert: 8,
+    n_expert_used: 2,
+    tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: true,
+};
+
+/// Small enough to load and run anywhere in a test.
+pub const TINY: Shape = Shape {
+    name: "tiny",
+    n_layer: 4,
+    n_embd: 256,
+    n_ff: 512,
+    n_head: 4,
+    n_head_kv: 2,
+    n_vocab: 512,
+    n_ctx_train: 2048,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: false,
+};
+
+/// The smallest shape llama.cpp loads: a seed for the fuzzer and the fastest test model.
+pub const MICRO: Shape = Shape {
+    name: "micro",
+    n_layer: 2,
+    n_embd: 64,
+    n_ff: 128,
+    n_head: 2,
+    n_head_kv: 1,
+    n_vocab: 300,
+    n_ctx_train: 512,
+    n_expert: 0,
+    n_expert_used: 0,
+    tied_embedding: true,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: false,
+};
+
+/// Typical shapes by size (real models' hyperparameters; docs/ESTIMATES.md lists their sources).
+pub const TINYLLAMA_1B: Shape = shape("TinyLlama-1.1B", 22, 2048, 5632, 32, 4, 32000, 2048, false);
+pub const LLAMA32_3B: Shape = shape("Llama-3.2-3B", 28, 3072, 8192, 24, 8, 128256, 131072, true);
+pub const LLAMA2_7B: Shape = shape("Llama-2-7B", 32, 4096, 11008, 32, 32, 32000, 4096, false);
+
+/// Every shape run-fit knows, in one table: real models' (name estimates pick among those marked
+/// `estimates`), then the small ones tests and the generator use.
+pub const SHAPES: &[Shape] = &[
+    shape("SmolLM2-135M", 30, 576, 1536, 9, 3, 49152, 8192, true),
+    shape("SmolLM2-360M", 32, 960, 2560, 15, 5, 49152, 8192, true),
+    shape("Qwen2.5-0.5B", 24, 896, 4864, 14, 2, 151936, 32768, true),
+    TINYLLAMA_1B,
+    shape("Llama-3.2-1B", 16, 2048, 8192, 32, 8, 128256, 131072, true),
+    shape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 151936, 32768, true),
+    LLAMA32_3B,
+    LLAMA2_7B,
+    LLAMA3_8B,
+    shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false),
+    shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false),
+    shape("Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, 32768, false),
+    shape("CodeLlama-34B", 48, 8192, 22016, 64, 8, 32000, 16384, false),
+    LLAMA2_70B,
+    shape("Falcon-180B-like", 80, 14848, 39680, 232, 8, 65024, 2048, false),
+    shape("Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, 131072, false),
+    // mixtures of experts, chosen when the name says `NxMb` or `…-aNb`
+    MIXTRAL_8X7B,
+    Shape {
+        name: "Mixtral-8x22B",
+        n_layer: 56,
+        n_embd: 6144,
+        n_ff: 16384,
+        n_head: 48,
+        n_head_kv: 8,
+        n_vocab: 32768,
+        n_ctx_train: 65536,
+        n_expert: 8,
+        n_expert_used: 2,
+        tied_embedding: false,
+        head_dim: 0,
+        sliding_window: 0,
+        estimates: true,
+    },
+    Shape {
+        name: "Qwen3-30B-A3B",
+        n_layer: 48,
+        n_embd: 2048,
+        n_ff: 768,
+        n_head: 32,
+        n_head_kv: 4,
+        n_vocab: 151936,
+        n_ctx_train: 40960,
+        n_expert: 128,
+        n_expert_used: 8,
+        tied_embedding: false,
+        head_dim: 0,
+        sliding_window: 0,
+        estimates: true,
+    },
+    // for tests and the generator only
+    GEMMA3_1B,
+    TINY,
+    MICRO,
+    SWA_TINY,
+];
+
+#[allow(clippy::too_many_arguments)]
+const fn shape(
+    name: &'static str,
+    n_layer: u32,
+    n_embd: u64,
+    n_ff: u64,
+    n_head: u64,
+    n_head_kv: u64,
+    n_vocab: u64,
+    n_ctx_train: u64,
+    tied_embedding: bool,
+) -> Shape {
+    Shape {
+        name,
+        n_layer,
+        n_embd,
+        n_ff,
+        n_head,
+        n_head_kv,
+        n_vocab,
+        n_ctx_train,
+        n_expert: 0,
+        n_expert_used: 0,
+        tied_embedding,
+        head_dim: 0,
+        sliding_window: 0,
+        estimates: true,
+    }
+}
+
+/// Parameters of a shape (weights of every matrix, embeddings included).
+pub fn params(s: &Shape) -> f64 {
+    let (e, f, v) = (s.n_embd as f64, s.n_ff as f64, s.n_vocab as f64);
+    let head_dim = s.head_dim() as f64;
+    let attn = 2.0 * e * head_dim * s.n_head as f64 + 2.0 * e * head_dim * s.n_head_kv as f64;
+    let ffn = 3.0 * e * f * s.n_expert.max(1) as f64;
+    let embeddings = if s.tied_embedding { v * e } else { 2.0 * v * e };
+    s.n_layer as f64 * (attn + ffn) + embeddings
+}
+
+/// The shape named `name`, ignoring case, dashes, dots and underscores (`llama3-8b` is Llama-3-8B).
+pub fn by_name(name: &str) -> Option<&'static Shape> {
+    let key = |n: &str| n.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    SHAPES.iter().find(|s| key(s.name) == key(name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generator_names_find_their_shapes() {
+        assert_eq!(by_name("llama3-8b").map(|s| s.name), Some("Llama-3-8B"));
+        assert_eq!(by_name("mixtral-8x7b").map(|s| s.name), Some("Mixtral-8x7B"));
+        assert_eq!(by_name("gemma3-1b").map(|s| s.name), Some("Gemma-3-1B"));
+        assert_eq!(by_name("swa-tiny").map(|s| s.name), Some("swa-tiny"));
+        assert!(by_name("llama3-9b").is_none());
+        let mut names: Vec<_> = SHAPES.iter().map(|s| s.name.to_ascii_lowercase()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), SHAPES.len(), "one name, one shape");
+    }
+}

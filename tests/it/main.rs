@@ -1,0 +1,14 @@
+//! Every integration test in one binary: each file below was its own test crate, and one link of
+//! llama.cpp's static libraries instead of eight saves minutes on a 2-core machine.
+
+mod bad_input;
+mod bench;
+mod calibration;
+mod chat_pty;
+mod common;
+mod fuzz_corpus;
+mod generated_model;
+mod house;
+mod output;
+mod plan_output;
+mod run_model;
