@@ -11,6 +11,12 @@ use super::{install_interrupt, learn_from_earlier_runs, read_facts};
 
 pub(super) fn run_bench(req: &BenchRequest, printer: &Printer) -> Result<(), Failure> {
     let facts = read_facts(&req.load.model)?;
+    // A chart that cannot be written is found before minutes of measuring, not after.
+    if let Some(path) = &req.chart {
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(path).map_err(|e| {
+            Failure::Usage(format!("--chart {}: cannot write there ({e}); give a writable path", path.display()))
+        })?;
+    }
     let interrupt = install_interrupt()?;
     let mut hardware = probe::measure_isolated()?;
     let mut policy = req.load.policy.clone();
@@ -19,6 +25,7 @@ pub(super) fn run_bench(req: &BenchRequest, printer: &Printer) -> Result<(), Fai
     for n in &notes {
         printer.note(n);
     }
+    let req = &BenchRequest { load: super::cap_threads(&req.load, hardware.host.threads, printer), ..req.clone() };
     let bar = printer.progress_bar(1, "measuring {bar:40} {pos}/{len}");
     let outcomes = bench::run(req, &facts, &hardware, printer.silenced(), interrupt, &mut |done, total| {
         bar.set_length(total);
@@ -41,5 +48,9 @@ pub(super) fn run_bench(req: &BenchRequest, printer: &Printer) -> Result<(), Fai
             .map_err(|e| Failure::Internal(anyhow::anyhow!("writing the chart {}: {e}", path.display())))?;
         printer.note(&format!("chart written to {}", path.display()));
     }
-    printer.out(&text)
+    printer.out(&text)?;
+    if bench::fastest(&outcomes).is_none() {
+        return Err(Failure::OutOfMemory("no setting of the sweep ran; the status column says why".into()));
+    }
+    Ok(())
 }

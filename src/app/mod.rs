@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
-use crate::cli::{Early, Invocation, ModelSource, Request};
+use crate::cli::{Early, Invocation, LoadRequest, ModelSource, Request};
 use crate::error::Failure;
 use crate::fit::calibration;
 use crate::fit::hardware::Hardware;
@@ -73,7 +73,9 @@ pub fn read_facts(path: &std::path::Path) -> Result<ModelFacts, Failure> {
 /// quantization, with how the estimate was made.
 pub(crate) fn resolve_model(source: &ModelSource) -> Result<(String, ModelFacts, Option<Estimate>), Failure> {
     let (from, info) = match source {
-        ModelSource::Path(path) if path.exists() => {
+        // Anything on disk is a file to read, even a broken or looping symlink: only a path that names
+        // nothing is read as a model name.
+        ModelSource::Path(path) if path.symlink_metadata().is_ok() => {
             return Ok((path.display().to_string(), read_facts(path)?, None));
         }
         ModelSource::Path(path) => {
@@ -160,6 +162,21 @@ fn ago(when: u64) -> String {
         s if s < 172_800 => format!("{} h ago", s / 3600),
         s => format!("{} days ago", s / 86400),
     }
+}
+
+/// More threads than CPUs only slow llama.cpp down, and `-t 10000` would start ten thousand (and
+/// answer nothing for minutes): `-t` is capped at four times the CPUs this process may use, at least
+/// 32, and run-fit says so. Below that a user may oversubscribe on purpose.
+pub(crate) fn cap_threads(load: &LoadRequest, cpus: u32, printer: &Printer) -> LoadRequest {
+    let mut load = load.clone();
+    let cap = cpus.saturating_mul(4).max(32);
+    if let Some(t) = load.levers.threads
+        && t > cap
+    {
+        printer.note(&format!("-t {t}: more than {cap} threads for {cpus} CPUs only slows llama.cpp; using {cpus}"));
+        load.levers.threads = Some(cpus.max(1));
+    }
+    load
 }
 
 /// Ctrl-C becomes a flag the waits look at (and a wake-up for them): it stops a reply instead of

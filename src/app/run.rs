@@ -28,7 +28,8 @@ pub(super) fn run_model(req: &RunRequest, printer: &Printer) -> Result<(), Failu
     for note in &learned {
         printer.note(note);
     }
-    let launcher = Launcher::new(&req.load, &facts, hardware, policy, learn, *printer, Arc::clone(&interrupt));
+    let load = super::cap_threads(&req.load, hardware.host.threads, printer);
+    let launcher = Launcher::new(&load, &facts, hardware, policy, learn, *printer, Arc::clone(&interrupt));
     let session = ModelSession::start(launcher, interrupt)?;
     match (&req.mode, piped) {
         (Mode::Once(Some(prompt)), _) => chat::once(req, prompt.clone(), session, printer),
@@ -37,11 +38,27 @@ pub(super) fn run_model(req: &RunRequest, printer: &Printer) -> Result<(), Failu
     }
 }
 
+/// A prompt on stdin is read up to this size: a larger one fits no context (even 131,072 tokens are
+/// about 512 KiB of text), and `yes | run-fit …` must not fill the memory.
+const MAX_PIPED_PROMPT_BYTES: u64 = 8 << 20;
+
 fn read_piped_prompt() -> Result<String, Failure> {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     std::io::stdin()
-        .read_to_string(&mut text)
+        .take(MAX_PIPED_PROMPT_BYTES + 1)
+        .read_to_end(&mut bytes)
         .map_err(|e| Failure::Usage(format!("reading the prompt from stdin: {e}")))?;
+    if bytes.len() as u64 > MAX_PIPED_PROMPT_BYTES {
+        return Err(Failure::Usage(format!(
+            "the prompt on stdin is longer than {} MiB, more than any context holds; pipe a shorter text",
+            MAX_PIPED_PROMPT_BYTES >> 20
+        )));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Failure::Usage("the prompt on stdin is not UTF-8 text; pipe text, not a binary file".into()))?;
+    if text.contains('\0') {
+        return Err(Failure::Usage("the prompt on stdin contains NUL bytes; pipe text, not a binary file".into()));
+    }
     if text.trim().is_empty() {
         return Err(Failure::Usage(
             "no prompt: give -p TEXT, pipe a prompt on stdin, or run in a terminal to chat".into(),

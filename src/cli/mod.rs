@@ -96,6 +96,9 @@ fn on_off(text: &str) -> Result<bool, String> {
     }
 }
 
+/// llama.cpp's context size is a 32-bit count that it rounds up to a multiple of 256.
+const MAX_CTX_TOKENS: u64 = u32::MAX as u64 / 256 * 256;
+
 /// What the user asked for, typed and checked; nothing on the machine has been touched yet.
 #[derive(Debug)]
 pub struct Invocation {
@@ -154,7 +157,7 @@ impl DevicesArgs {
                 std::time::Duration::try_from_secs_f64(seconds)
                     .ok()
                     .filter(|d| !d.is_zero() && d.as_secs() <= 86_400)
-                    .ok_or_else(|| format!("--watch {seconds}: give a number of seconds above 0, e.g. --watch 2"))?,
+                    .ok_or_else(|| format!("--watch {seconds}: give a number of seconds above 0 and at most a day (86400), e.g. --watch 2"))?,
             ),
         };
         Ok(DevicesRequest { json: self.json, watch, count: self.count })
@@ -332,6 +335,19 @@ pub struct LeverArgs {
     pub main_gpu: u32,
 }
 
+impl LeverArgs {
+    fn levers(&self) -> Levers {
+        Levers {
+            threads: self.threads,
+            batch_tokens: self.batch_size.max(1),
+            use_mmap: !self.no_mmap,
+            use_mlock: self.mlock,
+            split_mode: self.split_mode,
+            main_gpu: self.main_gpu,
+        }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct DevicesArgs {
     /// Print JSON instead of a table.
@@ -375,6 +391,9 @@ pub struct PlanArgs {
     pub ram: Option<u64>,
     #[command(flatten)]
     pub fit: FitArgs,
+    /// The levers `run` takes, so that a run's command line plans as it is.
+    #[command(flatten)]
+    pub levers: LeverArgs,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -507,6 +526,7 @@ pub struct PlanRequest {
     pub model: ModelSource,
     pub hardware: HardwareSource,
     pub policy: Policy,
+    pub levers: Levers,
     pub json: bool,
     pub compare_llama: bool,
 }
@@ -538,9 +558,31 @@ impl FitArgs {
         if let Some(r) = &self.reserve {
             policy.gpu_reserve_bytes = r.clone();
         }
-        policy.min_ctx_tokens = self.min_ctx.unwrap_or(DEFAULT_MIN_CTX_TOKENS).max(1);
+        for (flag, value) in [("-c", self.ctx_size), ("--min-ctx", self.min_ctx), ("--max-ctx", self.max_ctx)] {
+            match value {
+                Some(0) => return Err(format!("{flag} 0: give a context size in tokens, e.g. {flag} 4096")),
+                Some(n) if n > MAX_CTX_TOKENS => {
+                    return Err(format!("{flag} {n}: llama.cpp's context holds at most {MAX_CTX_TOKENS} tokens"));
+                }
+                _ => {}
+            }
+        }
+        if let Some(ts) = &self.tensor_split
+            && !(ts.0.iter().sum::<f64>().is_finite() && ts.0.iter().sum::<f64>() > 0.0)
+        {
+            return Err("--tensor-split: give proportions such as 3,1 (not all zero, not astronomically large)".into());
+        }
+        policy.min_ctx_tokens = match (self.min_ctx, self.max_ctx) {
+            (Some(min), Some(max)) if min > max => {
+                return Err(format!("--min-ctx {min} is above --max-ctx {max}; give a minimum at most the maximum"));
+            }
+            (Some(min), _) => min,
+            // A smaller maximum also lowers the default minimum.
+            (None, Some(max)) => DEFAULT_MIN_CTX_TOKENS.min(max),
+            (None, None) => DEFAULT_MIN_CTX_TOKENS,
+        };
         if let Some(max) = self.max_ctx {
-            policy.max_ctx_tokens = max.max(policy.min_ctx_tokens);
+            policy.max_ctx_tokens = max;
         }
         Ok(policy)
     }
@@ -560,11 +602,15 @@ impl PlanArgs {
             (None, Some(params), Some(quant)) => ModelSource::Params { params: params.clone(), quant: quant.clone() },
             _ => return Err("give a model file or name, or --params SIZE --quant NAME".into()),
         };
+        let mut policy = self.fit.policy()?;
+        // As for `run`: -b smaller than -ub shrinks the physical batch too.
+        policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
         Ok(PlanRequest {
             fresh: self.fit.fresh,
             model,
             hardware,
-            policy: self.fit.policy()?,
+            levers: self.levers.levers(),
+            policy,
             json: self.json,
             compare_llama: self.compare_llama,
         })
@@ -645,14 +691,7 @@ impl RunArgs {
         let mut policy = self.fit.policy()?;
         // -b smaller than -ub makes llama.cpp shrink the physical batch too; plan what it will use.
         policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
-        let levers = Levers {
-            threads: self.levers.threads,
-            batch_tokens: self.levers.batch_size.max(1),
-            use_mmap: !self.levers.no_mmap,
-            use_mlock: self.levers.mlock,
-            split_mode: self.levers.split_mode,
-            main_gpu: self.levers.main_gpu,
-        };
+        let levers = self.levers.levers();
         Ok(RunRequest {
             fresh: self.fit.fresh,
             load: LoadRequest { model: self.model.clone(), policy, levers },
@@ -755,6 +794,18 @@ mod tests {
         );
         assert!(parse(&["plan", "m.gguf", "-ts", "a,b"]).unwrap_err().contains("non-negative"));
         assert!(parse(&["plan", "m.gguf", "-ngl", "-3"]).is_err());
+    }
+
+    #[test]
+    fn contexts_are_checked_against_what_llama_cpp_can_hold() {
+        assert!(parse(&["plan", "m.gguf", "-c", "4294967296"]).unwrap_err().contains("at most 4294967040"));
+        assert!(parse(&["plan", "m.gguf", "-c", "0"]).unwrap_err().contains("-c 0"));
+        assert!(parse(&["plan", "m.gguf", "--max-ctx", "0"]).unwrap_err().contains("--max-ctx 0"));
+        let err = parse(&["plan", "m.gguf", "--min-ctx", "100000", "--max-ctx", "10"]).unwrap_err();
+        assert!(err.contains("--min-ctx 100000 is above --max-ctx 10"), "{err}");
+        let p = parse(&["plan", "m.gguf", "--max-ctx", "1024"]).unwrap().policy;
+        assert_eq!((p.min_ctx_tokens, p.max_ctx_tokens), (1024, 1024), "a lower maximum lowers the minimum");
+        assert!(parse(&["plan", "m.gguf", "-ts", "1e308,1e308"]).unwrap_err().contains("astronomically"));
     }
 
     #[test]

@@ -13,6 +13,14 @@ use crate::run::protocol::{
     Generation, LoadSpec, Message, Sampling, SplitMode, Stage, Stats, StopReason, messages_to_drop,
 };
 
+/// A prompt the worker cannot serve: too long for the context, or (`template`) one llama.cpp's chat
+/// template could not render.
+#[derive(Debug)]
+pub struct Refused {
+    pub message: String,
+    pub template: bool,
+}
+
 /// llama.cpp refused a step; the log lines the worker echoed say more.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepError {
@@ -256,7 +264,14 @@ impl Session {
         Err("the chat template output kept growing".into())
     }
 
+    /// Plain text as tokens, with the model's BOS in front and no special-token parsing.
     pub fn tokenize(&self, text: &str) -> Vec<sys::llama_token> {
+        self.tokens(text, true, false)
+    }
+
+    /// `text` as tokens. `parse_special`: text such as `<|im_end|>` becomes the control token (for the
+    /// template's own text only, never for what a user wrote).
+    fn tokens(&self, text: &str, add_special: bool, parse_special: bool) -> Vec<sys::llama_token> {
         let mut tokens = vec![0; text.len() + 8];
         for _ in 0..2 {
             // SAFETY: `tokens` has the capacity passed; text is passed with its length.
@@ -267,8 +282,8 @@ impl Session {
                     text.len().min(i32::MAX as usize) as i32,
                     tokens.as_mut_ptr(),
                     tokens.len().min(i32::MAX as usize) as i32,
-                    true,
-                    true,
+                    add_special,
+                    parse_special,
                 )
             };
             if n >= 0 {
@@ -286,18 +301,53 @@ impl Session {
         Vec::new()
     }
 
+    /// The conversation as the model sees it, tokenized so that only the template's own text can
+    /// make control tokens: each message's content is rendered as a placeholder, and the content is
+    /// tokenized apart, without special-token parsing (as if a user typed `<|im_end|>`, it stays text).
+    fn prompt_tokens(&self, messages: &[Message]) -> Result<Vec<sys::llama_token>, String> {
+        const OPEN: char = '\u{E000}';
+        const CLOSE: char = '\u{E001}';
+        let marked: Vec<Message> = messages
+            .iter()
+            .enumerate()
+            .map(|(i, m)| Message { role: m.role.clone(), content: format!("{OPEN}{i}{CLOSE}") })
+            .collect();
+        let rendered = self.render(&marked)?;
+        let mut tokens = Vec::new();
+        let mut rest = rendered.as_str();
+        let mut seen = 0;
+        while let Some(start) = rest.find(OPEN) {
+            let template_part = &rest[..start];
+            if !template_part.is_empty() || tokens.is_empty() {
+                tokens.extend(self.tokens(template_part, tokens.is_empty(), true));
+            }
+            let after = &rest[start + OPEN.len_utf8()..];
+            let Some(end) = after.find(CLOSE) else { break };
+            let Some(message) = after[..end].parse::<usize>().ok().and_then(|i| messages.get(i)) else { break };
+            let content: String = message.content.chars().filter(|c| *c != OPEN && *c != CLOSE).collect();
+            tokens.extend(self.tokens(&content, false, false));
+            seen += 1;
+            rest = &after[end + CLOSE.len_utf8()..];
+        }
+        if seen != messages.len() {
+            return Err("llama.cpp's chat template for this model dropped or changed a message".into());
+        }
+        tokens.extend(self.tokens(rest, false, true));
+        Ok(tokens)
+    }
+
     /// Render and tokenize `messages`, dropping the oldest turns after the system prompt until the
     /// prompt leaves room for `reply_room_tokens`. Returns the tokens and how many messages were dropped.
     pub fn fit_prompt(
         &self,
         messages: &[Message],
         reply_room_tokens: u32,
-    ) -> Result<(Vec<sys::llama_token>, usize), String> {
+    ) -> Result<(Vec<sys::llama_token>, usize), Refused> {
         let budget = self.n_ctx_tokens.saturating_sub(reply_room_tokens).max(1) as usize;
         let mut rendered = Ok(Vec::new());
         let mut longest = 0;
         let dropped = messages_to_drop(messages, |window| {
-            rendered = self.render(window).map(|text| self.tokenize(&text));
+            rendered = self.prompt_tokens(window);
             match &rendered {
                 Ok(tokens) => {
                     longest = tokens.len();
@@ -306,12 +356,15 @@ impl Session {
                 Err(_) => true, // stop: the error is reported below
             }
         });
-        let tokens = rendered?;
+        let tokens = rendered.map_err(|message| Refused { message, template: true })?;
         match dropped {
             Some(d) => Ok((tokens, d)),
-            None => Err(format!(
-                "the message is {longest} tokens but the context holds {budget} with room for the reply; shorten it or raise -c"
-            )),
+            None => Err(Refused {
+                message: format!(
+                    "the message is {longest} tokens but the context holds {budget} with room for the reply; shorten it or raise -c"
+                ),
+                template: false,
+            }),
         }
     }
 
@@ -338,12 +391,15 @@ impl Session {
             self.clear();
         }
         let mut new_tokens = prompt[self.cached.len()..].to_vec();
+        let cached_before = self.cached.len();
         let started = Instant::now();
         ABORTABLE.store(true, Ordering::Relaxed);
         let evaluated = self.decode(&mut new_tokens, Stage::Decode);
         ABORTABLE.store(false, Ordering::Relaxed);
         if !evaluated? {
-            let stats = self.stats(new_tokens.len() as u64, started.elapsed().as_secs_f64() * 1e3, 0, 0.0);
+            // Stopped mid-prompt: count what was evaluated (and kept), not what was asked.
+            let done = self.cached.len().saturating_sub(cached_before) as u64;
+            let stats = self.stats(done, started.elapsed().as_secs_f64() * 1e3, 0, 0.0);
             return Ok((StopReason::Stopped, stats));
         }
         // SAFETY: ctx is valid; waits for the backend so the prompt time is complete.

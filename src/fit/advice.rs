@@ -41,7 +41,8 @@ pub struct QuantAdvice {
 }
 
 /// `facts` with every weight scaled from its bits per weight to `bits`.
-fn requantized(facts: &ModelFacts, bits: f64) -> ModelFacts {
+/// The same model at `bits` per weight: what a requantized file of it would hold.
+pub(crate) fn requantized(facts: &ModelFacts, bits: f64) -> ModelFacts {
     let ratio = bits / facts.bits_per_weight();
     let scale = |b: u64| (b as f64 * ratio) as u64;
     let mut f = facts.clone();

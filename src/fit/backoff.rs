@@ -17,6 +17,9 @@ pub struct Death {
     pub exit: Exit,
     /// llama.cpp's last log lines and anything else the worker wrote on stderr, oldest first.
     pub log_tail: Vec<String>,
+    /// For a SIGKILL: whether the kernel's count of out-of-memory kills moved while the worker ran
+    /// (None: the count cannot be read here).
+    pub oom_killer: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,7 +68,12 @@ pub fn classify(death: &Death) -> Verdict {
         .map(|l| without_dirs(l.trim()));
     match (evidence, death.exit) {
         (Some(evidence), _) => Verdict::Memory { stage: death.stage, evidence },
-        // Nothing else sends SIGKILL to a process nobody else knows about.
+        // A SIGKILL from someone else (`kill -9`) is no lesson about memory: the kernel counts its own.
+        (None, Exit::Signal(SIGKILL)) if death.oom_killer == Some(false) => Verdict::Other(format!(
+            "the worker was killed by SIGKILL from outside run-fit while {} (not by the kernel's \
+             out-of-memory killer: its count did not move)",
+            death.stage.describe()
+        )),
         (None, Exit::Signal(SIGKILL)) => Verdict::Memory {
             stage: death.stage,
             evidence: "killed by SIGKILL (the kernel's out-of-memory killer)".into(),
@@ -218,7 +226,7 @@ mod tests {
     use super::*;
 
     fn death(stage: Stage, exit: Exit, tail: &[&str]) -> Death {
-        Death { stage, message: None, exit, log_tail: tail.iter().map(|s| s.to_string()).collect() }
+        Death { stage, message: None, exit, log_tail: tail.iter().map(|s| s.to_string()).collect(), oom_killer: None }
     }
 
     #[test]
@@ -316,6 +324,7 @@ mod tests {
             message: Some("failed to allocate compute pp buffers".into()),
             exit: Exit::Waiting,
             log_tail: vec![],
+            oom_killer: None,
         }
     }
 
@@ -341,7 +350,19 @@ mod tests {
         let pinned = Fixed { n_gpu_layers: true, n_ctx_tokens: true };
         let Err(Refusal::NothingSmaller(message)) = decide(&oom_at_context(), tried, pinned, limits) else { panic!() };
         assert!(message.contains("drop -ngl / -c"), "{message}");
-        let crash = Death { stage: Stage::Load, message: None, exit: Exit::Signal(11), log_tail: vec![] };
+        let crash =
+            Death { stage: Stage::Load, message: None, exit: Exit::Signal(11), log_tail: vec![], oom_killer: None };
         assert!(matches!(decide(&crash, tried, Fixed::default(), limits), Err(Refusal::NotMemory(_))));
+    }
+
+    #[test]
+    fn a_sigkill_the_kernel_did_not_count_is_not_memory() {
+        let mut killed = death(Stage::Decode, Exit::Signal(9), &[]);
+        assert!(matches!(classify(&killed), Verdict::Memory { .. }), "unknown count: as before, memory");
+        killed.oom_killer = Some(true);
+        assert!(matches!(classify(&killed), Verdict::Memory { .. }));
+        killed.oom_killer = Some(false);
+        let Verdict::Other(why) = classify(&killed) else { panic!("a kill -9 taken for out-of-memory") };
+        assert!(why.contains("from outside run-fit"), "{why}");
     }
 }

@@ -54,6 +54,31 @@ impl Cache {
         let excess = self.runs.len().saturating_sub(MAX_RUNS);
         self.runs.drain(..excess);
     }
+
+    /// Fold in `newer` (what this run knows) over what is on disk (`self`): per model and machine the
+    /// newest record wins, so a concurrent run's record of another model survives.
+    pub fn merge(&mut self, newer: Cache) {
+        self.version = VERSION;
+        self.host_bandwidth_gb_per_s.extend(newer.host_bandwidth_gb_per_s);
+        for run in newer.runs {
+            if self.latest(&run.model, &run.machine).is_none_or(|r| r.when <= run.when) {
+                self.record(run);
+            }
+        }
+    }
+
+    /// What a file may say and still be believed: a bandwidth between 0.1 GB/s and 100 TB/s, sizes
+    /// under 1 PiB. Anything else was not written by run-fit and is dropped.
+    pub fn validated(mut self) -> Cache {
+        const MAX_BYTES: u64 = 1 << 50;
+        self.host_bandwidth_gb_per_s.retain(|_, bw| bw.is_finite() && (0.1..100_000.0).contains(bw));
+        self.runs.retain(|r| {
+            r.measured_bytes.values().chain(r.predicted_bytes.values()).all(|&b| b < MAX_BYTES)
+                && r.n_ctx_tokens <= u32::MAX as u64
+                && r.first_n_ctx_tokens <= u32::MAX as u64
+        });
+        self
+    }
 }
 
 impl Run {
@@ -82,12 +107,15 @@ pub fn adjust(policy: &mut Policy, run: &Run, device_names: &[String]) -> Vec<St
     }
     if extra.iter().any(|&e| e > 0) {
         let base = &policy.gpu_reserve_bytes;
-        policy.gpu_reserve_bytes =
-            extra.iter().enumerate().map(|(i, e)| base.get(i).or(base.first()).copied().unwrap_or(0) + e).collect();
+        policy.gpu_reserve_bytes = extra
+            .iter()
+            .enumerate()
+            .map(|(i, e)| base.get(i).or(base.first()).copied().unwrap_or(0).saturating_add(*e))
+            .collect();
     }
     let host_over = run.excess_bytes("host");
     if host_over > 0 {
-        policy.host_reserve_bytes += host_over;
+        policy.host_reserve_bytes = policy.host_reserve_bytes.saturating_add(host_over);
         notes.push(format!("RAM use was {} above the prediction last time: kept in reserve", human(host_over)));
     }
     if !run.backoff.is_empty() {
@@ -174,5 +202,56 @@ mod tests {
         assert_eq!(c.runs.len(), 1);
         assert_eq!(c.latest("m", "x").unwrap().when, 5);
         assert!(c.latest("m", "other machine").is_none());
+    }
+
+    #[test]
+    fn values_no_run_fit_wrote_are_dropped() {
+        let mut cache = Cache::default();
+        cache.host_bandwidth_gb_per_s.insert("a".into(), -5.0);
+        cache.host_bandwidth_gb_per_s.insert("b".into(), f64::NAN);
+        cache.host_bandwidth_gb_per_s.insert("c".into(), 40.0);
+        let mut absurd = run(false);
+        absurd.model = "absurd".into();
+        absurd.measured_bytes.insert("host".into(), u64::MAX - 10);
+        cache.runs.push(absurd);
+        cache.runs.push(run(false));
+        let v = cache.validated();
+        assert_eq!(v.host_bandwidth_gb_per_s.keys().collect::<Vec<_>>(), ["c"]);
+        assert_eq!(v.runs.len(), 1);
+        assert_ne!(v.runs[0].model, "absurd");
+    }
+
+    #[test]
+    fn a_concurrent_run_s_record_survives_a_save() {
+        let mut on_disk = Cache::default();
+        let mut other = run(false);
+        other.model = "other".into();
+        on_disk.record(other);
+        let mut ours = Cache::default();
+        let mut mine = run(false);
+        mine.when = 10;
+        ours.record(mine);
+        on_disk.merge(ours);
+        let mut models: Vec<&str> = on_disk.runs.iter().map(|r| r.model.as_str()).collect();
+        models.sort();
+        assert_eq!(models, ["m", "other"]);
+        // an older copy of a record does not replace a newer one
+        let mut stale = Cache::default();
+        let mut old = run(false);
+        old.when = 1;
+        old.n_ctx_tokens = 1;
+        stale.record(old);
+        on_disk.merge(stale);
+        assert_eq!(on_disk.latest("m", "x").unwrap().n_ctx_tokens, 4096);
+    }
+
+    #[test]
+    fn a_huge_recorded_excess_saturates_instead_of_wrapping() {
+        let mut huge = run(false);
+        huge.measured_bytes.insert("host".into(), u64::MAX);
+        huge.predicted_bytes.insert("host".into(), 0);
+        let mut policy = Policy::default();
+        adjust(&mut policy, &huge, &[]);
+        assert_eq!(policy.host_reserve_bytes, u64::MAX);
     }
 }

@@ -209,6 +209,19 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
     }
 }
 
+/// `-sm none` uses only the main GPU (`-mg`): the machine as it plans for that. Err: no such GPU.
+pub fn only_main_gpu(mut hw: Hardware, main_gpu: u32) -> Result<Hardware, String> {
+    let mg = main_gpu as usize;
+    if hw.devices.is_empty() {
+        return Ok(hw);
+    }
+    if mg >= hw.devices.len() {
+        return Err(format!("--main-gpu {mg}: this machine has {} GPU(s), numbered from 0", hw.devices.len()));
+    }
+    hw.devices = vec![hw.devices.swap_remove(mg)];
+    Ok(hw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

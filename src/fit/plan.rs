@@ -176,6 +176,8 @@ struct Ctx<'a> {
     cache_v: GgmlType,
     flash_attn: bool,
     op_offload: bool,
+    /// Whether a refusal may re-plan to find what would fit (not when it is itself such a re-plan).
+    suggest: bool,
 }
 
 impl Ctx<'_> {
@@ -264,6 +266,37 @@ impl Ctx<'_> {
     }
 }
 
+/// The largest common quantization below this file's that plans on this machine, as a suggestion.
+fn smaller_quant_that_fits(cx: &Ctx) -> Option<String> {
+    let bpw_now = cx.facts.bits_per_weight();
+    [("Q6_K", 6.56), ("Q5_K_M", 5.70), ("Q4_K_M", 4.89), ("Q3_K_M", 3.91), ("Q2_K", 3.16)]
+        .into_iter()
+        .filter(|&(_, bpw)| bpw < bpw_now)
+        .find_map(|(name, bpw)| {
+            let smaller = crate::fit::advice::requantized(cx.facts, bpw);
+            plan_with(&smaller, cx.hw, cx.policy, false).ok().map(|_| {
+                format!("a smaller quantization: {name} would weigh about {}", human(smaller.weights.file_bytes()))
+            })
+        })
+}
+
+/// The largest context below `ctx` (a multiple of 256) at which the model plans, unless -c is pinned.
+fn largest_context_that_fits(cx: &Ctx, ctx: u64) -> Option<String> {
+    let fits = |c: u64| {
+        let pins = Pins { n_ctx_tokens: Some(c), ..cx.policy.pins.clone() };
+        plan_with(cx.facts, cx.hw, &Policy { pins, ..cx.policy.clone() }, false).is_ok()
+    };
+    if cx.policy.pins.n_ctx_tokens.is_some() || ctx <= CTX_PAD_TOKENS || !fits(CTX_PAD_TOKENS) {
+        return None;
+    }
+    let (mut lo, mut hi) = (CTX_PAD_TOKENS, ctx);
+    while hi - lo > CTX_PAD_TOKENS {
+        let mid = round_ctx_down(lo + (hi - lo) / 2).max(lo + CTX_PAD_TOKENS);
+        if fits(mid) { lo = mid } else { hi = mid }
+    }
+    Some(format!("less context: -c {lo} instead of {ctx}"))
+}
+
 /// llama.cpp's layer split for -ts proportions (llama_model::load_tensors: upper_bound over the
 /// normalised cumulative split).
 pub fn proportional_split(n: u32, ratios: &[f64]) -> Vec<u32> {
@@ -283,16 +316,28 @@ pub fn proportional_split(n: u32, ratios: &[f64]) -> Vec<u32> {
     split
 }
 
+/// A context as llama.cpp makes it: a multiple of 256, at least 256.
+fn pad_ctx_up(tokens: u64) -> u64 {
+    tokens.div_ceil(CTX_PAD_TOKENS).max(1).saturating_mul(CTX_PAD_TOKENS)
+}
+
 fn round_ctx_down(tokens: u64) -> u64 {
     (tokens / CTX_PAD_TOKENS * CTX_PAD_TOKENS).max(CTX_PAD_TOKENS)
 }
 
 /// Choose the configuration. See the module docs for the rules; each step is a function below.
 pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<Plan, PlanError> {
+    plan_with(facts, hw, policy, true)
+}
+
+/// `suggest`: a refusal re-plans each suggestion it makes (smaller quantizations, less context) and
+/// offers only what really fits; the re-plans themselves suggest nothing.
+fn plan_with(facts: &ModelFacts, hw: &Hardware, policy: &Policy, suggest: bool) -> Result<Plan, PlanError> {
     let (reserves, usable) = device_limits(hw, policy)?;
     let (cache_k, cache_v, flash_attn) = cache_and_attention(&policy.pins)?;
     let host_usable = hw.host.available_bytes.saturating_sub(policy.host_reserve_bytes);
-    let mut cx = Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn, op_offload: true };
+    let mut cx =
+        Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn, op_offload: true, suggest };
     let mut notes = Notes::default();
     let (min_ctx, target_ctx) = context_bounds(facts, policy)?;
     // 1. Layers, at the minimum context.
@@ -327,6 +372,9 @@ fn device_limits(hw: &Hardware, policy: &Policy) -> Result<(Vec<u64>, Vec<u64>),
         Some(b) => Some(per_device(b, "--vram-budget")?),
         None => None,
     };
+    if policy.pins.tensor_split.is_some() && n_dev == 0 {
+        return Err(PlanError::BadPin("--tensor-split: this machine has no GPU to split across; drop -ts".into()));
+    }
     if let Some(ts) = &policy.pins.tensor_split
         && (ts.len() != n_dev || ts.iter().any(|r| !r.is_finite() || *r < 0.0) || ts.iter().sum::<f64>() <= 0.0)
     {
@@ -368,9 +416,11 @@ fn context_bounds(facts: &ModelFacts, policy: &Policy) -> Result<(u64, u64), Pla
     if pinned == Some(0) {
         return Err(PlanError::BadPin("-c 0 means nothing to llama.cpp here; give a context size in tokens".into()));
     }
-    let n_ctx_train = facts.n_ctx_train.max(CTX_PAD_TOKENS);
-    let min_ctx = pinned.unwrap_or_else(|| policy.min_ctx_tokens.min(n_ctx_train));
-    let target_ctx = pinned.unwrap_or_else(|| policy.max_ctx_tokens.min(n_ctx_train).max(min_ctx));
+    // llama.cpp rounds every context up to a multiple of 256: plan what it will really make.
+    let pinned = pinned.map(pad_ctx_up);
+    let n_ctx_train = pad_ctx_up(facts.n_ctx_train);
+    let min_ctx = pinned.unwrap_or_else(|| pad_ctx_up(policy.min_ctx_tokens).min(n_ctx_train));
+    let target_ctx = pinned.unwrap_or_else(|| pad_ctx_up(policy.max_ctx_tokens).min(n_ctx_train).max(min_ctx));
     Ok((min_ctx, target_ctx))
 }
 
@@ -455,9 +505,13 @@ fn choose_context(
         let fp = footprint::footprint(facts, &cx.config(s.clone(), ctx));
         (cx.policy.allow_swap || cx.host_fits(&fp)).then_some(s)
     };
-    let n_ctx_train = facts.n_ctx_train.max(CTX_PAD_TOKENS);
-    if cx.policy.pins.n_ctx_tokens.is_some() {
-        notes.reasons.push(format!("context {min_ctx} tokens, as pinned by -c"));
+    let n_ctx_train = pad_ctx_up(facts.n_ctx_train);
+    if let Some(pinned) = cx.policy.pins.n_ctx_tokens {
+        notes.reasons.push(if pinned == min_ctx {
+            format!("context {min_ctx} tokens, as pinned by -c")
+        } else {
+            format!("context {min_ctx} tokens: -c {pinned}, rounded up to a multiple of 256 as llama.cpp does")
+        });
         if min_ctx > facts.n_ctx_train {
             notes.warnings.push(format!(
                 "the model was trained on {} tokens of context; beyond that its answers degrade",
@@ -467,7 +521,9 @@ fn choose_context(
         return (min_ctx, split);
     }
     if let Some(s) = fits_at(target_ctx) {
-        let why = if target_ctx == n_ctx_train {
+        let why = if facts.n_ctx_train < CTX_PAD_TOKENS {
+            format!("the smallest llama.cpp makes (the file claims a trained context of {})", facts.n_ctx_train)
+        } else if target_ctx == n_ctx_train {
             "the trained context".to_string()
         } else {
             format!("the cap (trained: {n_ctx_train}; --max-ctx raises it)")
@@ -582,30 +638,15 @@ fn pin_failure(cx: &Ctx, n: u32, ctx: u64) -> PlanError {
 }
 
 fn nothing_fits(cx: &Ctx, ctx: u64, need: u64) -> PlanError {
-    let facts = cx.facts;
-    let weights = facts.weights.file_bytes();
     let mut suggestions = vec![format!(
         "more RAM: this needs {} usable, the machine has {} (after a {} reserve)",
         human(need),
         human(cx.host_usable),
         human(cx.policy.host_reserve_bytes)
     )];
-    // What a smaller quantization of the same model would weigh, by bits per weight.
-    let bpw_now = facts.bits_per_weight();
-    let non_weight = need.saturating_sub(weights);
-    for (name, bpw) in [("Q6_K", 6.56), ("Q5_K_M", 5.70), ("Q4_K_M", 4.89), ("Q3_K_M", 3.91), ("Q2_K", 3.16)] {
-        if bpw >= bpw_now {
-            continue;
-        }
-        let weights_then = (weights as f64 * bpw / bpw_now) as u64;
-        let gpu_total: u64 = cx.usable.iter().sum();
-        if weights_then + non_weight <= cx.host_usable + gpu_total {
-            suggestions.push(format!("a smaller quantization: {name} would weigh about {}", human(weights_then)));
-            break;
-        }
-    }
-    if ctx > 512 {
-        suggestions.push(format!("less context: -c 512 instead of {ctx}"));
+    if cx.suggest {
+        suggestions.extend(smaller_quant_that_fits(cx));
+        suggestions.extend(largest_context_that_fits(cx, ctx));
     }
     PlanError::NothingFits {
         ctx_tokens: ctx,
@@ -767,10 +808,12 @@ mod tests {
         let p = plan(&f, &hw, &policy).unwrap();
         assert_eq!(p.config.n_gpu_layers(), 20);
         assert_eq!(p.config.gpu_layers, vec![15, 5]);
-        assert_eq!(p.config.n_ctx_tokens, 6000);
+        // llama.cpp makes -c 6000 into 6144 tokens: the plan says what it will really make
+        assert_eq!(p.config.n_ctx_tokens, 6144);
+        assert!(p.reasons.iter().any(|r| r.contains("-c 6000, rounded up to a multiple of 256")), "{:?}", p.reasons);
         assert_eq!(p.config.cache_k.name, "Q8_0");
         let args = p.llama_args().join(" ");
-        assert!(args.contains("-ngl 20 -c 6000 -ts 15,5 -ctk q8_0 -ctv q8_0"), "{args}");
+        assert!(args.contains("-ngl 20 -c 6144 -ts 15,5 -ctk q8_0 -ctv q8_0"), "{args}");
     }
 
     #[test]
@@ -790,7 +833,20 @@ mod tests {
         let err = plan(&f, &hypothetical(&[], 16 * GIB), &Policy::default()).unwrap_err();
         let PlanError::NothingFits { suggestions, .. } = &err else { panic!("{err}") };
         assert!(suggestions.iter().any(|s| s.starts_with("more RAM")));
-        assert!(suggestions.iter().any(|s| s.contains("-c 512")));
+        // 38 GiB of weights fit 16 GiB at no context: less context is not offered
+        assert!(!suggestions.iter().any(|s| s.contains("less context")), "{suggestions:?}");
+        // a model whose KV cache is what does not fit is offered the largest context that does, and
+        // that context really plans
+        let small = synth::facts(&LLAMA3_8B, "Q4_K_M");
+        let policy = Policy { min_ctx_tokens: 8192, max_ctx_tokens: 8192, ..Policy::default() };
+        let hw = hypothetical(&[], 6 * GIB);
+        let err = plan(&small, &hw, &policy).unwrap_err();
+        let offer = err.suggestions().iter().find(|s| s.starts_with("less context")).expect("a context that fits");
+        let c: u64 = offer.split_whitespace().nth(3).unwrap().parse().unwrap();
+        let pinned = Policy { pins: Pins { n_ctx_tokens: Some(c), ..Pins::default() }, ..policy.clone() };
+        assert!(plan(&small, &hw, &pinned).is_ok(), "{offer}");
+        let bigger = Policy { pins: Pins { n_ctx_tokens: Some(c + 256), ..Pins::default() }, ..policy };
+        assert!(plan(&small, &hw, &bigger).is_err(), "{offer} is not the largest");
         // with a GPU, a smaller quantization is suggested when it would fit
         let err = plan(&f, &hypothetical(&[], 32 * GIB), &Policy::default()).unwrap_err();
         assert!(err.suggestions().iter().any(|s| s.contains("smaller quantization")), "{:?}", err.suggestions());
@@ -879,7 +935,7 @@ mod tests {
                 match plan(&f, &hw, &policy) {
                     Ok(p) => {
                         prop_assert_eq!(p.config.n_gpu_layers(), ngl);
-                        prop_assert_eq!(p.config.n_ctx_tokens, ctx);
+                        prop_assert_eq!(p.config.n_ctx_tokens, ctx.div_ceil(256) * 256);
                     }
                     Err(e) => prop_assert!(matches!(e, PlanError::PinDoesNotFit { .. }), "{}", e),
                 }

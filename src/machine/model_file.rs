@@ -67,13 +67,37 @@ fn shard_paths(first: &Path, count: u64) -> Result<Vec<PathBuf>, GgufError> {
 
 /// Read one file's header; the data region is only checked against the file length, never read.
 pub fn read_header(path: &Path) -> Result<Header, GgufError> {
-    let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
-    if meta.is_dir() {
-        return Err(GgufError::IsDirectory { path: path.to_path_buf() });
-    }
+    let meta = regular_file(path)?;
     // No BufReader: the parser reads in large chunks itself.
     let file = File::open(path).map_err(|e| open_error(path, e))?;
     parse(file, meta.len())
+}
+
+/// The file's metadata, when it is a regular file on disk: opening a FIFO blocks until a writer comes,
+/// and a device or a kernel file never ends or lies about its length. Checked before anything opens it.
+pub fn regular_file(path: &Path) -> Result<std::fs::Metadata, GgufError> {
+    use std::os::unix::fs::FileTypeExt;
+    let meta = std::fs::metadata(path).map_err(|e| open_error(path, e))?;
+    let t = meta.file_type();
+    let kind = if t.is_dir() {
+        return Err(GgufError::IsDirectory { path: path.to_path_buf() });
+    } else if t.is_fifo() {
+        "a named pipe (FIFO)"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else if is_kernel_file(path) {
+        "a kernel interface file (/proc, /sys)"
+    } else {
+        return Ok(meta);
+    };
+    Err(GgufError::NotAFile { path: path.to_path_buf(), kind })
+}
+
+/// /proc and /sys files are "regular" with a length of 0 or 4096 that says nothing of their content.
+fn is_kernel_file(path: &Path) -> bool {
+    std::fs::canonicalize(path).is_ok_and(|p| p.starts_with("/proc") || p.starts_with("/sys"))
 }
 
 fn open_error(path: &Path, e: io::Error) -> GgufError {

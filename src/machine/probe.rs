@@ -70,11 +70,18 @@ pub fn host_bandwidth_gb_per_s(threads: u32) -> Option<f64> {
     let mut best = 0.0f64;
     for _ in 0..3 {
         let start = std::time::Instant::now();
-        let total: u64 = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                buf.chunks(chunk).map(|c| s.spawn(move || c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+        // Threads that cannot start (memory short, a limit) mean no measurement, not a panic.
+        let total: Option<u64> = std::thread::scope(|s| {
+            let handles: Vec<_> = buf
+                .chunks(chunk)
+                .map(|c| {
+                    std::thread::Builder::new().spawn_scoped(s, move || c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))
+                })
+                .collect::<Result<_, _>>()
+                .ok()?;
+            Some(handles.into_iter().map(|h| h.join().unwrap_or(0)).sum())
         });
+        let total = total?;
         std::hint::black_box(total);
         best = best.max(BYTES as f64 / start.elapsed().as_secs_f64() / 1e9);
     }
@@ -85,4 +92,22 @@ pub fn host_bandwidth_gb_per_s(threads: u32) -> Option<f64> {
 pub fn fingerprint(hw: &Hardware) -> String {
     let gpus: Vec<String> = hw.devices.iter().map(|d| format!("{}:{}", d.description, d.total_bytes >> 20)).collect();
     format!("host:{}MiB:{}t;{}", hw.host.total_bytes >> 20, hw.host.threads, gpus.join(","))
+}
+
+/// The kernel's count of processes it killed for memory: the system's (`/proc/vmstat`) plus this
+/// cgroup's (`memory.events`, cgroup v2), so a container's limit counts too. None when neither can be
+/// read. A SIGKILL while this stood still came from someone else.
+pub fn oom_kills() -> Option<u64> {
+    let field =
+        |text: &str, key: &str| -> Option<u64> { text.lines().find_map(|l| l.strip_prefix(key)?.trim().parse().ok()) };
+    let system = std::fs::read_to_string("/proc/vmstat").ok().and_then(|t| field(&t, "oom_kill "));
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
+        .and_then(|path| std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.events")).ok())
+        .and_then(|t| field(&t, "oom_kill "));
+    match (system, cgroup) {
+        (None, None) => None,
+        (s, c) => Some(s.unwrap_or(0) + c.unwrap_or(0)),
+    }
 }

@@ -25,6 +25,11 @@ pub fn load_profile(name_or_path: &str) -> Result<Hardware, ProfileError> {
         let known = BUILTIN_PROFILES.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ");
         return Err(ProfileError::Unknown { name: name_or_path.to_string(), known });
     }
+    // A FIFO or a device would block or never end: only regular files are read.
+    if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+        let source = std::io::Error::other("not a regular file (a directory, FIFO or device); give a .toml file");
+        return Err(ProfileError::Unreadable { file: name_or_path.to_string(), source });
+    }
     let text = std::fs::read_to_string(path)
         .map_err(|source| ProfileError::Unreadable { file: name_or_path.to_string(), source })?;
     parse_profile(&text, name_or_path)

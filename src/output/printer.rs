@@ -78,6 +78,20 @@ impl Printer {
         STDOUT_CLOSED.load(Ordering::Relaxed)
     }
 
+    /// Whether stdout is a pipe whose reader has gone, found without writing to it (a reply held back
+    /// until it is whole must still stop when nobody waits for it).
+    pub fn stdout_reader_gone(&self) -> bool {
+        use rustix::event::{PollFd, PollFlags, Timespec, poll};
+        let stdout = rustix::stdio::stdout();
+        let mut fds = [PollFd::new(&stdout, PollFlags::OUT)];
+        let zero = Timespec { tv_sec: 0, tv_nsec: 0 };
+        let gone = poll(&mut fds, Some(&zero)).is_ok() && fds[0].revents().intersects(PollFlags::ERR | PollFlags::HUP);
+        if gone {
+            STDOUT_CLOSED.store(true, Ordering::Relaxed);
+        }
+        gone
+    }
+
     /// A line about what run-fit is doing ("run-fit: …"), not shown with -q.
     pub fn note(&self, message: &str) {
         if !self.quiet {

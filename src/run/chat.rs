@@ -126,15 +126,30 @@ struct OnceJson<'a> {
     predicted: Option<&'a Speed>,
 }
 
-/// Streams a reply to stdout; false once stdout is closed (the reply is then stopped). A restarted
-/// reply says so and streams again from its start.
-fn stream_to(printer: &Printer, show: bool) -> impl FnMut(Streamed) -> bool + '_ {
+/// Streams a reply to stdout as it comes; false once stdout is closed (the reply is then stopped). A
+/// reply that starts again after a crash says so on stderr and streams again.
+fn stream_to(printer: &Printer) -> impl FnMut(Streamed) -> bool + '_ {
+    move |piece| match piece {
+        Streamed::Text(t) => printer.out(t).is_ok(),
+        Streamed::Restarted => {
+            printer.note("the model process died mid-reply: the answer starts again");
+            printer.out("\n").is_ok()
+        }
+    }
+}
+
+/// Holds a reply back until it is whole, so that stdout carries only the final answer even when a
+/// crash makes it start again; still stops when the reader of stdout has gone.
+fn hold_in<'p>(printer: &'p Printer, text: &'p mut String) -> impl FnMut(Streamed) -> bool + 'p {
     move |piece| {
-        let text = match piece {
-            Streamed::Text(t) => t,
-            Streamed::Restarted => "\n[run-fit: restarting the reply]\n",
-        };
-        !show || printer.out(text).is_ok()
+        match piece {
+            Streamed::Text(t) => text.push_str(t),
+            Streamed::Restarted => {
+                printer.note("the model process died mid-reply: the answer starts again");
+                text.clear();
+            }
+        }
+        !printer.stdout_reader_gone()
     }
 }
 
@@ -145,9 +160,20 @@ pub fn once(req: &RunRequest, prompt: String, mut session: ModelSession, printer
         turns: vec![Message::new("user", &prompt)],
         ..Conversation::default()
     };
-    let reply = session.reply(&conv.messages(), &req.generation, &mut stream_to(printer, !req.json))?;
-    if let Some(message) = &reply.rejected {
-        return Err(Failure::Usage(message.clone()));
+    // On a terminal the reply streams; into a pipe or a file it is written whole, once.
+    let stream = printer.stdout_is_terminal() && !req.json;
+    let mut held = String::new();
+    let reply = if stream {
+        session.reply(&conv.messages(), &req.generation, &mut stream_to(printer))?
+    } else {
+        session.reply(&conv.messages(), &req.generation, &mut hold_in(printer, &mut held))?
+    };
+    match &reply.rejected {
+        Some(r) if r.template => {
+            return Err(Failure::Engine(format!("{}; run with -v to see llama.cpp's own message", r.message)));
+        }
+        Some(r) => return Err(Failure::Usage(r.message.clone())),
+        None => {}
     }
     let written = if req.json {
         let json = OnceJson {
@@ -161,8 +187,10 @@ pub fn once(req: &RunRequest, prompt: String, mut session: ModelSession, printer
             predicted: session.predicted(),
         };
         printer.out(&(serde_json::to_string(&json).map_err(anyhow::Error::from)? + "\n"))
-    } else {
+    } else if stream {
         printer.out("\n")
+    } else {
+        printer.out(&(held + "\n"))
     };
     // The statistics go to stderr even when the reader of stdout left: they say how far it got.
     print_reply_end(printer, &reply, session.predicted());
@@ -219,7 +247,7 @@ pub fn interactive(req: &RunRequest, mut session: ModelSession, printer: &Printe
             }
         }
         conv.turns.push(Message::new("user", text));
-        let reply = session.reply(&conv.messages(), &req.generation, &mut stream_to(printer, true));
+        let reply = session.reply(&conv.messages(), &req.generation, &mut stream_to(printer));
         // The reply's line ends before anything else is said about it.
         if !matches!(&reply, Ok(r) if r.rejected.is_some()) {
             printer.out("\n")?;
@@ -227,7 +255,7 @@ pub fn interactive(req: &RunRequest, mut session: ModelSession, printer: &Printe
         match reply {
             Ok(reply) if reply.rejected.is_some() => {
                 conv.turns.pop();
-                printer.result(&format!("run-fit: {}", reply.rejected.unwrap_or_default()));
+                printer.result(&format!("run-fit: {}", reply.rejected.map(|r| r.message).unwrap_or_default()));
             }
             Ok(reply) => {
                 conv.record(&reply);

@@ -212,18 +212,13 @@ impl<'a> Launcher<'a> {
     }
 
     /// `-sm none` uses only the main GPU: plan for that one alone.
-    fn restrict(&self, mut hw: Hardware) -> Result<Hardware, Failure> {
-        let mg = self.req.levers.main_gpu as usize;
-        if self.req.levers.split_mode == SplitMode::None && !hw.devices.is_empty() {
-            if mg >= hw.devices.len() {
-                return Err(Failure::Usage(format!(
-                    "--main-gpu {mg}: this machine has {} GPU(s), numbered from 0",
-                    hw.devices.len()
-                )));
+    fn restrict(&self, hw: Hardware) -> Result<Hardware, Failure> {
+        match self.req.levers.split_mode {
+            SplitMode::None => {
+                crate::fit::hardware::only_main_gpu(hw, self.req.levers.main_gpu).map_err(Failure::Usage)
             }
-            hw.devices = vec![hw.devices.swap_remove(mg)];
+            _ => Ok(hw),
         }
-        Ok(hw)
     }
 
     fn spec(&self, plan: &Plan) -> LoadSpec {

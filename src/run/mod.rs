@@ -5,6 +5,13 @@
 pub mod bench;
 #[cfg(feature = "llama")]
 pub mod chat;
+#[cfg(feature = "fault-injection")]
+pub mod fault;
+/// Without the `fault-injection` feature there are no faults to inject.
+#[cfg(all(feature = "llama", not(feature = "fault-injection")))]
+pub mod fault {
+    pub fn at(_: crate::run::protocol::Stage) {}
+}
 #[cfg(feature = "llama")]
 pub mod launch;
 pub mod protocol;

@@ -215,11 +215,12 @@ impl Stats {
     }
     /// The line printed on stderr after every reply.
     pub fn line(&self) -> String {
+        let tokens = |n: u64| if n == 1 { "1 token".to_string() } else { format!("{n} tokens") };
         format!(
-            "prompt {} tokens, {:.1} tok/s · reply {} tokens, {:.1} tok/s · context {}/{} tokens",
-            self.prompt_tokens,
+            "prompt {}, {:.1} tok/s · reply {}, {:.1} tok/s · context {}/{} tokens",
+            tokens(self.prompt_tokens),
             self.prompt_tok_per_s(),
-            self.generated_tokens,
+            tokens(self.generated_tokens),
             self.generation_tok_per_s(),
             self.ctx_used_tokens,
             self.ctx_size_tokens
@@ -264,6 +265,9 @@ pub enum Event {
     /// context). The worker lives on.
     Rejected {
         message: String,
+        /// The chat template failed (not the user's text): llama.cpp's problem, not a usage error.
+        #[serde(default)]
+        template: bool,
     },
     /// llama.cpp returned an error at `stage`. Whether it was memory the supervisor decides, from the
     /// message and llama.cpp's last log lines (sent along: stderr is another pipe and may lag). With
@@ -326,6 +330,8 @@ mod tests {
             ctx_size_tokens: 4096,
         };
         assert_eq!(s.line(), "prompt 20 tokens, 400.0 tok/s · reply 10 tokens, 100.0 tok/s · context 30/4096 tokens");
+        let one = Stats { generated_tokens: 1, ..s.clone() };
+        assert!(one.line().contains("reply 1 token,"), "{}", one.line());
         assert_eq!(Stats::default().prompt_tok_per_s(), 0.0);
     }
 }

@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::fit::backoff::{Death, Exit};
+use crate::machine::probe;
 use crate::output::printer::Printer;
 use crate::run::protocol::{Event, Generation, LoadSpec, Message, Request, Stage, Stats, StopReason};
 
@@ -48,6 +49,8 @@ pub struct Worker {
     tail: Arc<Mutex<VecDeque<String>>>,
     stderr_reader: Option<JoinHandle<()>>,
     stage: Stage,
+    /// The kernel's count of out-of-memory kills when the worker started.
+    oom_kills_at_start: Option<u64>,
 }
 
 /// What Ctrl-C means to a wait: while loading, the user wants out; while answering, stop the answer
@@ -80,6 +83,13 @@ pub struct Loaded {
     pub weight_loads: u32,
 }
 
+/// Why the worker refused a prompt; `template`: its chat template failed, not the user's text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejection {
+    pub message: String,
+    pub template: bool,
+}
+
 /// A finished reply.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -89,13 +99,14 @@ pub struct Reply {
     /// Messages after the system prompt the worker dropped to fit the context.
     pub dropped: usize,
     /// A request the worker refused without dying (e.g. one message longer than the context).
-    pub rejected: Option<String>,
+    pub rejected: Option<Rejection>,
 }
 
 impl Worker {
     /// Start `run-fit __worker` and send it the load request.
     pub fn spawn(spec: &LoadSpec, printer: Printer) -> Result<Worker> {
         let exe = std::env::current_exe().context("finding run-fit's own executable")?;
+        let oom_kills_at_start = probe::oom_kills();
         let mut child = Command::new(exe)
             .arg("__worker")
             // llama.cpp's abort handler would otherwise start gdb to print a backtrace.
@@ -148,8 +159,15 @@ impl Worker {
                 return Err(anyhow::Error::from(e).context("starting the threads that read the worker"));
             }
         };
-        let mut worker =
-            Worker { child, stdin: None, events, tail, stderr_reader: Some(stderr_reader), stage: Stage::Load };
+        let mut worker = Worker {
+            child,
+            stdin: None,
+            events,
+            tail,
+            stderr_reader: Some(stderr_reader),
+            stage: Stage::Load,
+            oom_kills_at_start,
+        };
         worker.stdin = worker.child.stdin.take();
         worker.send(&Request::Load(spec.clone()));
         Ok(worker)
@@ -200,6 +218,7 @@ impl Worker {
                         message: Some(message),
                         exit: Exit::Waiting,
                         log_tail,
+                        oom_killer: None,
                     }));
                 }
                 Incoming::Event(Event::Failed { stage, message, log_tail, waiting: false }) => {
@@ -263,7 +282,9 @@ impl Worker {
                 None
             }
             Event::Done { stop, stats } => Some((stop, stats, None)),
-            Event::Rejected { message } => Some((StopReason::Stopped, Stats::default(), Some(message))),
+            Event::Rejected { message, template } => {
+                Some((StopReason::Stopped, Stats::default(), Some(Rejection { message, template })))
+            }
             _ => None,
         });
         let (stop, stats, rejected) = done?;
@@ -331,7 +352,23 @@ impl Worker {
         };
         // What llama.cpp logged (as reported), then whatever reached stderr: abort messages, libgomp.
         reported_tail.extend(self.tail.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned());
-        Death { stage: self.stage, message, exit, log_tail: reported_tail }
+        let oom_killer = match exit {
+            Exit::Signal(9) => self.oom_killer(&reported_tail),
+            _ => None,
+        };
+        Death { stage: self.stage, message, exit, log_tail: reported_tail, oom_killer }
+    }
+}
+
+impl Worker {
+    /// Whether the kernel killed the worker for memory: its count of OOM kills moved since the start.
+    fn oom_killer(&self, tail: &[String]) -> Option<bool> {
+        #[cfg(feature = "fault-injection")]
+        if tail.iter().any(|l| l.contains(crate::run::fault::OOM_KILL_MARKER)) {
+            return Some(true);
+        }
+        let _ = tail;
+        Some(probe::oom_kills()? > self.oom_kills_at_start?)
     }
 }
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::engine::session::{Session, StepError};
 use crate::engine::{Engine, LogEcho, take_buffers_by_device, take_log_tail};
+use crate::run::fault;
 use crate::run::protocol::{Event, Generation, LoadSpec, Message, Request, Stage, Stats, StopReason};
 
 /// Set by the stdin reader on `Stop` (or when stdin closes); polled by llama.cpp's abort callback and
@@ -22,35 +23,13 @@ const TOKEN_FLUSH: Duration = Duration::from_millis(40);
 /// Exit status after a `Failed` event. The supervisor reads the event; the status is for people.
 pub const EXIT_FAILED: u8 = 3;
 
-/// A test hook: `RUN_FIT_FAULT=sigkill@STAGE` makes the worker kill itself with SIGKILL when it
-/// reaches STAGE (load, context, warmup, decode), standing in for the kernel's OOM killer, which cannot
-/// be provoked safely on a shared machine. Every other failure path is tested with real allocations.
-/// With `RUN_FIT_FAULT_ONCE=FILE` it fires only while FILE does not exist (and creates it), so the
-/// next, smaller worker lives.
-const FAULT_ENV: &str = "RUN_FIT_FAULT";
-const FAULT_ONCE_ENV: &str = "RUN_FIT_FAULT_ONCE";
-
 fn emit(event: &Event) {
-    let line = serde_json::to_string(event).expect("events serialize");
+    let Ok(line) = serde_json::to_string(event) else { return };
     let mut out = std::io::stdout().lock();
     if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
         // The supervisor is gone: nobody to answer.
         std::process::exit(0);
     }
-}
-
-fn fault_at(stage: Stage) {
-    let Ok(fault) = std::env::var(FAULT_ENV) else { return };
-    let wanted = serde_json::to_string(&stage).unwrap_or_default();
-    if fault.strip_prefix("sigkill@").is_none_or(|s| format!("\"{s}\"") != wanted) {
-        return;
-    }
-    if let Some(once) = std::env::var_os(FAULT_ONCE_ENV)
-        && std::fs::OpenOptions::new().write(true).create_new(true).open(&once).is_err()
-    {
-        return;
-    }
-    let _ = signal_hook::low_level::raise(signal_hook::consts::SIGKILL);
 }
 
 /// Report a failed step with llama.cpp's last log lines; `waiting`: the weights stay loaded and the
@@ -94,7 +73,7 @@ pub fn run() -> ExitCode {
 fn load(mut spec: LoadSpec, lines: &mut std::io::Lines<std::io::StdinLock<'static>>) -> Option<Session> {
     let mut on_stage = |stage: Stage| {
         emit(&Event::Stage { stage });
-        fault_at(stage);
+        fault::at(stage);
     };
     // Progress fires for every tensor; a 1 % step is enough for a bar.
     let mut last = -1.0f32;
@@ -204,13 +183,13 @@ fn answer(
     messages: &[Message],
     generation: &Generation,
 ) -> Option<Result<(StopReason, Stats), StepError>> {
-    fault_at(Stage::Decode);
+    fault::at(Stage::Decode);
     // Room for the reply when trimming: what -n asks for, else a quarter of the context.
     let room = generation.max_tokens.unwrap_or(session.n_ctx_tokens() / 4).min(session.n_ctx_tokens() / 2);
     let (prompt, dropped) = match session.fit_prompt(messages, room) {
         Ok(p) => p,
-        Err(message) => {
-            emit(&Event::Rejected { message });
+        Err(refused) => {
+            emit(&Event::Rejected { message: refused.message, template: refused.template });
             return None;
         }
     };

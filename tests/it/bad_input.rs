@@ -3,6 +3,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::process::Command;
 
 use crate::common::*;
 use run_fit::dev::gguf::writer::Kv;
@@ -64,9 +65,83 @@ fn bad_input_table() {
     let bad_profile = d.join("bad.toml");
     fs::write(&bad_profile, "name = \"x\"\n[host]\nram = \"32GiB\"\nvram = \"12GiB\"\n").unwrap();
     let big = synthetic(d, &run_fit::dev::shapes::LLAMA2_70B, "Q4_K_M");
+    let fifo = d.join("fifo.gguf");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let fifo_profile = d.join("fifo.toml");
+    assert!(Command::new("mkfifo").arg(&fifo_profile).status().unwrap().success());
+    let looping = d.join("loop.gguf");
+    std::os::unix::fs::symlink(&looping, &looping).unwrap();
+    // The hostile header of the hardening issue: an array of arrays as long as an 8 GiB sparse file.
+    let nested = d.join("nested.gguf");
+    let mut header = b"GGUF".to_vec();
+    header.extend_from_slice(&3u32.to_le_bytes());
+    header.extend_from_slice(&0u64.to_le_bytes());
+    header.extend_from_slice(&1u64.to_le_bytes());
+    header.extend_from_slice(&1u64.to_le_bytes());
+    header.push(b'x');
+    header.extend_from_slice(&9u32.to_le_bytes());
+    header.extend_from_slice(&9u32.to_le_bytes());
+    header.extend_from_slice(&(((8u64 << 30) - 41) / 8).to_le_bytes());
+    fs::write(&nested, &header).unwrap();
+    fs::OpenOptions::new().write(true).open(&nested).unwrap().set_len(8 << 30).unwrap();
+    let gpus = ["--vram", "8GiB,8GiB", "--ram", "8GiB"];
 
     let cases = [
         Case { what: "missing", args: plan(&d.join("nope.gguf"), &[]), exit_code: 3, message: "no such file" },
+        Case { what: "a FIFO", args: plan(&fifo, &[]), exit_code: 3, message: "named pipe" },
+        Case { what: "a device", args: plan(Path::new("/dev/zero"), &[]), exit_code: 3, message: "is a device" },
+        Case {
+            what: "a kernel file",
+            args: plan(Path::new("/proc/self/status"), &[]),
+            exit_code: 3,
+            message: "kernel interface",
+        },
+        Case { what: "a looping symlink", args: plan(&looping, &[]), exit_code: 3, message: "symbolic links" },
+        Case {
+            what: "nested arrays, 8 GiB",
+            args: plan(&nested, &[]),
+            exit_code: 3,
+            message: "cannot fit in the file",
+        },
+        Case {
+            what: "a FIFO as profile",
+            args: plan(&smol, &["--profile", fifo_profile.to_str().unwrap()]),
+            exit_code: 6,
+            message: "not a regular file",
+        },
+        Case {
+            what: "watch interval beyond a day",
+            args: vec!["devices".into(), "--watch".into(), "1e20".into()],
+            exit_code: 2,
+            message: "at most a day",
+        },
+        Case {
+            what: "a context beyond 32 bits",
+            args: plan(&smol, &["-c", "4294967296", "--allow-swap"]),
+            exit_code: 2,
+            message: "at most 4294967040",
+        },
+        Case {
+            what: "minimum above maximum",
+            args: plan(&smol, &["--min-ctx", "100000", "--max-ctx", "10"]),
+            exit_code: 2,
+            message: "is above --max-ctx",
+        },
+        Case { what: "zero max context", args: plan(&smol, &["--max-ctx", "0"]), exit_code: 2, message: "--max-ctx 0" },
+        Case {
+            what: "an overflowing split",
+            args: plan(&smol, &[&gpus[..], &["-ts", "1e308,1e308"]].concat()),
+            exit_code: 2,
+            message: "--tensor-split",
+        },
+        Case { what: "a split without GPUs", args: plan(&smol, &["-ts", "1,1"]), exit_code: 2, message: "no GPU" },
+        Case { what: "an all-zero split", args: plan(&smol, &["-ts", "0,0"]), exit_code: 2, message: "not all zero" },
+        Case {
+            what: "bench: a chart that cannot be written",
+            args: vec!["bench".into(), smol.display().to_string(), "--chart".into(), "/nonexistent/x.svg".into()],
+            exit_code: 2,
+            message: "cannot write there",
+        },
         Case { what: "directory", args: plan(d, &[]), exit_code: 3, message: "is a directory" },
         Case { what: "empty", args: plan(&empty, &[]), exit_code: 3, message: "empty" },
         Case { what: "not GGUF", args: plan(&text, &[]), exit_code: 3, message: "not a GGUF file" },

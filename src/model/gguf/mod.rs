@@ -25,6 +25,11 @@ const MAX_KEPT_STRINGS: u64 = 256;
 /// Numeric arrays longer than this (token types, scores) are skipped in one read: per-layer arrays,
 /// the only ones the memory model reads, are far shorter.
 const MAX_KEPT_NUMBERS: u64 = 1 << 13;
+/// llama.cpp writes no arrays of arrays; other writers' are validated, never kept, and at most this long.
+const MAX_NESTED_ITEMS: u64 = 1 << 16;
+/// What the parsed metadata may take in memory, beyond which a header is corrupt: the file's length,
+/// and at least this much for small files (a tiny test header still parses).
+const MIN_KEEP_BUDGET_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
@@ -32,6 +37,9 @@ pub enum GgufError {
     NotFound { path: PathBuf },
     #[error("{path}: is a directory; pass the .gguf file inside it")]
     IsDirectory { path: PathBuf },
+    /// A FIFO, a device, a socket or a kernel file: reading it would block or never end.
+    #[error("{path}: is {kind}, not a model file; pass the path of a .gguf file")]
+    NotAFile { path: PathBuf, kind: &'static str },
     #[error("{path}: cannot read ({source}); check the file's permissions")]
     Unreadable { path: PathBuf, source: io::Error },
     #[error("the file is empty (0 bytes); the download or copy did not finish, fetch the model again")]
@@ -150,7 +158,8 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
     if file_bytes == 0 {
         return Err(GgufError::Empty);
     }
-    let mut r = Reader { inner: reader, buf: Vec::new(), at: 0, pos: 0, len: file_bytes };
+    let budget = file_bytes.max(MIN_KEEP_BUDGET_BYTES);
+    let mut r = Reader { inner: reader, buf: Vec::new(), at: 0, pos: 0, len: file_bytes, budget };
     let magic: [u8; 4] = r.array().map_err(|_| GgufError::NotGguf { found: "fewer than 4 bytes".into() })?;
     if &magic != MAGIC {
         return Err(GgufError::NotGguf { found: String::from_utf8_lossy(&magic).escape_debug().to_string() });
@@ -175,12 +184,19 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
         let key = r.string()?;
         let value_type = r.u32()?;
         let value = r.value(value_type, 0)?;
+        // A map entry: the key's bytes, the key and value themselves, the tree's share.
+        r.charge(key.len() as u64 + (size_of::<String>() + size_of::<Value>() + 32) as u64)?;
+        // llama.cpp refuses a repeated key too.
+        if metadata.contains_key(&key) {
+            return Err(GgufError::Corrupt(format!("the key {key:?} appears twice")));
+        }
         metadata.insert(key, value);
     }
 
-    let mut tensors = Vec::with_capacity(tensor_count as usize);
+    let mut tensors = Vec::new();
     for _ in 0..tensor_count {
         let name = r.string()?;
+        r.charge(name.len() as u64 + size_of::<TensorInfo>() as u64 + 4 * 8)?;
         let n_dims = r.u32()?;
         if n_dims == 0 || n_dims > MAX_DIMS {
             return Err(GgufError::Corrupt(format!("tensor {name} has {n_dims} dimensions")));
@@ -260,6 +276,8 @@ struct Reader<R> {
     /// File offset of `buf[at]`.
     pos: u64,
     len: u64,
+    /// Bytes of memory the parsed values may still take (`charge`).
+    budget: u64,
 }
 
 const CHUNK_BYTES: u64 = 256 << 10;
@@ -349,6 +367,18 @@ impl<R: Read> Reader<R> {
         Ok(())
     }
 
+    /// Count `bytes` of memory that a kept value takes against the budget: a hostile header must not
+    /// make the reader hold more than the file is long.
+    fn charge(&mut self, bytes: u64) -> Result<(), GgufError> {
+        self.budget = self.budget.checked_sub(bytes).ok_or_else(|| {
+            GgufError::Corrupt(format!(
+                "the metadata would take more memory than the file's {} bytes: not a model header",
+                self.len
+            ))
+        })?;
+        Ok(())
+    }
+
     fn u32(&mut self) -> Result<u32, GgufError> {
         Ok(u32::from_le_bytes(self.array()?))
     }
@@ -413,7 +443,9 @@ impl<R: Read> Reader<R> {
             0 | 1 | 7 => 1,
             2 | 3 => 2,
             4..=6 => 4,
-            8..=12 => 8,
+            8 | 10..=12 => 8,
+            // an array's element type and length
+            9 => 12,
             other => {
                 return Err(GgufError::Corrupt(format!("array of unknown value type {other}")));
             }
@@ -422,11 +454,20 @@ impl<R: Read> Reader<R> {
             return Err(GgufError::Corrupt(format!("an array of {len} items cannot fit in the file")));
         }
         let mut items = Vec::new();
-        if elem_type == 8 && len > MAX_KEPT_STRINGS {
+        if elem_type == 9 {
+            // Nothing reads arrays of arrays: validate them, keep none of it.
+            if len > MAX_NESTED_ITEMS {
+                return Err(GgufError::Corrupt(format!("an array of {len} arrays: no model header has one")));
+            }
+            for _ in 0..len {
+                self.value(elem_type, depth + 1)?;
+            }
+        } else if elem_type == 8 && len > MAX_KEPT_STRINGS {
             self.skip_strings(len)?;
-        } else if elem_type != 8 && elem_type != 9 && len > MAX_KEPT_NUMBERS {
+        } else if elem_type != 8 && len > MAX_KEPT_NUMBERS {
             self.skip(len * min_elem_bytes)?;
         } else {
+            self.charge(len * size_of::<Value>() as u64)?;
             items.reserve(len as usize);
             for _ in 0..len {
                 items.push(self.value(elem_type, depth + 1)?);
@@ -512,5 +553,93 @@ mod tests {
         let mut kvs = small_header();
         kvs[16..24].copy_from_slice(&(1u64 << 40).to_le_bytes());
         assert!(matches!(parse(&kvs[..], kvs.len() as u64), Err(GgufError::Corrupt(_))));
+    }
+
+    /// A file of `len` bytes: `head`, then zeros, as a sparse file reads.
+    struct Sparse {
+        head: Vec<u8>,
+        at: u64,
+    }
+
+    impl Read for Sparse {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            for (i, b) in buf.iter_mut().enumerate() {
+                *b = self.head.get(self.at as usize + i).copied().unwrap_or(0);
+            }
+            self.at += buf.len() as u64;
+            Ok(buf.len())
+        }
+    }
+
+    fn one_key(value_type: u32, body: &[u8]) -> Vec<u8> {
+        let mut h = b"GGUF".to_vec();
+        h.extend_from_slice(&3u32.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes()); // tensors
+        h.extend_from_slice(&1u64.to_le_bytes()); // keys
+        h.extend_from_slice(&1u64.to_le_bytes());
+        h.push(b'x');
+        h.extend_from_slice(&value_type.to_le_bytes());
+        h.extend_from_slice(body);
+        h
+    }
+
+    #[test]
+    fn nested_arrays_cannot_make_the_reader_allocate_the_file_s_length() {
+        // The hostile header of the hardening issue: an array of arrays as long as an 8 GiB sparse file
+        // allows. It once reserved ~40 bytes per declared item (34 GB) and aborted.
+        let len = 8u64 << 30;
+        let mut body = 9u32.to_le_bytes().to_vec();
+        body.extend_from_slice(&((len - 40) / 8).to_le_bytes());
+        let r = parse(Sparse { head: one_key(9, &body), at: 0 }, len);
+        assert!(matches!(r, Err(GgufError::Corrupt(_))), "{r:?}");
+        // Arrays of arrays within bounds are read, and nothing of them is kept.
+        let mut ok = 9u32.to_le_bytes().to_vec();
+        ok.extend_from_slice(&3u64.to_le_bytes());
+        for _ in 0..3 {
+            ok.extend_from_slice(&4u32.to_le_bytes());
+            ok.extend_from_slice(&2u64.to_le_bytes());
+            ok.extend_from_slice(&[1, 0, 0, 0, 2, 0, 0, 0]);
+        }
+        let mut bytes = one_key(9, &ok);
+        bytes.resize(bytes.len().next_multiple_of(32), 0);
+        let h = parse(&bytes[..], bytes.len() as u64).unwrap();
+        assert!(matches!(h.get("x"), Some(Value::Array { len: 3, items }) if items.is_empty()));
+    }
+
+    #[test]
+    fn kept_metadata_is_bounded_by_the_file_length() {
+        // 300 keys of 8192 one-byte numbers: 2.4 MB of file, ~100 MB once kept as values. The budget
+        // (the file's length, at least 64 MiB) stops it.
+        let mut h = b"GGUF".to_vec();
+        h.extend_from_slice(&3u32.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes());
+        h.extend_from_slice(&300u64.to_le_bytes());
+        for i in 0..300 {
+            let key = format!("k{i}");
+            h.extend_from_slice(&(key.len() as u64).to_le_bytes());
+            h.extend_from_slice(key.as_bytes());
+            h.extend_from_slice(&9u32.to_le_bytes());
+            h.extend_from_slice(&0u32.to_le_bytes());
+            h.extend_from_slice(&8192u64.to_le_bytes());
+            h.extend_from_slice(&[7u8; 8192]);
+        }
+        let r = parse(&h[..], h.len() as u64);
+        assert!(matches!(r, Err(GgufError::Corrupt(ref m)) if m.contains("more memory")), "{r:?}");
+    }
+
+    #[test]
+    fn a_key_that_appears_twice_is_corrupt() {
+        let mut h = b"GGUF".to_vec();
+        h.extend_from_slice(&3u32.to_le_bytes());
+        h.extend_from_slice(&0u64.to_le_bytes());
+        h.extend_from_slice(&2u64.to_le_bytes());
+        for _ in 0..2 {
+            h.extend_from_slice(&1u64.to_le_bytes());
+            h.push(b'x');
+            h.extend_from_slice(&0u32.to_le_bytes());
+            h.push(1);
+        }
+        let r = parse(&h[..], h.len() as u64);
+        assert!(matches!(r, Err(GgufError::Corrupt(ref m)) if m.contains("twice")), "{r:?}");
     }
 }
