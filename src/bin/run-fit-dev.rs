@@ -3,9 +3,10 @@
 //!                                              write a synthetic model of a real shape: sparse (the data
 //!                                              region a hole, for planning), or with random but valid
 //!                                              weights quantized by ggml (it loads and runs; gibberish)
-//!   run-fit-dev accuracy MODEL CTX [CTX…]      predicted vs llama.cpp-reported buffers (CPU, real load);
-//!                                              a context written 8192f uses a full-size sliding-window
-//!                                              cache, 8192n turns flash attention off
+//!   run-fit-dev accuracy MODEL CTX [CTX…]      predicted vs llama.cpp-reported buffers (CPU, a real load
+//!                                              with mmap and repacking, as users run it); a context
+//!                                              written 8192f uses a full-size sliding-window cache, 8192n
+//!                                              turns flash attention off, 8192m reads the file (--no-mmap)
 //!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
 //!   run-fit-dev speed-published                published llama.cpp results vs run-fit's prediction (markdown)
 //!   run-fit-dev direct MODEL PROMPT N THREADS CTX
@@ -134,7 +135,8 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
     for ctx in contexts {
         let swa_full = ctx.contains('f');
         let flash_attn = !ctx.contains('n');
-        let n_ctx: u32 = ctx.trim_end_matches(['f', 'n']).parse().with_context(|| format!("context {ctx}"))?;
+        let use_mmap = !ctx.contains('m');
+        let n_ctx: u32 = ctx.trim_end_matches(['f', 'n', 'm']).parse().with_context(|| format!("context {ctx}"))?;
         let config = Config {
             gpu_layers: vec![],
             n_ctx_tokens: n_ctx.into(),
@@ -145,9 +147,12 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
             n_seq: 1,
             swa_full,
             op_offload: true,
+            cpu_repack: true,
+            use_mmap,
+            use_mlock: false,
         };
         let predicted = footprint::footprint(&facts, &config).host;
-        let real = engine.measure_buffers(model, n_ctx, flash_attn, swa_full)?;
+        let real = engine.measure_buffers(model, n_ctx, flash_attn, swa_full, use_mmap)?;
         // The host's compute figure includes llama.cpp's output (logits) buffer.
         let real_compute = real.compute_bytes + real.output_bytes;
         let real_total = real.model_bytes + real.kv_bytes + real_compute;
@@ -155,9 +160,9 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
         let mib = |b: u64| b as f64 / 1048576.0;
         println!(
             "| {name} | {ctx} | {:.2} / {:.2} ({:+.2} %) | {:.2} / {:.2} ({:+.2} %) | {:.2} / {:.2} ({:+.1} %) | {:.2} / {:.2} ({:+.2} %) |",
-            mib(predicted.weights),
+            mib(predicted.weights + predicted.repack),
             mib(real.model_bytes),
-            err(predicted.weights, real.model_bytes),
+            err(predicted.weights + predicted.repack, real.model_bytes),
             mib(predicted.kv),
             mib(real.kv_bytes),
             err(predicted.kv, real.kv_bytes),

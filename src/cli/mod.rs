@@ -603,6 +603,7 @@ impl PlanArgs {
             _ => return Err("give a model file or name, or --params SIZE --quant NAME".into()),
         };
         let mut policy = self.fit.policy()?;
+        (policy.use_mmap, policy.use_mlock) = (!self.levers.no_mmap, self.levers.mlock);
         // As for `run`: -b smaller than -ub shrinks the physical batch too.
         policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
         Ok(PlanRequest {
@@ -689,6 +690,7 @@ impl RunArgs {
             return Err("--json prints one answer: give a prompt with -p or on stdin".into());
         }
         let mut policy = self.fit.policy()?;
+        (policy.use_mmap, policy.use_mlock) = (!self.levers.no_mmap, self.levers.mlock);
         // -b smaller than -ub makes llama.cpp shrink the physical batch too; plan what it will use.
         policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
         let levers = self.levers.levers();

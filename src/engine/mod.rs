@@ -148,12 +148,15 @@ impl Engine {
     /// Load `model` for real on the CPU (mmap on, weight repacking off so the mapped weights stay
     /// mapped) and create a context; return the buffer sizes llama.cpp reported. The ground truth of
     /// the accuracy benchmark.
+    /// What llama.cpp allocates for `model` on the CPU at `n_ctx_tokens`, in the configuration users run:
+    /// weight repacking on, the file mapped (or, `use_mmap` false, read as `--no-mmap` does).
     pub fn measure_buffers(
         &self,
         model: &Path,
         n_ctx_tokens: u32,
         flash_attn: bool,
         swa_full: bool,
+        use_mmap: bool,
     ) -> Result<Buffers> {
         let path = path_cstring(model)?;
         LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner()).clear();
@@ -162,7 +165,9 @@ impl Engine {
         unsafe {
             let mut mp = sys::llama_model_default_params();
             mp.n_gpu_layers = 0;
-            mp.use_extra_bufts = false;
+            if !use_mmap {
+                mp.load_mode = sys::LLAMA_LOAD_MODE_NONE;
+            }
             let m = sys::llama_model_load_from_file(path.as_ptr(), mp);
             if m.is_null() {
                 return Err(anyhow!("llama.cpp could not load {}", model.display()));

@@ -50,6 +50,12 @@ pub(crate) fn requantized(facts: &ModelFacts, bits: f64) -> ModelFacts {
     f.weights.input_bytes = scale(f.weights.input_bytes);
     f.weights.output_bytes = scale(f.weights.output_bytes);
     f.weights.tied_embedding_bytes = scale(f.weights.tied_embedding_bytes);
+    f.weights.layer_repack_bytes = f.weights.layer_repack_bytes.iter().map(|&b| scale(b)).collect();
+    f.weights.output_repack_bytes = scale(f.weights.output_repack_bytes);
+    f.weights.tied_repack_bytes = scale(f.weights.tied_repack_bytes);
+    for span in &mut f.weights.spans {
+        (span.start, span.end) = (scale(span.start), scale(span.end));
+    }
     f
 }
 

@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::model::facts::ModelFacts;
+use crate::model::facts::{ModelFacts, Owner};
 use crate::model::gguf::GgmlType;
 use crate::model::gguf::types::{F16, F32};
 
@@ -30,6 +30,12 @@ pub struct Config {
     /// llama.cpp's op offload (on by default): batches of at least 32 tokens that use weights in host
     /// memory run on the first GPU, which then holds a copy of those weights. Off: `--no-op-offload`.
     pub op_offload: bool,
+    /// The host repacks CPU-resident weights for its kernels (x86 AVX2: `Host::cpu_repack`).
+    pub cpu_repack: bool,
+    /// Weights mapped from the file (llama.cpp's default) rather than read into memory (`--no-mmap`).
+    pub use_mmap: bool,
+    /// `--mlock`: the mapping is locked in RAM, so none of its pages can be dropped.
+    pub use_mlock: bool,
 }
 
 impl Config {
@@ -38,17 +44,38 @@ impl Config {
     }
 }
 
-/// What one device (or the host) holds for a configuration.
+/// What one device (or the host) holds for a configuration, as llama.cpp's buffer log counts it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Bytes {
+    /// Model buffers: mapped or loaded weights.
     pub weights: u64,
+    /// The CPU backend's repacked copies of some weights (`CPU_REPACK`; host only).
+    pub repack: u64,
     pub kv: u64,
     pub compute: u64,
+    /// Of `weights`, mapped file pages nothing reads after loading (the sources of repacked tensors,
+    /// other devices' layers inside the mapped range).
+    pub unread: u64,
+    /// Of those, what the kernel may drop when memory is short (all of it, unless `--mlock`): it does
+    /// not count against free RAM.
+    pub evictable: u64,
 }
 
 impl Bytes {
+    /// Everything llama.cpp allocates or maps here.
     pub fn total(&self) -> u64 {
-        self.weights + self.kv + self.compute
+        self.weights + self.repack + self.kv + self.compute
+    }
+
+    /// What must stay in memory: the total less the pages that can be dropped.
+    pub fn resident(&self) -> u64 {
+        self.total() - self.evictable
+    }
+
+    /// Weight bytes that are really read (a token reads each once): the copies in use, not their
+    /// unused mapped sources.
+    pub fn weights_read(&self) -> u64 {
+        self.weights + self.repack - self.unread
     }
 }
 
@@ -69,6 +96,25 @@ pub fn placement(n_layer: u32, gpu_layers: &[u32]) -> Vec<Option<usize>> {
     }
     owners.truncate(total as usize);
     owners
+}
+
+/// The bytes llama.cpp maps for the CPU's model buffer: per file, from the first to the last byte of the
+/// host-resident tensors that are not repacked (`llama_model_loader::get_mapping_range`).
+pub fn mapped_bytes(facts: &ModelFacts, owners: &[Option<usize>], cpu_repack: bool) -> u64 {
+    let n_layer = facts.n_layer as usize;
+    let on_host = |owner: Owner| match owner {
+        Owner::Input => true,
+        Owner::Layer(l) => owners.get(l as usize).is_some_and(Option::is_none),
+        Owner::Output => owners.get(n_layer).is_some_and(Option::is_none),
+    };
+    let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
+    for s in facts.weights.spans.iter().filter(|s| on_host(s.owner) && !(cpu_repack && s.repacked)) {
+        match ranges.iter_mut().find(|r| r.0 == s.shard) {
+            Some(r) => (r.1, r.2) = (r.1.min(s.start), r.2.max(s.end)),
+            None => ranges.push((s.shard, s.start, s.end)),
+        }
+    }
+    ranges.iter().map(|(_, first, last)| last - first).sum()
 }
 
 /// KV cells a layer holds: the padded context, or for a sliding-window layer only the window
@@ -168,23 +214,43 @@ fn kv_cells_swa(facts: &ModelFacts, config: &Config) -> u64 {
 /// The full footprint of `config`.
 pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
     let owners = placement(facts.n_layer, &config.gpu_layers);
+    let w = &facts.weights;
     let mut devices = vec![Bytes::default(); config.gpu_layers.len()];
-    let mut host = Bytes { weights: facts.weights.input_bytes, ..Bytes::default() };
+    let mut host = Bytes::default();
+    let repacks = |bytes: u64| if config.cpu_repack { bytes } else { 0 };
+    // Host weights the CPU reads as they are in the file (the rest is repacked into CPU_REPACK).
+    let mut host_plain = w.input_bytes;
     let n_layer = facts.n_layer as usize;
     for (layer, owner) in owners.iter().enumerate() {
-        let slot = match owner {
-            Some(d) => &mut devices[*d],
-            None => &mut host,
-        };
-        if layer < n_layer {
-            slot.weights += facts.weights.layer_bytes[layer];
-            slot.kv += kv_layer_bytes(facts, config, layer);
-        } else if owner.is_some() {
-            slot.weights += facts.weights.output_bytes;
-        } else {
+        match (owner, layer < n_layer) {
+            (Some(d), true) => {
+                devices[*d].weights += w.layer_bytes[layer];
+                devices[*d].kv += kv_layer_bytes(facts, config, layer);
+            }
+            (None, true) => {
+                host_plain += w.layer_bytes[layer] - repacks(w.layer_repack_bytes[layer]);
+                host.repack += repacks(w.layer_repack_bytes[layer]);
+                host.kv += kv_layer_bytes(facts, config, layer);
+            }
+            (Some(d), false) => devices[*d].weights += w.output_bytes,
             // On the host a tied output reuses the embedding's mapping.
-            slot.weights += facts.weights.output_bytes - facts.weights.tied_embedding_bytes;
+            (None, false) => {
+                let own = repacks(w.output_repack_bytes);
+                host_plain += w.output_bytes - w.tied_embedding_bytes - own;
+                host.repack += own + repacks(w.tied_repack_bytes);
+            }
         }
+    }
+    if config.use_mmap {
+        // llama.cpp maps, per file, the range from the first to the last tensor the CPU buffer holds;
+        // what lies inside it and is not read (repacked sources, GPU layers' data) can be dropped.
+        host.weights = mapped_bytes(facts, &owners, config.cpu_repack).max(host_plain);
+        host.unread = host.weights - host_plain;
+        if !config.use_mlock {
+            host.evictable = host.unread;
+        }
+    } else {
+        host.weights = host_plain;
     }
     let host_has_layers = owners[..n_layer].contains(&None);
     let host_has_output = owners[n_layer].is_none();
@@ -238,6 +304,9 @@ mod tests {
             n_seq: 1,
             swa_full: false,
             op_offload: true,
+            cpu_repack: true,
+            use_mmap: true,
+            use_mlock: false,
         }
     }
 
@@ -285,5 +354,24 @@ mod tests {
         assert_eq!(placement(3, &[1, 2]), vec![None, Some(0), Some(1), Some(1)]);
         // asking for more than exists is capped, as llama.cpp does
         assert_eq!(placement(2, &[9]), vec![Some(0), Some(0), Some(0)]);
+    }
+
+    #[test]
+    fn repacked_weights_are_counted_twice_with_mmap_once_without() {
+        let f = crate::model::synth::facts(&crate::model::shapes::LLAMA3_8B, "Q4_0");
+        let file = f.weights.file_bytes();
+        let cpu = |use_mmap, cpu_repack| Config { use_mmap, cpu_repack, ..config(vec![]) };
+        let mapped = footprint(&f, &cpu(true, true)).host;
+        assert!(mapped.repack > file / 2, "most Q4_0 matrices are repacked: {} of {file}", mapped.repack);
+        assert!(mapped.weights + mapped.repack > file + file / 2, "the mapping and the copy");
+        // what stays resident is the file's worth: the repacked tensors' mapped pages go unused
+        assert_eq!(mapped.resident() - mapped.kv - mapped.compute, file);
+        let read = footprint(&f, &cpu(false, true)).host;
+        assert_eq!((read.weights + read.repack, read.evictable), (file, 0));
+        let no_repack = footprint(&f, &cpu(true, false)).host;
+        assert_eq!(no_repack.repack, 0);
+        assert!(no_repack.weights >= file);
+        let locked = footprint(&f, &Config { use_mlock: true, ..cpu(true, true) }).host;
+        assert_eq!(locked.resident(), locked.total(), "--mlock pins the whole mapping");
     }
 }

@@ -34,6 +34,14 @@ pub struct Host {
     pub bandwidth_gb_per_s: Option<f64>,
     /// Apple silicon and other unified-memory machines: GPU allocations come out of host RAM too.
     pub unified_memory: bool,
+    /// llama.cpp's CPU backend repacks some weights for its x86 AVX2 kernels (`CPU_REPACK`): a second,
+    /// rearranged copy of each such tensor. Other CPUs repack by other rules, not modelled here.
+    #[serde(default = "yes")]
+    pub cpu_repack: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -80,6 +88,9 @@ struct HostSpec {
     bandwidth_gb_per_s: Option<f64>,
     #[serde(default)]
     unified_memory: bool,
+    /// Default: an x86 machine (AVX2 repacking), unless unified memory says Apple silicon.
+    #[serde(default)]
+    cpu_repack: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,6 +177,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
             threads: h.threads.unwrap_or(8),
             bandwidth_gb_per_s: h.bandwidth_gb_per_s,
             unified_memory: h.unified_memory,
+            cpu_repack: h.cpu_repack.unwrap_or(!h.unified_memory),
         },
     })
 }
@@ -205,6 +217,7 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
             threads: 8,
             bandwidth_gb_per_s: None,
             unified_memory: false,
+            cpu_repack: true,
         },
     }
 }

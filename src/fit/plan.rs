@@ -56,6 +56,9 @@ pub struct Policy {
     pub pins: Pins,
     /// At most this many GPU layers even when more fit: set by backoff after a real out-of-memory.
     pub max_gpu_layers: Option<u32>,
+    /// llama.cpp maps the file (default) or reads it (`--no-mmap`); `--mlock` pins the mapping.
+    pub use_mmap: bool,
+    pub use_mlock: bool,
 }
 
 impl Default for Policy {
@@ -71,6 +74,8 @@ impl Default for Policy {
             allow_swap: false,
             pins: Pins::default(),
             max_gpu_layers: None,
+            use_mmap: true,
+            use_mlock: false,
         }
     }
 }
@@ -192,6 +197,9 @@ impl Ctx<'_> {
             n_seq: self.policy.n_seq,
             swa_full: false,
             op_offload: self.op_offload,
+            cpu_repack: self.hw.host.cpu_repack,
+            use_mmap: self.policy.use_mmap,
+            use_mlock: self.policy.use_mlock,
         }
     }
 
@@ -260,9 +268,10 @@ impl Ctx<'_> {
         self.host_need(fp) <= self.host_usable
     }
 
+    /// What RAM must hold: the host's resident bytes, and on unified memory the GPUs' too.
     fn host_need(&self, fp: &Footprint) -> u64 {
         let unified: u64 = if self.hw.host.unified_memory { fp.devices.iter().map(Bytes::total).sum() } else { 0 };
-        fp.host.total() + unified
+        fp.host.resident() + unified
     }
 }
 
@@ -686,6 +695,7 @@ mod tests {
                 threads: 8,
                 bandwidth_gb_per_s: None,
                 unified_memory: false,
+                cpu_repack: true,
             },
         }
     }

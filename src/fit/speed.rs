@@ -96,8 +96,8 @@ fn bytes_read_per_token(facts: &ModelFacts, plan: &Plan, fill_tokens: u64) -> (V
     // (tied) and the output runs on the CPU.
     let output_on_gpu = plan.config.n_gpu_layers() > facts.n_layer;
     let skip_input = if w.tied_embedding_bytes > 0 && !output_on_gpu { 0 } else { w.input_bytes };
-    let host =
-        plan.host.bytes.weights.saturating_sub(skip_input) as f64 * active + plan.host.bytes.kv as f64 * ctx_share;
+    let host = plan.host.bytes.weights_read().saturating_sub(skip_input) as f64 * active
+        + plan.host.bytes.kv as f64 * ctx_share;
     (devices, host)
 }
 
@@ -158,7 +158,7 @@ pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u
     let prompt_seconds = match hw.devices.first() {
         Some(gpu0) if plan.config.op_offload || gpu_layers > 0 => {
             let (_, tflops) = device_rates(gpu0)?;
-            let copy = plan.host.bytes.weights as f64 / PCIE_BYTES_PER_S / plan.config.n_ubatch_tokens as f64;
+            let copy = plan.host.bytes.weights_read() as f64 / PCIE_BYTES_PER_S / plan.config.n_ubatch_tokens as f64;
             let copy = if cpu_layers == 0 { 0.0 } else { copy };
             let launches = facts.n_layer as f64 * GPU_PROMPT_SECONDS_PER_LAYER_PER_UBATCH
                 / plan.config.n_ubatch_tokens.max(1) as f64;
@@ -279,6 +279,7 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
             threads: row.threads,
             bandwidth_gb_per_s: Some(row.host_bandwidth_gb_per_s),
             unified_memory: false,
+            cpu_repack: true,
         },
     };
     // llama-bench's setting: 512-token prompt, 128 generated, everything on the GPU if there is one.

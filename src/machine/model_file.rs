@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use crate::model::gguf::writer::{self, Kv, TensorSpec};
-use crate::model::gguf::{GgufError, Header, Model, Value, parse};
+use crate::model::gguf::{GgufError, Header, Model, TensorInfo, Value, parse};
 
 const ALIGNMENT_BYTES: u64 = 32;
 /// llama-gguf-split numbers shards with five digits.
@@ -31,9 +31,9 @@ pub fn read_model(path: &Path) -> Result<Model, GgufError> {
         return Err(GgufError::Corrupt(format!("split.count is {shard_count}, more than {MAX_SHARDS} shards")));
     }
     let paths = shard_paths(path, shard_count)?;
-    for shard in paths.iter().skip(1) {
+    for (k, shard) in paths.iter().enumerate().skip(1) {
         let header = read_header(shard)?;
-        model.tensors.extend(header.tensors);
+        model.tensors.extend(header.tensors.into_iter().map(|t| TensorInfo { shard: k as u32, ..t }));
         model.file_bytes += header.file_bytes;
         model.shards += 1;
     }

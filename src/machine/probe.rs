@@ -27,7 +27,27 @@ pub fn measure_host() -> Result<Host> {
         swap_free_bytes = swap_free_bytes.min(cg.free_swap);
     }
     let threads = std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1);
-    Ok(Host { total_bytes, available_bytes, swap_free_bytes, threads, bandwidth_gb_per_s: None, unified_memory: false })
+    Ok(Host {
+        total_bytes,
+        available_bytes,
+        swap_free_bytes,
+        threads,
+        bandwidth_gb_per_s: None,
+        unified_memory: false,
+        cpu_repack: cpu_repacks(),
+    })
+}
+
+/// Whether llama.cpp's CPU backend here repacks weights by the x86 AVX2 rule the memory model knows.
+fn cpu_repacks() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
 }
 
 /// Measure this machine without starting llama.cpp in this process: a GPU backend keeps its context

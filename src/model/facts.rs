@@ -38,6 +38,36 @@ pub struct Weights {
     /// token_embd into the output layer, so it is counted here too: `tied_embedding_bytes` of it.
     pub output_bytes: u64,
     pub tied_embedding_bytes: u64,
+    /// Of `layer_bytes` / `output_bytes`: the tensors llama.cpp's CPU backend repacks for its x86 AVX2
+    /// kernels when they stay on the CPU (`CPU_REPACK`, a second copy in the rearranged layout).
+    pub layer_repack_bytes: Vec<u64>,
+    pub output_repack_bytes: u64,
+    /// A tied embedding that the output layer multiplies by is repacked for that on the CPU: a copy
+    /// of token_embd beside its mapping.
+    pub tied_repack_bytes: u64,
+    /// Where each tensor lies in its file, for the range llama.cpp maps (`footprint::mapped_bytes`).
+    pub spans: Vec<Span>,
+}
+
+/// Which layer a tensor belongs to, as llama.cpp places them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// token_embd and the rest outside `blk.N.` that is not the output head: always on the CPU.
+    Input,
+    Layer(u32),
+    /// The output head (and layers past block_count): offloaded as the last "layer".
+    Output,
+}
+
+/// One tensor's place in its file: [start, end) in the data region of shard `shard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub owner: Owner,
+    pub shard: u32,
+    pub start: u64,
+    pub end: u64,
+    /// The x86 AVX2 CPU backend repacks it when it is CPU-resident (`repacked_on_x86`).
+    pub repacked: bool,
 }
 
 impl Weights {
@@ -293,30 +323,80 @@ fn layer_index(name: &str) -> Option<usize> {
     name.strip_prefix("blk.")?.split('.').next()?.parse().ok()
 }
 
+/// Whether llama.cpp's x86 AVX2 CPU backend repacks this tensor when it is CPU-resident
+/// (ggml-cpu/repack.cpp, `ggml_repack_get_optimal_repack_type`): a matrix (or a 3-D expert stack) used
+/// by a matrix product, of Q4_0, Q4_K, IQ4_NL or MXFP4, whose rows come in eights. Q2_K needs AVX-512,
+/// which llama.cpp's static build here never uses; Q8_0, Q5_K and Q6_K repack on ARM only. The input
+/// embedding is looked up row by row, never multiplied: it is not repacked.
+pub fn repacked_on_x86(t: &TensorInfo) -> bool {
+    repackable(t) && t.name.ends_with(".weight") && t.name != "token_embd.weight"
+}
+
+/// The type and shape the x86 repack kernels take.
+fn repackable(t: &TensorInfo) -> bool {
+    const REPACKED: &[&str] = &["Q4_0", "Q4_K", "IQ4_NL", "MXFP4"];
+    REPACKED.contains(&t.ggml_type.name) && matches!(t.dims.len(), 2 | 3) && t.dims[1].is_multiple_of(8)
+}
+
+/// The repack buffer rounds each tensor up to its 32-byte alignment.
+fn repack_bytes(t: &TensorInfo) -> u64 {
+    if repacked_on_x86(t) { t.size_bytes.next_multiple_of(32) } else { 0 }
+}
+
 fn weights(tensors: &[TensorInfo], n_layer: usize) -> Weights {
     let mut layer_bytes = vec![0u64; n_layer];
+    let mut layer_repack_bytes = vec![0u64; n_layer];
+    let mut output_repack_bytes = 0;
+    let mut spans = Vec::with_capacity(tensors.len());
     let (mut input_bytes, mut output_bytes, mut has_output) = (0u64, 0u64, false);
     let mut embd_bytes = 0;
+    let mut embd_repack_bytes = 0;
     for t in tensors {
+        let owner = match layer_index(&t.name) {
+            Some(il) if il < n_layer => Owner::Layer(il as u32),
+            Some(_) => Owner::Output,
+            None if t.name.starts_with("output.") || t.name.starts_with("output_norm") => Owner::Output,
+            None => Owner::Input,
+        };
+        let end = t.offset_bytes.saturating_add(t.size_bytes);
+        spans.push(Span { owner, shard: t.shard, start: t.offset_bytes, end, repacked: repacked_on_x86(t) });
         match layer_index(&t.name) {
-            Some(il) if il < n_layer => layer_bytes[il] += t.size_bytes,
+            Some(il) if il < n_layer => {
+                layer_bytes[il] += t.size_bytes;
+                layer_repack_bytes[il] += repack_bytes(t);
+            }
             // Layers past block_count (e.g. next-token-prediction heads) stay with the output layer.
-            Some(_) => output_bytes += t.size_bytes,
+            Some(_) => {
+                output_bytes += t.size_bytes;
+                output_repack_bytes += repack_bytes(t);
+            }
             None if t.name == "output.weight" || t.name.starts_with("output.") || t.name.starts_with("output_norm") => {
                 has_output |= t.name == "output.weight";
                 output_bytes += t.size_bytes;
+                output_repack_bytes += repack_bytes(t);
             }
             None => {
                 if t.name == "token_embd.weight" {
                     embd_bytes = t.size_bytes;
+                    embd_repack_bytes = if repackable(t) { t.size_bytes.next_multiple_of(32) } else { 0 };
                 }
                 input_bytes += t.size_bytes;
             }
         }
     }
     let tied_embedding_bytes = if has_output { 0 } else { embd_bytes };
+    let tied_repack_bytes = if has_output { 0 } else { embd_repack_bytes };
     output_bytes += tied_embedding_bytes;
-    Weights { layer_bytes, input_bytes, output_bytes, tied_embedding_bytes }
+    Weights {
+        layer_bytes,
+        input_bytes,
+        output_bytes,
+        tied_embedding_bytes,
+        layer_repack_bytes,
+        output_repack_bytes,
+        tied_repack_bytes,
+        spans,
+    }
 }
 
 fn embedding_rows(tensors: &[TensorInfo]) -> Option<u64> {

@@ -117,6 +117,24 @@ pub const MIXTRAL_8X7B: Shape = Shape {
     estimates: true,
 };
 
+/// A mixture of experts small enough to load and run in a test (Mixtral's layout: 8 experts, 2 used).
+pub const MOE_TINY: Shape = Shape {
+    name: "moe-tiny",
+    n_layer: 4,
+    n_embd: 256,
+    n_ff: 512,
+    n_head: 4,
+    n_head_kv: 2,
+    n_vocab: 512,
+    n_ctx_train: 4096,
+    n_expert: 8,
+    n_expert_used: 2,
+    tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: false,
+};
+
 /// Small enough to load and run anywhere in a test.
 pub const TINY: Shape = Shape {
     name: "tiny",
@@ -213,6 +231,7 @@ pub const SHAPES: &[Shape] = &[
     },
     // for tests and the generator only
     GEMMA3_1B,
+    MOE_TINY,
     TINY,
     MICRO,
     SWA_TINY,

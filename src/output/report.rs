@@ -116,7 +116,17 @@ pub fn plan_text(report: &PlanReport) -> String {
     }
     out += "\n";
     out += &device_table(report.plan);
-    out += "\n\n";
+    out += "\n";
+    let host = &report.plan.host.bytes;
+    if host.evictable > 0 {
+        out += &format!(
+            "RAM keeps {} of weights twice: llama.cpp repacks them for its AVX2 kernels (CPU_REPACK), and their\n\
+             mapped pages then go unused and can be dropped, so {} stays resident (the headroom counts that)\n",
+            human(host.repack),
+            human(host.resident())
+        );
+    }
+    out += "\n";
     out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
     if let Some(fit) = report.llama_fit {
         let ngl = match fit.n_gpu_layers {
@@ -247,7 +257,7 @@ fn device_table(p: &Plan) -> String {
         [
             name.to_string(),
             layers.to_string(),
-            human(b.weights),
+            human(b.weights + b.repack),
             human(b.kv),
             human(b.compute),
             human(b.total()),

@@ -59,3 +59,23 @@ fn a_corrupt_cache_is_a_warning_not_an_error() {
     let text = std::fs::read_to_string(dir.path().join("calibration.json")).unwrap();
     assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "{text}");
 }
+
+#[test]
+fn repacked_weights_leave_nothing_to_learn_with_or_without_mmap() {
+    // A Q4_0 model: llama.cpp's CPU backend repacks nearly all its matrices (CPU_REPACK, ~600 MiB
+    // here). The memory model counts that copy, so neither a default run nor a --no-mmap one records
+    // an excess, and the next plan starts from the same place either way.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let model = synthetic(dir.path(), run_fit::dev::shapes::by_name("Llama-3.2-1B").unwrap(), "Q4_0");
+    let m = model.to_str().unwrap();
+    for extra in [&[][..], &["--no-mmap"][..]] {
+        let mut args = vec![m, "-p", "hi", "-n", "1", "-c", "512"];
+        args.extend_from_slice(extra);
+        let out = with_cache(cache.path(), &args);
+        assert!(out.status.success(), "{extra:?}: {}", stderr(&out));
+        let plan = stdout(&with_cache(cache.path(), &["plan", m, "-c", "512"]));
+        assert!(plan.contains("used what was predicted"), "{extra:?}: {plan}");
+        assert!(!plan.contains("kept in reserve"), "{extra:?}: {plan}");
+    }
+}

@@ -119,6 +119,8 @@ pub struct TensorInfo {
     /// Offset from the start of the data region.
     pub offset_bytes: u64,
     pub size_bytes: u64,
+    /// Which file of a split model holds it (0 for the first, and for single files).
+    pub shard: u32,
 }
 
 impl TensorInfo {
@@ -210,7 +212,7 @@ pub fn parse<R: Read>(reader: R, file_bytes: u64) -> Result<Header, GgufError> {
             .ok_or_else(|| GgufError::Corrupt(format!("tensor {name} has unknown ggml type {type_id}")))?;
         let offset_bytes = r.u64()?;
         let size_bytes = tensor_bytes(&name, &dims, ggml_type)?;
-        tensors.push(TensorInfo { name, dims, ggml_type, offset_bytes, size_bytes });
+        tensors.push(TensorInfo { name, dims, ggml_type, offset_bytes, size_bytes, shard: 0 });
     }
 
     let alignment = match metadata.get("general.alignment") {
