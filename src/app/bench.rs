@@ -17,7 +17,7 @@ pub(super) fn run_bench(req: &BenchRequest, printer: &Printer) -> Result<(), Fai
             Failure::Usage(format!("--chart {}: cannot write there ({e}); give a writable path", path.display()))
         })?;
     }
-    let interrupt = install_interrupt()?;
+    let interrupt = install_interrupt(printer)?;
     let mut hardware = probe::measure_isolated()?;
     let mut policy = req.load.policy.clone();
     let mut notes = Vec::new();

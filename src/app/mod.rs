@@ -22,7 +22,6 @@ use crate::model::{names, synth};
 use crate::output::printer::Printer;
 use crate::output::report::Estimate;
 use crate::run::launch::Learn;
-use crate::run::supervisor;
 
 /// Run what the user asked for; every outcome, errors included, is printed here.
 pub fn execute(invocation: Invocation) -> ExitCode {
@@ -179,21 +178,7 @@ pub(crate) fn cap_threads(load: &LoadRequest, cpus: u32, printer: &Printer) -> L
     load
 }
 
-/// Ctrl-C becomes a flag the waits look at (and a wake-up for them): it stops a reply instead of
-/// killing run-fit.
-pub(crate) fn install_interrupt() -> Result<Arc<AtomicBool>, Failure> {
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT])
-        .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("installing the Ctrl-C handler")))?;
-    let flag = Arc::clone(&interrupt);
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                supervisor::wake_all();
-            }
-        })
-        .map_err(|e| Failure::Internal(anyhow::Error::from(e).context("starting the Ctrl-C thread")))?;
-    Ok(interrupt)
+/// The signal thread (`run::signals`); returns the Ctrl-C flag the waits look at.
+pub(crate) fn install_interrupt(printer: &Printer) -> Result<Arc<AtomicBool>, Failure> {
+    crate::run::signals::install(*printer)
 }

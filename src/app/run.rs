@@ -20,7 +20,7 @@ pub(super) fn run_model(req: &RunRequest, printer: &Printer) -> Result<(), Failu
         Mode::Once(None) => Some(read_piped_prompt()?),
         _ => None,
     };
-    let interrupt = install_interrupt()?;
+    let interrupt = install_interrupt(printer)?;
     let mut hardware = probe::measure_isolated()?;
     let mut policy = req.load.policy.clone();
     let mut learned = Vec::new();

@@ -59,18 +59,31 @@ impl Conversation {
         self.first_kept = 0;
     }
 
-    /// Write the transcript where the user can find it again; returns the path.
+    /// Write the transcript where the user can find it again, readable by the user alone (0600 in a
+    /// 0700 folder); returns the path.
     fn save(&self, model: &std::path::Path) -> std::io::Result<PathBuf> {
-        let dir = std::env::var_os("XDG_STATE_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-            .unwrap_or_else(std::env::temp_dir)
-            .join("run-fit");
-        std::fs::create_dir_all(&dir)?;
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+        let absolute = |var: &str| std::env::var_os(var).map(PathBuf::from).filter(|p| p.is_absolute());
+        let dir = match absolute("XDG_STATE_HOME").or_else(|| absolute("HOME").map(|h| h.join(".local/state"))) {
+            Some(state) => state.join("run-fit"),
+            // No home: a folder of this user's own in the shared temporary directory.
+            None => std::env::temp_dir().join(format!("run-fit-{}", rustix::process::getuid().as_raw())),
+        };
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        // Another user's folder (made there first) is not a place for this conversation.
+        let meta = std::fs::symlink_metadata(&dir)?;
+        if !meta.is_dir() || meta.uid() != rustix::process::getuid().as_raw() || meta.mode() & 0o077 != 0 {
+            return Err(std::io::Error::other(format!(
+                "{} is not a private folder of this user's; refusing to write the conversation there",
+                dir.display()
+            )));
+        }
         let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let path = dir.join(format!("transcript-{secs}-{}.json", std::process::id()));
         let body = serde_json::json!({ "model": model, "system": self.system, "messages": self.turns });
-        std::fs::write(&path, serde_json::to_string_pretty(&body).unwrap_or_default())?;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+        file.write_all(serde_json::to_string_pretty(&body).unwrap_or_default().as_bytes())?;
         Ok(path)
     }
 }
@@ -213,7 +226,7 @@ impl ConditionalEventHandler for ClearOrExit {
 }
 
 /// The chat at the terminal.
-pub fn interactive(req: &RunRequest, mut session: ModelSession, printer: &Printer) -> Result<(), Failure> {
+pub fn interactive(req: &RunRequest, session: ModelSession, printer: &Printer) -> Result<(), Failure> {
     let mut conv = Conversation { system: req.system_prompt.clone(), ..Conversation::default() };
     let mut editor = rustyline::DefaultEditor::new().map_err(|e| Failure::Internal(e.into()))?;
     editor.bind_sequence(KeyEvent::ctrl('C'), EventHandler::Conditional(Box::new(ClearOrExit)));
@@ -222,51 +235,99 @@ pub fn interactive(req: &RunRequest, mut session: ModelSession, printer: &Printe
     let at_prompt = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register_conditional_shutdown(signal_hook::consts::SIGINT, 0, Arc::clone(&at_prompt))
         .map_err(|e| Failure::Internal(e.into()))?;
+    let transcript = on_terminate_save(req);
     printer.result(&format!(
         "run-fit: ready, context {} tokens. /help for commands, Ctrl-D to leave.",
         session.n_ctx_tokens()
     ));
-    loop {
-        at_prompt.store(true, Ordering::SeqCst);
-        let line = editor.readline("> ");
-        at_prompt.store(false, Ordering::SeqCst);
-        let line = match line {
-            Ok(line) => line,
-            Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
-            Err(e) => return Err(Failure::Internal(e.into())),
-        };
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
+    let mut chat = Chat { req, session, printer, editor, at_prompt, transcript };
+    let ended = chat.converse(&mut conv);
+    crate::run::signals::clear_on_terminate();
+    ended
+}
+
+/// A chat at the terminal: its request, model, printer, line editor, and where the conversation is
+/// kept current for a terminating signal.
+struct Chat<'r, 's> {
+    req: &'r RunRequest,
+    session: ModelSession<'s>,
+    printer: &'r Printer,
+    editor: rustyline::DefaultEditor,
+    at_prompt: Arc<AtomicBool>,
+    transcript: Arc<std::sync::Mutex<Conversation>>,
+}
+
+/// On SIGTERM or SIGHUP (`run::signals`): put the terminal back as it was before the chat (rustyline
+/// may have it raw) and save the conversation as it stands. Returns where the chat keeps it current.
+fn on_terminate_save(req: &RunRequest) -> Arc<std::sync::Mutex<Conversation>> {
+    let transcript = Arc::new(std::sync::Mutex::new(Conversation::default()));
+    let saved_terminal = rustix::termios::tcgetattr(rustix::stdio::stdin()).ok();
+    let (model, shared) = (req.load.model.clone(), Arc::clone(&transcript));
+    crate::run::signals::on_terminate(move || {
+        if let Some(t) = &saved_terminal {
+            let _ = rustix::termios::tcsetattr(rustix::stdio::stdin(), rustix::termios::OptionalActions::Now, t);
         }
-        let _ = editor.add_history_entry(text);
-        if let Some(command) = text.strip_prefix('/') {
-            match chat_command(command, &mut conv, &session, printer) {
-                Command::Leave => return Ok(()),
-                Command::Done => continue,
-            }
+        let conv = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if conv.turns.is_empty() {
+            return None;
         }
-        conv.turns.push(Message::new("user", text));
-        let reply = session.reply(&conv.messages(), &req.generation, &mut stream_to(printer));
-        // The reply's line ends before anything else is said about it.
-        if !matches!(&reply, Ok(r) if r.rejected.is_some()) {
-            printer.out("\n")?;
-        }
-        match reply {
-            Ok(reply) if reply.rejected.is_some() => {
-                conv.turns.pop();
-                printer.result(&format!("run-fit: {}", reply.rejected.map(|r| r.message).unwrap_or_default()));
+        Some(match conv.save(&model) {
+            Ok(path) => format!("the conversation is saved in {}", path.display()),
+            Err(e) => format!("could not save the conversation: {e}"),
+        })
+    });
+    transcript
+}
+
+/// The chat's loop: read a line, run a command or ask for a reply, until the user leaves.
+impl Chat<'_, '_> {
+    fn converse(&mut self, conv: &mut Conversation) -> Result<(), Failure> {
+        let (req, printer) = (self.req, self.printer);
+        loop {
+            *self.transcript.lock().unwrap_or_else(|e| e.into_inner()) = conv.clone();
+            self.at_prompt.store(true, Ordering::SeqCst);
+            let line = self.editor.readline("> ");
+            self.at_prompt.store(false, Ordering::SeqCst);
+            let line = match line {
+                Ok(line) => line,
+                Err(ReadlineError::Interrupted | ReadlineError::Eof) => return Ok(()),
+                Err(e) => return Err(Failure::Internal(e.into())),
+            };
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
             }
-            Ok(reply) => {
-                conv.record(&reply);
-                print_reply_end(printer, &reply, session.predicted());
-            }
-            Err(failure) => {
-                match conv.save(&req.load.model) {
-                    Ok(path) => printer.result(&format!("run-fit: the conversation is saved in {}", path.display())),
-                    Err(e) => printer.result(&format!("run-fit: could not save the conversation: {e}")),
+            let _ = self.editor.add_history_entry(text);
+            if let Some(command) = text.strip_prefix('/') {
+                match chat_command(command, conv, &self.session, printer) {
+                    Command::Leave => return Ok(()),
+                    Command::Done => continue,
                 }
-                return Err(failure);
+            }
+            conv.turns.push(Message::new("user", text));
+            let reply = self.session.reply(&conv.messages(), &req.generation, &mut stream_to(printer));
+            // The reply's line ends before anything else is said about it.
+            if !matches!(&reply, Ok(r) if r.rejected.is_some()) {
+                printer.out("\n")?;
+            }
+            match reply {
+                Ok(reply) if reply.rejected.is_some() => {
+                    conv.turns.pop();
+                    printer.result(&format!("run-fit: {}", reply.rejected.map(|r| r.message).unwrap_or_default()));
+                }
+                Ok(reply) => {
+                    conv.record(&reply);
+                    print_reply_end(printer, &reply, self.session.predicted());
+                }
+                Err(failure) => {
+                    match conv.save(&req.load.model) {
+                        Ok(path) => {
+                            printer.result(&format!("run-fit: the conversation is saved in {}", path.display()))
+                        }
+                        Err(e) => printer.result(&format!("run-fit: could not save the conversation: {e}")),
+                    }
+                    return Err(failure);
+                }
             }
         }
     }

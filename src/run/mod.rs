@@ -18,6 +18,8 @@ pub mod protocol;
 #[cfg(feature = "llama")]
 pub mod session;
 #[cfg(feature = "llama")]
+pub mod signals;
+#[cfg(feature = "llama")]
 pub mod supervisor;
 #[cfg(feature = "llama")]
 pub mod worker;

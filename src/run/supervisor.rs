@@ -42,6 +42,23 @@ pub fn wake_all() {
     wakers.retain(|w| w.send(Incoming::Wake).is_ok());
 }
 
+/// The live workers' process ids (each leads its own process group), for job control and termination.
+static LIVE: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+/// Send `signal` to every live worker's process group: Ctrl-Z (SIGSTOP) and `fg` (SIGCONT) reach the
+/// worker too, which the terminal cannot do (it runs in a process group of its own), and SIGKILL ends
+/// them before run-fit exits on SIGTERM or SIGHUP.
+pub fn signal_workers(signal: rustix::process::Signal) {
+    for &pid in LIVE.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid as i32) {
+            let _ = rustix::process::kill_process_group(pid, signal);
+        }
+    }
+}
+
+/// After a Stop, how long a reply may take to end before its worker is taken for hung and killed.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
 pub struct Worker {
     child: Child,
     stdin: Option<ChildStdin>,
@@ -122,6 +139,7 @@ impl Worker {
         };
         let (tx, events) = channel();
         WAKERS.lock().unwrap_or_else(|e| e.into_inner()).push(tx.clone());
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).push(child.id());
         let events_reader = std::thread::Builder::new().name("worker-events".into()).spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
@@ -178,6 +196,15 @@ impl Worker {
         self.events.recv().unwrap_or(Incoming::Closed)
     }
 
+    /// The next event, or a wake-up after `limit`.
+    fn next_within(&mut self, limit: Duration) -> Incoming {
+        match self.events.recv_timeout(limit) {
+            Ok(incoming) => incoming,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Incoming::Wake,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Incoming::Closed,
+        }
+    }
+
     /// Send a request; a dead worker shows up on the next wait, so a failed write is not an error here.
     fn send(&mut self, request: &Request) {
         if let Some(stdin) = &mut self.stdin {
@@ -196,21 +223,35 @@ impl Worker {
         on_interrupt: OnInterrupt,
         mut handle: impl FnMut(&mut Worker, Event) -> Option<T>,
     ) -> Result<T, Interrupted> {
-        let mut stop_sent = false;
+        let mut stop_sent: Option<std::time::Instant> = None;
         loop {
             let interrupted = match on_interrupt {
-                OnInterrupt::StopAll => interrupt.load(Ordering::Relaxed) && !stop_sent,
+                OnInterrupt::StopAll => interrupt.load(Ordering::Relaxed) && stop_sent.is_none(),
                 OnInterrupt::Kill | OnInterrupt::Stop => interrupt.swap(false, Ordering::Relaxed),
             };
             if interrupted {
-                if on_interrupt == OnInterrupt::Kill {
-                    self.kill();
-                    return Err(Interrupted::ByUser);
+                match (on_interrupt, stop_sent) {
+                    // Loading, or a second Ctrl-C while a stop is pending: the user wants out now.
+                    (OnInterrupt::Kill, _) | (_, Some(_)) => {
+                        self.kill();
+                        return Err(Interrupted::ByUser);
+                    }
+                    _ => {
+                        stop_sent = Some(std::time::Instant::now());
+                        self.send(&Request::Stop);
+                    }
                 }
-                stop_sent = true;
-                self.send(&Request::Stop);
             }
-            match self.next() {
+            // A worker that does not end its reply in time after a stop is stopped or hung.
+            if stop_sent.is_some_and(|t| t.elapsed() > STOP_GRACE) {
+                self.kill();
+                return Err(Interrupted::ByUser);
+            }
+            let next = match stop_sent {
+                Some(t) => self.next_within(STOP_GRACE.saturating_sub(t.elapsed())),
+                None => self.next(),
+            };
+            match next {
                 Incoming::Event(Event::Failed { stage, message, log_tail, waiting: true }) => {
                     self.stage = stage;
                     return Err(Interrupted::Died(Death {
@@ -304,6 +345,13 @@ impl Worker {
     fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.forget();
+    }
+
+    /// The worker is gone: no more signals for it.
+    fn forget(&self) {
+        let id = self.child.id();
+        LIVE.lock().unwrap_or_else(|e| e.into_inner()).retain(|&p| p != id);
     }
 
     /// The worker's resident memory in bytes (Linux /proc), if it can be read.
@@ -356,6 +404,7 @@ impl Worker {
             Exit::Signal(9) => self.oom_killer(&reported_tail),
             _ => None,
         };
+        self.forget();
         Death { stage: self.stage, message, exit, log_tail: reported_tail, oom_killer }
     }
 }
@@ -378,6 +427,7 @@ impl Drop for Worker {
         self.stdin = None;
         for _ in 0..50 {
             if let Ok(Some(_)) = self.child.try_wait() {
+                self.forget();
                 return;
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -6,13 +6,10 @@ use rexpect::session::PtySession;
 
 /// Type a line as a person does, one key at a time. (A burst of keys without bracketed-paste markers
 /// can stall rustyline after the first character; real pastes come bracketed.)
+/// A whole line in one write, as a paste without bracketed-paste markers, `tmux send-keys` or an
+/// expect script sends it (rustyline 17 with its signal-hook feature stalled after the first character).
 fn type_line(p: &mut PtySession, text: &str) {
-    for c in text.chars() {
-        p.send(&c.to_string()).unwrap();
-        p.flush().unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(3));
-    }
-    p.send("\r").unwrap();
+    p.send(&format!("{text}\r")).unwrap();
     p.flush().unwrap();
 }
 
@@ -141,4 +138,36 @@ fn a_chat_that_cannot_go_on_is_saved_and_the_path_printed() {
     let saved: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(path.starts_with(state.path().to_str().unwrap()), "{path}");
     assert_eq!(saved["messages"][0]["content"], "Remember the word pineapple.");
+}
+
+#[test]
+fn sigterm_at_the_prompt_saves_the_chat_and_restores_the_terminal() {
+    let state = tempfile::tempdir().unwrap();
+    let mut cmd = run_fit_command();
+    cmd.args([smollm2().to_str().unwrap(), "--temp", "0", "-c", "1024", "-n", "8"])
+        .env("TERM", "xterm")
+        .env("XDG_STATE_HOME", state.path());
+    let mut p = rexpect::session::spawn_command(cmd, Some(60_000)).unwrap();
+    p.exp_string("> ").unwrap();
+    type_line(&mut p, "Hello there");
+    p.exp_regex(r"context \d+/1024 tokens").unwrap();
+    p.exp_string("> ").unwrap();
+    // at the prompt rustyline holds the terminal raw (no echo, no line editing by the kernel)
+    let pid = p.process().child_pid.as_raw().to_string();
+    std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    p.exp_string("run-fit: terminated by SIGTERM; the conversation is saved in").unwrap();
+    let status = format!("{:?}", p.process().wait().unwrap());
+    assert!(status.ends_with(", 143)"), "{status}");
+    let pty = p.process().get_file_handle().unwrap();
+    let modes = rustix::termios::tcgetattr(&pty).unwrap().local_modes;
+    use rustix::termios::LocalModes;
+    // (rexpect starts the pty without echo; raw mode also drops canonical input and signal keys)
+    assert!(modes.contains(LocalModes::ICANON | LocalModes::ISIG), "the terminal was left raw: {modes:?}");
+    // the transcript is there, the user's alone
+    let dir = state.path().join("run-fit");
+    let file = std::fs::read_dir(&dir).unwrap().next().unwrap().unwrap().path();
+    assert!(std::fs::read_to_string(&file).unwrap().contains("Hello there"));
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700);
 }

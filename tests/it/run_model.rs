@@ -405,3 +405,63 @@ fn run_fit_itself_never_panics_under_memory_pressure() {
         assert!(matches!(out.status.code(), Some(0 | 1 | 5 | 7)), "ulimit -v {limit_mib} MiB: {:?}\n{e}", out.status);
     }
 }
+
+/// The worker of run-fit process `parent`, once it has started.
+fn worker_of(parent: u32) -> String {
+    (0..100)
+        .find_map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let out = Command::new("pgrep").args(["-P", &parent.to_string()]).output().ok()?;
+            String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string)
+        })
+        .expect("a worker process")
+}
+
+#[test]
+fn a_second_ctrl_c_ends_an_answer_whose_worker_hangs() {
+    let child = run_fit_command()
+        .args(ask(&["-n", "4000", "--ignore-eos", "-c", "4096"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = worker_of(child.id());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    // A worker that does not answer any more (stopped), then Ctrl-C twice.
+    Command::new("kill").args(["-STOP", &worker]).status().unwrap();
+    let sent = std::time::Instant::now();
+    for _ in 0..2 {
+        Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(130), "{}", stderr(&out));
+    assert!(sent.elapsed() < std::time::Duration::from_secs(4), "took {:?}", sent.elapsed());
+    let gone = !std::path::Path::new(&format!("/proc/{worker}")).exists()
+        || std::fs::read_to_string(format!("/proc/{worker}/stat")).is_ok_and(|s| s.contains(") Z "));
+    assert!(gone, "the hung worker outlived run-fit");
+}
+
+#[test]
+fn ctrl_z_stops_the_worker_too_and_fg_continues_it() {
+    let child = run_fit_command()
+        .args(ask(&["-n", "300", "--ignore-eos", "-c", "4096"]))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let worker = worker_of(child.id());
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let state = |pid: &str| {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()).unwrap_or('?')
+    };
+    Command::new("kill").args(["-TSTP", &child.id().to_string()]).status().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(state(&worker), 'T', "the worker kept running after Ctrl-Z");
+    assert_eq!(state(&child.id().to_string()), 'T', "run-fit itself did not stop");
+    Command::new("kill").args(["-CONT", &child.id().to_string()]).status().unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("reply 300 tokens"), "{}", stderr(&out));
+}
