@@ -838,6 +838,25 @@ mod tests {
     }
 
     #[test]
+    fn contexts_are_planned_as_llama_cpp_makes_them() {
+        let mut f = synth::facts(&shapes::TINY, "Q8_0");
+        let hw = machine(vec![], 16);
+        let pinned = |c| Policy { pins: Pins { n_ctx_tokens: Some(c), ..Pins::default() }, ..Policy::default() };
+        assert_eq!(plan(&f, &hw, &pinned(1)).unwrap().config.n_ctx_tokens, 256, "-c 1 is 256 tokens to llama.cpp");
+        // a file that claims a trained context of 0 or 1 gets llama.cpp's smallest, and says why
+        for claimed in [0, 1] {
+            f.n_ctx_train = claimed;
+            let p = plan(&f, &hw, &Policy::default()).unwrap();
+            assert_eq!(p.config.n_ctx_tokens, 256);
+            assert!(
+                p.reasons.iter().any(|r| r.contains(&format!("claims a trained context of {claimed}"))),
+                "{:?}",
+                p.reasons
+            );
+        }
+    }
+
+    #[test]
     fn nothing_fits_says_what_would() {
         let f = synth::facts(&LLAMA2_70B, "Q4_K_M");
         let err = plan(&f, &hypothetical(&[], 16 * GIB), &Policy::default()).unwrap_err();

@@ -62,4 +62,9 @@ fn a_setting_that_cannot_run_is_a_row_not_a_crash() {
     let bad = run_fit(&["bench", model.to_str().unwrap(), "--chart", "x.png"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("ending in .svg"));
+    // a sweep in which nothing ran prints its table and says so with exit 5
+    let none = run_fit(&["bench", model.to_str().unwrap(), "-ngl", "4", "-c", "256", "-p", "32", "-n", "8", "-r", "1"]);
+    assert_eq!(none.status.code(), Some(5), "{}", stderr(&none));
+    assert!(stdout(&none).contains("no setting ran"), "{}", stdout(&none));
+    assert!(stderr(&none).contains("no setting of the sweep ran"), "{}", stderr(&none));
 }

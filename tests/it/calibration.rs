@@ -79,3 +79,43 @@ fn repacked_weights_leave_nothing_to_learn_with_or_without_mmap() {
         assert!(!plan.contains("kept in reserve"), "{extra:?}: {plan}");
     }
 }
+
+#[test]
+fn a_cache_run_fit_did_not_write_is_left_alone_or_ignored() {
+    let model = smollm2();
+    let m = model.to_str().unwrap();
+    // a newer run-fit's file: read as nothing, and not overwritten
+    let dir = tempfile::tempdir().unwrap();
+    let newer = r#"{"version": 99, "runs": [], "host_bandwidth_gb_per_s": {}}"#;
+    std::fs::write(dir.path().join("calibration.json"), newer).unwrap();
+    let out = with_cache(dir.path(), &["plan", m]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // (plan shows what it learned, warnings included, among its lines)
+    assert!(stdout(&out).contains("written by a newer run-fit, left as it is"), "{}", stdout(&out));
+    assert_eq!(std::fs::read_to_string(dir.path().join("calibration.json")).unwrap(), newer);
+    // a huge file is not read whole: a warning, then it is replaced
+    let big = tempfile::tempdir().unwrap();
+    std::fs::write(big.path().join("calibration.json"), vec![b' '; 5 << 20]).unwrap();
+    let out = with_cache(big.path(), &["plan", m]);
+    assert!(out.status.success() && stdout(&out).contains("not a calibration file"), "{}", stdout(&out));
+    // no temporary file is left behind
+    let left: Vec<_> = std::fs::read_dir(big.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.iter().all(|n| !n.to_string_lossy().contains(".json.")), "{left:?}");
+}
+
+#[test]
+fn a_relative_cache_variable_is_ignored() {
+    // The XDG spec: a relative path in these variables is invalid. run-fit must not write into the
+    // directory it happens to run in.
+    let cwd = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_run-fit"))
+        .args(["plan", smollm2().to_str().unwrap()])
+        .current_dir(cwd.path())
+        .env("RUN_FIT_CACHE_DIR", "cache")
+        .env("XDG_CACHE_HOME", "")
+        .env("HOME", "relative-home")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(cwd.path()).unwrap().count(), 0, "run-fit wrote into the current directory");
+}

@@ -52,3 +52,22 @@ fn the_pure_parts_deny_io_the_clock_and_printing() {
     let allowed: Vec<&str> = output.lines().filter(|l| l.contains("#[allow(")).collect();
     assert_eq!(allowed, ["#[allow(clippy::disallowed_methods)]"], "src/output/mod.rs lets off more than the printer");
 }
+
+#[test]
+fn the_fault_hook_is_compiled_only_for_tests() {
+    // RUN_FIT_FAULT makes the worker kill itself: only the `fault-injection` build (the test suite's)
+    // may have it.
+    let mut files = Vec::new();
+    rust_files(&repo().join("src"), &mut files);
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        if text.contains("\"RUN_FIT_FAULT") {
+            assert!(f.ends_with("src/run/fault.rs"), "{} reads RUN_FIT_FAULT", f.display());
+        }
+    }
+    let run = std::fs::read_to_string(repo().join("src/run/mod.rs")).unwrap();
+    assert!(
+        run.contains("#[cfg(feature = \"fault-injection\")]\npub mod fault;"),
+        "src/run/fault.rs is not feature-gated"
+    );
+}

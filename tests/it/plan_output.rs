@@ -158,3 +158,34 @@ fn run_fit_s_own_levers_each_change_the_plan() {
     let (_, ctx) = layers_and_context(&["--ram", "2GiB", "--host-reserve", "1700MiB"]);
     assert!(ctx < 8192, "--host-reserve 1700MiB kept the whole context ({ctx})");
 }
+
+#[test]
+fn text_from_the_model_file_is_shown_not_obeyed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut kvs, tensors) =
+        run_fit::dev::synth::model(&run_fit::dev::shapes::TINY, run_fit::dev::synth::quant("Q8_0").unwrap());
+    kvs.retain(|(k, _)| k != "general.name");
+    kvs.push(("general.name".into(), run_fit::dev::gguf::writer::Kv::Str("evil\x1b[2J\x07\nname".into())));
+    let path = dir.path().join("evil.gguf");
+    run_fit::dev::write_sparse(&path, &kvs, &tensors).unwrap();
+    // the run's summary line names the model: escaped, on one line
+    let out = run_fit(&[path.to_str().unwrap(), "-p", "hi", "-n", "1"]);
+    let e = stderr(&out);
+    assert!(out.status.success(), "{e}");
+    assert!(!e.contains('\x1b') && !e.contains('\x07'), "a control character reached the terminal: {e:?}");
+    assert!(e.lines().any(|l| l.contains(r"\u{1b}[2J\u{7}\nname")), "{e}");
+    let json = stdout(&run_fit(&["plan", path.to_str().unwrap(), "--json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["model"]["name"], r"evil\u{1b}[2J\u{7}\nname");
+}
+
+#[test]
+fn plan_takes_run_s_levers_and_no_mmap_reads_the_file_once() {
+    let gemma = gemma3();
+    let g = gemma.to_str().unwrap();
+    let mapped = plan_text(&["plan", g, "--profile", "cpu-16g"]);
+    assert!(mapped.contains("of weights twice"), "{mapped}");
+    let read = plan_text(&["plan", g, "--profile", "cpu-16g", "--no-mmap", "-t", "2", "-b", "256", "--mlock"]);
+    assert!(!read.contains("of weights twice"), "{read}");
+    assert!(read.contains("-ub 256"), "-b caps the physical batch as in run: {read}");
+}

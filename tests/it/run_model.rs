@@ -333,13 +333,7 @@ fn a_kill_from_outside_is_not_taken_for_out_of_memory() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let worker = (0..100)
-        .find_map(|_| {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            let out = Command::new("pgrep").args(["-P", &child.id().to_string()]).output().ok()?;
-            String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string)
-        })
-        .expect("a worker process");
+    let worker = worker_of(child.id());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     Command::new("kill").args(["-KILL", &worker]).status().unwrap();
     let out = child.wait_with_output().unwrap();
@@ -406,6 +400,11 @@ fn run_fit_itself_never_panics_under_memory_pressure() {
     }
 }
 
+/// `run-fit` answering the question with `extra` flags, in the background, output captured.
+fn spawn_answer(extra: &[&str]) -> std::process::Child {
+    run_fit_command().args(ask(extra)).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
 /// The worker of run-fit process `parent`, once it has started.
 fn worker_of(parent: u32) -> String {
     (0..100)
@@ -419,12 +418,7 @@ fn worker_of(parent: u32) -> String {
 
 #[test]
 fn a_second_ctrl_c_ends_an_answer_whose_worker_hangs() {
-    let child = run_fit_command()
-        .args(ask(&["-n", "4000", "--ignore-eos", "-c", "4096"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_answer(&["-n", "4000", "--ignore-eos", "-c", "4096"]);
     let worker = worker_of(child.id());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     // A worker that does not answer any more (stopped), then Ctrl-C twice.
@@ -444,12 +438,7 @@ fn a_second_ctrl_c_ends_an_answer_whose_worker_hangs() {
 
 #[test]
 fn ctrl_z_stops_the_worker_too_and_fg_continues_it() {
-    let child = run_fit_command()
-        .args(ask(&["-n", "300", "--ignore-eos", "-c", "4096"]))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = spawn_answer(&["-n", "300", "--ignore-eos", "-c", "4096"]);
     let worker = worker_of(child.id());
     std::thread::sleep(std::time::Duration::from_millis(1500));
     let state = |pid: &str| {
