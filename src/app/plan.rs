@@ -4,7 +4,7 @@ use crate::cli::{HardwareSource, PlanRequest};
 use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
 use crate::fit::hardware::{self, Hardware};
-use crate::fit::{advice, plan, speed};
+use crate::fit::{advice, levers, plan, speed};
 use crate::machine::{probe, profiles};
 use crate::output::printer::Printer;
 use crate::output::report::{self, PlanReport};
@@ -41,6 +41,7 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
     let plan = plan::plan(&facts, &hardware, &policy)?;
     let speed = speed::predict(&facts, &plan, &hardware);
     let quant_advice = advice::quant_advice(&facts, &hardware, &policy, &plan);
+    let levers = levers::lever_advice(&facts, &hardware, &policy, &plan);
     let llama_fit = match (&engine, req.compare_llama) {
         // Same minimum context and the same per-GPU reserves as our plan, so the two choices compare.
         (Some(e), true) => {
@@ -59,6 +60,7 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
         speed,
         learned,
         quant_advice,
+        levers,
     };
     let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     printer.out(&text)

@@ -8,5 +8,6 @@ pub mod backoff;
 pub mod calibration;
 pub mod footprint;
 pub mod hardware;
+pub mod levers;
 pub mod plan;
 pub mod speed;

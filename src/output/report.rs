@@ -10,6 +10,7 @@ use crate::engine::LlamaFit;
 use crate::fit::advice::{QuantAdvice, QuantOption};
 use crate::fit::footprint::{Bytes, kv_bytes_per_token};
 use crate::fit::hardware::Hardware;
+use crate::fit::levers::Lever;
 use crate::fit::plan::{Plan, human};
 use crate::fit::speed::Speed;
 use crate::model::facts::ModelFacts;
@@ -32,6 +33,8 @@ pub struct PlanReport<'a> {
     pub learned: Vec<String>,
     /// For a plan that leaves layers in RAM: which quantization would fit.
     pub quant_advice: Option<QuantAdvice>,
+    /// For a plan that leaves layers in RAM or the context short: what each other lever would buy.
+    pub levers: Vec<Lever>,
 }
 
 /// How an estimate was made, and the naive figure beside it.
@@ -113,6 +116,10 @@ pub fn plan_text(report: &PlanReport) -> String {
     }
     if let Some(a) = &report.quant_advice {
         out += &quant_line(a);
+    }
+    for l in &report.levers {
+        let speed = l.generation_tok_per_s.map_or(String::new(), |t| format!(", ~{t:.1} tok/s"));
+        out += &format!("lever    {}: {}{speed}\n", l.flags, l.gives);
     }
     out += "\n";
     out += &device_table(report.plan);
