@@ -94,13 +94,13 @@ pub(crate) fn resolve_model(source: &ModelSource) -> Result<(String, ModelFacts,
             names::from_flags(params, quant).map_err(|e| Failure::Usage(e.to_string()))?,
         ),
     };
-    let shape = names::closest_shape(&info);
-    let facts = synth::facts(shape, info.quant);
+    let chosen = names::closest_shape(&info, &from);
+    let facts = synth::facts(&chosen.shape, info.quant);
     let estimate = Estimate {
         from: from.clone(),
         params_named: info.params,
         quant: info.quant.to_string(),
-        shape: shape.name.to_string(),
+        shape: chosen.description,
         naive_weight_bytes: names::naive_weight_bytes(&info) as u64,
         naive_bits_per_weight: info.naive_bits,
     };

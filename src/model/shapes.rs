@@ -184,17 +184,30 @@ pub const SHAPES: &[Shape] = &[
     shape("Qwen2.5-0.5B", 24, 896, 4864, 14, 2, 151936, 32768, true),
     TINYLLAMA_1B,
     shape("Llama-3.2-1B", 16, 2048, 8192, 32, 8, 128256, 131072, true),
-    shape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 151936, 32768, true),
+    // The GGUF files of Qwen2.5-1.5B carry their own output matrix (the hardening issue measured one).
+    shape("Qwen2.5-1.5B", 28, 1536, 8960, 12, 2, 151936, 32768, false),
+    shape("Qwen2.5-3B", 36, 2048, 11008, 16, 2, 151936, 32768, true),
     LLAMA32_3B,
+    shape("Phi-3-mini", 32, 3072, 8192, 32, 32, 32064, 4096, false),
     LLAMA2_7B,
+    shape("Mistral-7B", 32, 4096, 14336, 32, 8, 32768, 32768, false),
+    shape("Qwen2.5-7B", 28, 3584, 18944, 28, 4, 152064, 32768, false),
+    // Qwen2.5-Math-7B's shape with its 131,072-token context
+    shape("DeepSeek-R1-Distill-Qwen-7B", 28, 3584, 18944, 28, 4, 152064, 131072, false),
     LLAMA3_8B,
+    shape("Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128256, 131072, false),
     shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false),
     shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false),
+    shape("Phi-4", 40, 5120, 17920, 40, 10, 100352, 16384, false),
     shape("Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, 32768, false),
     shape("CodeLlama-34B", 48, 8192, 22016, 64, 8, 32000, 16384, false),
     LLAMA2_70B,
+    shape("Llama-3.3-70B", 80, 8192, 28672, 64, 8, 128256, 131072, false),
     shape("Falcon-180B-like", 80, 14848, 39680, 232, 8, 65024, 2048, false),
     shape("Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, 131072, false),
+    gemma3("Gemma-3-4B", 34, 2560, 10240, 8, 4, 256),
+    gemma3("Gemma-3-12B", 48, 3840, 15360, 16, 8, 256),
+    gemma3("Gemma-3-27B", 62, 5376, 21504, 32, 16, 128),
     // mixtures of experts, chosen when the name says `NxMb` or `…-aNb`
     MIXTRAL_8X7B,
     Shape {
@@ -263,6 +276,35 @@ const fn shape(
         tied_embedding,
         head_dim: 0,
         sliding_window: 0,
+        estimates: true,
+    }
+}
+
+/// Gemma 3 (4B and up): 5 sliding-window layers of 1024 tokens to 1 global, a tied 262,144 vocabulary,
+/// 131,072 tokens trained.
+const fn gemma3(
+    name: &'static str,
+    n_layer: u32,
+    n_embd: u64,
+    n_ff: u64,
+    n_head: u64,
+    n_head_kv: u64,
+    head_dim: u64,
+) -> Shape {
+    Shape {
+        name,
+        n_layer,
+        n_embd,
+        n_ff,
+        n_head,
+        n_head_kv,
+        n_vocab: 262144,
+        n_ctx_train: 131072,
+        n_expert: 0,
+        n_expert_used: 0,
+        tied_embedding: true,
+        head_dim,
+        sliding_window: 1024,
         estimates: true,
     }
 }
