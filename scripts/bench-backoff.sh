@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
+# The simulated OOM kill needs the test hooks (the `fault-injection` feature; users' builds have none).
+cargo build --release --locked --features fault-injection --bin run-fit
 command -v hyperfine >/dev/null || { sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo; $sudo apt-get install -y -qq hyperfine >/dev/null; }
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 bin=target/release/run-fit
