@@ -123,6 +123,7 @@ impl Engine {
                     free_bytes: d.memory_free as u64,
                     total_bytes: d.memory_total as u64,
                     bandwidth_gb_per_s: None,
+                    fp16_tflops: None,
                 })
             })
             .collect()

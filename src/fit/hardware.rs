@@ -20,8 +20,11 @@ pub struct Device {
     pub kind: DeviceKind,
     pub free_bytes: u64,
     pub total_bytes: u64,
-    /// Memory bandwidth, for speed estimates; None when unknown.
+    /// Memory bandwidth, for speed estimates; None when unknown (then the catalogue's, if it knows it).
     pub bandwidth_gb_per_s: Option<f64>,
+    /// Dense fp16 matrix rate, for prompt speed; None: the catalogue's.
+    #[serde(default)]
+    pub fp16_tflops: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -108,6 +111,9 @@ struct GpuSpec {
     free: Option<u64>,
     #[serde(default)]
     bandwidth_gb_per_s: Option<f64>,
+    /// Dense fp16 matrix rate (TFLOPS), for prompt speed; default: the device catalogue's.
+    #[serde(default)]
+    fp16_tflops: Option<f64>,
     #[serde(default = "one")]
     count: u32,
 }
@@ -159,6 +165,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
                 free_bytes: free,
                 total_bytes: gpu.total,
                 bandwidth_gb_per_s: gpu.bandwidth_gb_per_s,
+                fp16_tflops: gpu.fp16_tflops,
             });
         }
     }
@@ -208,6 +215,7 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
                 free_bytes: bytes,
                 total_bytes: bytes,
                 bandwidth_gb_per_s: None,
+                fp16_tflops: None,
             })
             .collect(),
         host: Host {

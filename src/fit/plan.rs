@@ -681,6 +681,7 @@ mod tests {
             free_bytes: free,
             total_bytes: free + GIB / 2,
             bandwidth_gb_per_s: None,
+            fp16_tflops: None,
         }
     }
 

@@ -36,43 +36,9 @@ const PCIE_BYTES_PER_S: f64 = 25e9;
 /// What a generation prediction assumes is in the context: a short chat.
 const TYPICAL_CONTEXT_TOKENS: u64 = 512;
 
-/// Known GPUs: (name fragment, memory bandwidth GB/s, dense fp16 tensor TFLOPS with fp32 accumulate).
-/// Vendor specification sheets; the longest matching fragment wins.
-const GPUS: &[(&str, f64, f64)] = &[
-    ("H200", 4800.0, 989.0),
-    ("H100 PCIe", 2000.0, 756.0),
-    ("H100", 3350.0, 989.0),
-    ("A100-SXM4-80GB", 2039.0, 312.0),
-    ("A100 80GB PCIe", 1935.0, 312.0),
-    ("A100", 1555.0, 312.0),
-    ("L40S", 864.0, 362.0),
-    ("L4", 300.0, 121.0),
-    ("T4", 320.0, 65.0),
-    ("RTX 5090", 1792.0, 209.0),
-    ("RTX 4090", 1008.0, 165.0),
-    ("RTX 4080", 717.0, 97.0),
-    ("RTX 4070 Ti", 504.0, 80.0),
-    ("RTX 4070", 504.0, 58.0),
-    ("RTX 4060 Ti", 288.0, 44.0),
-    ("RTX 4060", 272.0, 30.0),
-    ("RTX 3090", 936.0, 71.0),
-    ("RTX 3080 Ti", 912.0, 68.0),
-    ("RTX 3080", 760.0, 59.5),
-    ("RTX 3070", 448.0, 40.6),
-    ("RTX 3060", 360.0, 25.6),
-    ("RTX 2080 Ti", 616.0, 26.9),
-    ("RX 7900 XTX", 960.0, 123.0),
-    ("Apple M1 Ultra", 800.0, 21.0),
-    ("Apple M2 Ultra", 800.0, 27.2),
-    ("Apple M1 Max", 400.0, 10.4),
-    ("Apple M2 Max", 400.0, 13.6),
-    ("Apple M1 Pro", 200.0, 5.2),
-    ("Apple M2 Pro", 200.0, 6.8),
-];
-
-/// (bandwidth GB/s, fp16 tensor TFLOPS) of a GPU known by name or description.
+/// (bandwidth GB/s, fp16 tensor TFLOPS) of a device the catalogue knows by its reported name.
 pub fn known_gpu(text: &str) -> Option<(f64, f64)> {
-    GPUS.iter().filter(|(frag, _, _)| text.contains(frag)).max_by_key(|(frag, _, _)| frag.len()).map(|g| (g.1, g.2))
+    crate::fit::catalogue::find(text).map(|e| (e.bandwidth_gb_per_s, e.fp16_tflops))
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -172,10 +138,12 @@ pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u
 /// A device's (bandwidth, TFLOPS): its profile's bandwidth, else the table by name.
 fn device_rates(d: &crate::fit::hardware::Device) -> Option<(f64, f64)> {
     let known = known_gpu(&d.description).or_else(|| known_gpu(&d.name));
-    match (d.bandwidth_gb_per_s, known) {
-        (Some(bw), Some((_, tf))) => Some((bw, tf)),
+    // What the profile (or the user) gives wins over the catalogue.
+    let tflops = d.fp16_tflops.or(known.map(|k| k.1));
+    match (d.bandwidth_gb_per_s.or(known.map(|k| k.0)), tflops) {
+        (Some(bw), Some(tf)) => Some((bw, tf)),
         (Some(bw), None) => Some((bw, bw / 10.0)), // unknown compute: ~1 TFLOPS per 10 GB/s, as consumer GPUs run
-        (None, known) => known,
+        (None, _) => None,
     }
 }
 
@@ -267,6 +235,7 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
             free_bytes: 64 << 30,
             total_bytes: 64 << 30,
             bandwidth_gb_per_s: None,
+            fp16_tflops: None,
         }]
     };
     let hw = Hardware {

@@ -114,6 +114,20 @@ pub fn plan_text(report: &PlanReport) -> String {
             s.generation_tok_per_s, s.limited_by, s.prompt_tok_per_s
         );
     }
+    let unknown: Vec<&str> = report
+        .hardware
+        .devices
+        .iter()
+        .filter(|d| d.bandwidth_gb_per_s.is_none() && crate::fit::speed::known_gpu(&d.description).is_none())
+        .map(|d| d.description.as_str())
+        .collect();
+    if report.speed.is_none() && !unknown.is_empty() {
+        out += &format!(
+            "speed    not predicted: {} not in run-fit's device catalogue; give bandwidth_gb_per_s (and fp16_tflops) \
+             for it in a profile\n",
+            unknown.join(", ") + if unknown.len() == 1 { " is" } else { " are" }
+        );
+    }
     if let Some(a) = &report.quant_advice {
         out += &quant_line(a);
     }

@@ -190,3 +190,36 @@ fn plan_takes_run_s_levers_and_no_mmap_reads_the_file_once() {
     assert!(!read.contains("of weights twice"), "{read}");
     assert!(read.contains("-ub 256"), "-b caps the physical batch as in run: {read}");
 }
+
+#[test]
+fn gpus_are_found_in_the_catalogue_by_the_names_drivers_report() {
+    let dir = tempfile::tempdir().unwrap();
+    // a model large enough that reading it, not per-layer overheads, sets the speed
+    let model = synthetic(dir.path(), &run_fit::dev::shapes::LLAMA3_8B, "Q4_K_M");
+    let m = model.to_str().unwrap();
+    let profile = |gpu: &str, extra: &str| {
+        let path = dir.path().join(format!("{}.toml", gpu.len()));
+        let text = format!(
+            "name = \"test\"\n[host]\nram = \"32GiB\"\nbandwidth_gb_per_s = 50\n[[gpu]]\nname = \"{gpu}\"\ntotal = \"16GiB\"\n{extra}"
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let speed = |path: &std::path::Path| {
+        let out = run_fit(&["plan", m, "--profile", path.to_str().unwrap(), "--json"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v["speed"]["generation_tok_per_s"].as_f64()
+    };
+    // no bandwidth in the profile: the catalogue's, for the right row of two look-alikes
+    let sup = speed(&profile("NVIDIA GeForce RTX 4070 Ti SUPER", "")).expect("a known card");
+    let ti = speed(&profile("NVIDIA GeForce RTX 4070 Ti", "")).expect("a known card");
+    assert!(sup > ti * 1.2, "the SUPER (672 GB/s) read as the Ti (504 GB/s): {sup} vs {ti}");
+    // an unknown card says so, and how to give its numbers
+    let unknown = profile("Acme Tensor 9000", "");
+    let text = stdout(&run_fit(&["plan", m, "--profile", unknown.to_str().unwrap()]));
+    assert!(text.contains("Acme Tensor 9000 is not in run-fit's device catalogue"), "{text}");
+    // a profile may give both rates
+    let given = profile("Acme Tensor 9000", "bandwidth_gb_per_s = 672\nfp16_tflops = 88\n");
+    assert!((speed(&given).unwrap() / sup - 1.0).abs() < 1e-9, "the same rates give the same speed");
+}

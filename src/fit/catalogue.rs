@@ -1,0 +1,107 @@
+//! The device catalogue (`devices.csv`, compiled in): memory bandwidth and dense fp16 matrix rate of
+//! GPUs and Apple chips, one row per device with its source, found by the names drivers report
+//! ("NVIDIA GeForce RTX 4070 Ti SUPER", "AMD Radeon RX 7900 XT", "Apple M3 Max"). Pure.
+//!
+//! A row matches when its words stand in the reported name as whole words, in order, and the word
+//! after them is not a variant that changes the part (SUPER, Ti, XTX, Max, Laptop …): "RTX 4070 Ti"
+//! is not the "RTX 4070 Ti SUPER", and an "RTX 3060 Laptop GPU" is not a desktop RTX 3060. Of several
+//! matches the one with the most words wins ("H100 PCIe" over "H100").
+
+const CSV: &str = include_str!("devices.csv");
+
+/// Words that, following a row's words, make it another part.
+const VARIANTS: &[&str] =
+    &["SUPER", "TI", "XT", "XTX", "GRE", "MAX", "PRO", "ULTRA", "NVL", "PCIE", "LAPTOP", "MOBILE", "MAX-Q", "S"];
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub name: &'static str,
+    pub bandwidth_gb_per_s: f64,
+    pub fp16_tflops: f64,
+    pub memory_gib: Option<f64>,
+    pub source: &'static str,
+}
+
+/// Every row of the catalogue (comments and the header skipped; a malformed row is a build-time test
+/// failure, `every_row_parses`).
+pub fn entries() -> impl Iterator<Item = Entry> {
+    CSV.lines().skip(1).filter(|l| !l.trim().is_empty() && !l.starts_with('#')).filter_map(parse_row)
+}
+
+fn parse_row(line: &'static str) -> Option<Entry> {
+    let mut cols = line.splitn(5, ',');
+    let name = cols.next()?.trim();
+    let bandwidth_gb_per_s = cols.next()?.trim().parse().ok()?;
+    let fp16_tflops = cols.next()?.trim().parse().ok()?;
+    let memory_gib = cols.next()?.trim().parse().ok();
+    let source = cols.next()?.trim();
+    Some(Entry { name, bandwidth_gb_per_s, fp16_tflops, memory_gib, source })
+}
+
+fn words(text: &str) -> Vec<String> {
+    let cleaned = text.replace("(R)", " ").replace("(TM)", " ").replace("(tm)", " ").replace("(r)", " ");
+    cleaned
+        .split(|c: char| c.is_whitespace() || matches!(c, '-' | '(' | ')' | ',' | '/'))
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
+/// The catalogue's row for a device as its driver names it, if there is one.
+pub fn find(reported: &str) -> Option<Entry> {
+    let text = words(reported);
+    entries()
+        .filter(|e| {
+            let row = words(e.name);
+            (0..=text.len().saturating_sub(row.len())).any(|at| {
+                text[at..].starts_with(&row)
+                    && text.get(at + row.len()).is_none_or(|next| !VARIANTS.contains(&next.as_str()))
+            })
+        })
+        .max_by_key(|e| words(e.name).len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_parses_and_names_its_source() {
+        let rows = CSV.lines().skip(1).filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
+        let parsed: Vec<Entry> = entries().collect();
+        assert_eq!(parsed.len(), rows, "a malformed row in devices.csv");
+        assert!(parsed.len() >= 80, "{} rows", parsed.len());
+        for e in &parsed {
+            assert!(e.bandwidth_gb_per_s > 50.0 && e.fp16_tflops > 1.0 && !e.source.is_empty(), "{e:?}");
+        }
+        let mut names: Vec<String> = parsed.iter().map(|e| e.name.to_ascii_uppercase()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), parsed.len(), "a device listed twice");
+    }
+
+    #[test]
+    fn names_drivers_report_find_the_right_row() {
+        let bw = |text: &str| find(text).map(|e| e.bandwidth_gb_per_s);
+        assert_eq!(bw("NVIDIA GeForce RTX 4070 Ti SUPER"), Some(672.0));
+        assert_eq!(bw("NVIDIA GeForce RTX 4070 Ti"), Some(504.0));
+        assert_eq!(bw("NVIDIA GeForce RTX 4070 SUPER"), Some(504.0));
+        assert_eq!(find("NVIDIA GeForce RTX 4070 SUPER").unwrap().fp16_tflops, 71.0);
+        assert_eq!(bw("AMD Radeon RX 7900 XT"), Some(800.0));
+        assert_eq!(bw("AMD Radeon RX 7900 XTX"), Some(960.0));
+        assert_eq!(bw("Apple M3 Max"), Some(400.0));
+        assert_eq!(bw("Apple M3"), Some(100.0));
+        assert_eq!(bw("Apple M4 Pro"), Some(273.0));
+        assert_eq!(bw("NVIDIA H100 PCIe"), Some(2000.0));
+        assert_eq!(bw("NVIDIA H100 80GB HBM3"), Some(3350.0));
+        assert_eq!(bw("NVIDIA A100-SXM4-80GB"), Some(2039.0));
+        assert_eq!(bw("NVIDIA L40S"), Some(864.0));
+        assert_eq!(find("NVIDIA L40S").unwrap().fp16_tflops, 362.0);
+        assert_eq!(bw("Tesla P40"), Some(346.0));
+        assert_eq!(bw("Intel(R) Arc(TM) A770 Graphics"), Some(560.0));
+        assert_eq!(bw("NVIDIA GeForce RTX 3090 Ti"), Some(1008.0));
+        // a laptop part is another device: unknown rather than wrong
+        assert_eq!(bw("NVIDIA GeForce RTX 3060 Laptop GPU"), None);
+        assert_eq!(bw("Some Future GPU"), None);
+    }
+}
