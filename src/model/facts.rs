@@ -360,22 +360,18 @@ fn weights(tensors: &[TensorInfo], n_layer: usize) -> Weights {
         };
         let end = t.offset_bytes.saturating_add(t.size_bytes);
         spans.push(Span { owner, shard: t.shard, start: t.offset_bytes, end, repacked: repacked_on_x86(t) });
-        match layer_index(&t.name) {
-            Some(il) if il < n_layer => {
-                layer_bytes[il] += t.size_bytes;
-                layer_repack_bytes[il] += repack_bytes(t);
+        match owner {
+            Owner::Layer(il) => {
+                layer_bytes[il as usize] += t.size_bytes;
+                layer_repack_bytes[il as usize] += repack_bytes(t);
             }
-            // Layers past block_count (e.g. next-token-prediction heads) stay with the output layer.
-            Some(_) => {
-                output_bytes += t.size_bytes;
-                output_repack_bytes += repack_bytes(t);
-            }
-            None if t.name == "output.weight" || t.name.starts_with("output.") || t.name.starts_with("output_norm") => {
+            // With the output head: layers past block_count (e.g. next-token-prediction heads) too.
+            Owner::Output => {
                 has_output |= t.name == "output.weight";
                 output_bytes += t.size_bytes;
                 output_repack_bytes += repack_bytes(t);
             }
-            None => {
+            Owner::Input => {
                 if t.name == "token_embd.weight" {
                     embd_bytes = t.size_bytes;
                     embd_repack_bytes = if repackable(t) { t.size_bytes.next_multiple_of(32) } else { 0 };
