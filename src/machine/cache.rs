@@ -39,13 +39,15 @@ pub fn load() -> (Cache, Option<String>) {
     match read(&path) {
         Ok(cache) => (cache, None),
         Err(Unusable::Missing) => (Cache::default(), None),
-        Err(Unusable::Warning(w)) => (Cache::default(), Some(w)),
+        Err(Unusable::Warning(w) | Unusable::Newer(w)) => (Cache::default(), Some(w)),
     }
 }
 
 enum Unusable {
     Missing,
     Warning(String),
+    /// A newer run-fit's file: ignored, and left as it is (saving would lose what that one knows).
+    Newer(String),
 }
 
 fn read(path: &Path) -> Result<Cache, Unusable> {
@@ -60,6 +62,10 @@ fn read(path: &Path) -> Result<Cache, Unusable> {
     }
     let text = std::fs::read_to_string(path).map_err(|e| ignoring(e.to_string()))?;
     let cache: Cache = serde_json::from_str(&text).map_err(|e| ignoring(format!("not a calibration file ({e})")))?;
+    if cache.version > VERSION {
+        let why = format!("version {}, written by a newer run-fit: left as it is", cache.version);
+        return Err(Unusable::Newer(format!("ignoring {}: {why}", path.display())));
+    }
     if cache.version != VERSION {
         return Err(ignoring(format!("version {}, not {VERSION}", cache.version)));
     }
@@ -85,10 +91,8 @@ pub fn save(cache: &Cache) -> Option<String> {
     let mut merged = match read(&path) {
         Ok(on_disk) => on_disk,
         Err(Unusable::Missing) => Cache::default(),
-        // A newer run-fit's file is left as it is: this one would lose what that one knows.
-        Err(Unusable::Warning(w)) if w.contains(", not ") && newer_version(&path) => {
-            return Some(format!("{w}: written by a newer run-fit, left as it is"));
-        }
+        // Said when it was loaded; saving would lose what the newer run-fit knows.
+        Err(Unusable::Newer(_)) => return None,
         Err(Unusable::Warning(_)) => Cache::default(),
     };
     merged.merge(cache.clone());
@@ -99,17 +103,6 @@ pub fn save(cache: &Cache) -> Option<String> {
         let _ = std::fs::remove_file(&tmp);
         failed(e)
     })
-}
-
-fn newer_version(path: &Path) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Version {
-        version: u32,
-    }
-    std::fs::read_to_string(path)
-        .ok()
-        .and_then(|t| serde_json::from_str::<Version>(&t).ok())
-        .is_some_and(|v| v.version > VERSION)
 }
 
 fn write_new(path: &Path, text: &str) -> std::io::Result<()> {

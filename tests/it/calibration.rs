@@ -91,7 +91,8 @@ fn a_cache_run_fit_did_not_write_is_left_alone_or_ignored() {
     let out = with_cache(dir.path(), &["plan", m]);
     assert!(out.status.success(), "{}", stderr(&out));
     // (plan shows what it learned, warnings included, among its lines)
-    assert!(stdout(&out).contains("written by a newer run-fit, left as it is"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("written by a newer run-fit: left as it is"), "{}", stdout(&out));
+    assert_eq!(stdout(&out).matches("newer run-fit").count(), 1, "said once: {}", stdout(&out));
     assert_eq!(std::fs::read_to_string(dir.path().join("calibration.json")).unwrap(), newer);
     // a huge file is not read whole: a warning, then it is replaced
     let big = tempfile::tempdir().unwrap();
