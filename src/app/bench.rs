@@ -7,7 +7,7 @@ use crate::output::bench as render;
 use crate::output::printer::Printer;
 use crate::run::bench;
 
-use super::{install_interrupt, learn_from_earlier_runs, read_facts};
+use super::{learn_from_earlier_runs, read_facts};
 
 pub(super) fn run_bench(req: &BenchRequest, printer: &Printer) -> Result<(), Failure> {
     let facts = read_facts(&req.load.model)?;
@@ -17,7 +17,7 @@ pub(super) fn run_bench(req: &BenchRequest, printer: &Printer) -> Result<(), Fai
             Failure::Usage(format!("--chart {}: cannot write there ({e}); give a writable path", path.display()))
         })?;
     }
-    let interrupt = install_interrupt(printer)?;
+    let interrupt = crate::run::signals::install(*printer)?;
     let mut hardware = probe::measure_isolated()?;
     let mut policy = req.load.policy.clone();
     let mut notes = Vec::new();

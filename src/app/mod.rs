@@ -8,8 +8,6 @@ mod plan;
 mod run;
 
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 
 use crate::cli::{Early, Invocation, LoadRequest, ModelSource, Request};
 use crate::error::Failure;
@@ -176,9 +174,4 @@ pub(crate) fn cap_threads(load: &LoadRequest, cpus: u32, printer: &Printer) -> L
         load.levers.threads = Some(cpus.max(1));
     }
     load
-}
-
-/// The signal thread (`run::signals`); returns the Ctrl-C flag the waits look at.
-pub(crate) fn install_interrupt(printer: &Printer) -> Result<Arc<AtomicBool>, Failure> {
-    crate::run::signals::install(*printer)
 }

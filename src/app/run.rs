@@ -11,7 +11,7 @@ use crate::run::chat;
 use crate::run::launch::Launcher;
 use crate::run::session::ModelSession;
 
-use super::{install_interrupt, learn_from_earlier_runs, read_facts};
+use super::{learn_from_earlier_runs, read_facts};
 
 pub(super) fn run_model(req: &RunRequest, printer: &Printer) -> Result<(), Failure> {
     let facts = read_facts(&req.load.model)?;
@@ -20,7 +20,7 @@ pub(super) fn run_model(req: &RunRequest, printer: &Printer) -> Result<(), Failu
         Mode::Once(None) => Some(read_piped_prompt()?),
         _ => None,
     };
-    let interrupt = install_interrupt(printer)?;
+    let interrupt = crate::run::signals::install(*printer)?;
     let mut hardware = probe::measure_isolated()?;
     let mut policy = req.load.policy.clone();
     let mut learned = Vec::new();
