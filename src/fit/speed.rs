@@ -136,7 +136,9 @@ pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u
 }
 
 /// A device's (bandwidth, TFLOPS): its profile's bandwidth, else the table by name.
-fn device_rates(d: &crate::fit::hardware::Device) -> Option<(f64, f64)> {
+/// (bandwidth GB/s, fp16 TFLOPS) of a device: what the profile gives, else the catalogue's; None when
+/// neither knows its bandwidth (then no speed is predicted).
+pub fn device_rates(d: &crate::fit::hardware::Device) -> Option<(f64, f64)> {
     let known = known_gpu(&d.description).or_else(|| known_gpu(&d.name));
     // What the profile (or the user) gives wins over the catalogue.
     let tflops = d.fp16_tflops.or(known.map(|k| k.1));

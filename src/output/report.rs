@@ -118,7 +118,7 @@ pub fn plan_text(report: &PlanReport) -> String {
         .hardware
         .devices
         .iter()
-        .filter(|d| d.bandwidth_gb_per_s.is_none() && crate::fit::speed::known_gpu(&d.description).is_none())
+        .filter(|d| crate::fit::speed::device_rates(d).is_none())
         .map(|d| d.description.as_str())
         .collect();
     if report.speed.is_none() && !unknown.is_empty() {
