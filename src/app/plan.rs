@@ -8,7 +8,6 @@ use crate::fit::{advice, levers, plan, speed};
 use crate::machine::{probe, profiles};
 use crate::output::printer::Printer;
 use crate::output::report::{self, PlanReport};
-use crate::run::protocol::SplitMode;
 
 use super::{learn_from_earlier_runs, resolve_model};
 
@@ -28,10 +27,8 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
             probe::measure(engine.as_ref())?
         }
     };
-    let mut hardware = match req.levers.split_mode {
-        SplitMode::None => hardware::only_main_gpu(hardware, req.levers.main_gpu).map_err(Failure::Usage)?,
-        _ => hardware,
-    };
+    let mut hardware =
+        hardware::as_split(hardware, req.levers.split_mode, req.levers.main_gpu).map_err(Failure::Usage)?;
     let mut policy = req.policy.clone();
     let mut learned = Vec::new();
     if matches!(req.hardware, HardwareSource::ThisMachine) {

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::run::protocol::SplitMode;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DeviceKind {
@@ -230,10 +232,11 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
     }
 }
 
-/// `-sm none` uses only the main GPU (`-mg`): the machine as it plans for that. Err: no such GPU.
-pub fn only_main_gpu(mut hw: Hardware, main_gpu: u32) -> Result<Hardware, String> {
+/// The machine as a split mode uses it: `-sm none` uses only the main GPU (`-mg`), the others all of
+/// them. Err: no such GPU.
+pub fn as_split(mut hw: Hardware, split_mode: SplitMode, main_gpu: u32) -> Result<Hardware, String> {
     let mg = main_gpu as usize;
-    if hw.devices.is_empty() {
+    if split_mode != SplitMode::None || hw.devices.is_empty() {
         return Ok(hw);
     }
     if mg >= hw.devices.len() {

@@ -213,12 +213,8 @@ impl<'a> Launcher<'a> {
 
     /// `-sm none` uses only the main GPU: plan for that one alone.
     fn restrict(&self, hw: Hardware) -> Result<Hardware, Failure> {
-        match self.req.levers.split_mode {
-            SplitMode::None => {
-                crate::fit::hardware::only_main_gpu(hw, self.req.levers.main_gpu).map_err(Failure::Usage)
-            }
-            _ => Ok(hw),
-        }
+        let levers = &self.req.levers;
+        crate::fit::hardware::as_split(hw, levers.split_mode, levers.main_gpu).map_err(Failure::Usage)
     }
 
     fn spec(&self, plan: &Plan) -> LoadSpec {

@@ -134,6 +134,12 @@ fn bad_input_table() {
             exit_code: 2,
             message: "--tensor-split",
         },
+        Case {
+            what: "a main GPU that is not there",
+            args: plan(&smol, &["--vram", "8GiB", "--ram", "8GiB", "-sm", "none", "-mg", "3"]),
+            exit_code: 2,
+            message: "numbered from 0",
+        },
         Case { what: "a split without GPUs", args: plan(&smol, &["-ts", "1,1"]), exit_code: 2, message: "no GPU" },
         Case { what: "an all-zero split", args: plan(&smol, &["-ts", "0,0"]), exit_code: 2, message: "not all zero" },
         Case {
