@@ -139,13 +139,15 @@ struct OnceJson<'a> {
     predicted: Option<&'a Speed>,
 }
 
+const RESTARTED: &str = "the model process died mid-reply: the answer starts again";
+
 /// Streams a reply to stdout as it comes; false once stdout is closed (the reply is then stopped). A
 /// reply that starts again after a crash says so on stderr and streams again.
 fn stream_to(printer: &Printer) -> impl FnMut(Streamed) -> bool + '_ {
     move |piece| match piece {
         Streamed::Text(t) => printer.out(t).is_ok(),
         Streamed::Restarted => {
-            printer.note("the model process died mid-reply: the answer starts again");
+            printer.note(RESTARTED);
             printer.out("\n").is_ok()
         }
     }
@@ -158,7 +160,7 @@ fn hold_in<'p>(printer: &'p Printer, text: &'p mut String) -> impl FnMut(Streame
         match piece {
             Streamed::Text(t) => text.push_str(t),
             Streamed::Restarted => {
-                printer.note("the model process died mid-reply: the answer starts again");
+                printer.note(RESTARTED);
                 text.clear();
             }
         }

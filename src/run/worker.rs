@@ -152,8 +152,8 @@ fn serve(mut session: Session) -> ExitCode {
         STOP.store(true, Ordering::Relaxed);
     });
     if let Err(e) = reader {
-        // Reported as llama.cpp's own thread failures are: the supervisor backs off.
-        fail(Stage::Warmup, format!("libgomp: Thread creation failed: {e} (run-fit's request reader)"), false);
+        // Short of memory for a thread, as llama.cpp's own thread failures are: the words backoff knows.
+        fail(Stage::Warmup, format!("Thread creation failed for run-fit's request reader: {e}"), false);
         return ExitCode::from(EXIT_FAILED);
     }
     while let Ok(request) = rx.recv() {
