@@ -27,6 +27,9 @@ pub enum Failure {
     /// llama.cpp failed for a reason other than memory.
     #[error("{0}")]
     Engine(String),
+    /// An RPC server could not be reached, did not answer, or was lost with nothing left to run on.
+    #[error("{0}")]
+    Rpc(String),
     #[error("interrupted")]
     Interrupted,
     /// stdout was closed by its reader (`| head`): not an error, the command just ends.
@@ -56,7 +59,7 @@ fn plan_message(e: &PlanError) -> String {
 impl Failure {
     /// 1 internal, 2 usage, 3 unreadable or broken model file, 4 unsupported model, 5 does not fit
     /// (planned, or a real out-of-memory with nothing smaller left), 6 bad hardware profile, 7 llama.cpp
-    /// failed for another reason, 130 interrupted (Ctrl-C); 0 when stdout was closed by its reader.
+    /// failed for another reason, 8 an RPC server cannot be reached or was lost, 130 interrupted (Ctrl-C); 0 when stdout was closed by its reader.
     pub fn exit_code(&self) -> u8 {
         match self {
             Failure::OutputClosed => 0,
@@ -67,6 +70,7 @@ impl Failure {
             Failure::DoesNotFit(_) | Failure::OutOfMemory(_) => 5,
             Failure::Profile(_) => 6,
             Failure::Engine(_) => 7,
+            Failure::Rpc(_) => 8,
             Failure::Interrupted => 130,
         }
     }

@@ -3,15 +3,32 @@
 use crate::cli::DevicesRequest;
 use crate::engine::{CAN_OFFLOAD, Engine};
 use crate::error::Failure;
+use crate::fit::hardware::Hardware;
 use crate::machine::probe;
 use crate::output::printer::Printer;
 use crate::output::report;
 
 pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(), Failure> {
-    let engine = if CAN_OFFLOAD { Some(Engine::init(printer.verbose())?) } else { None };
+    // With `--rpc`, this process never talks to a server itself (llama.cpp's client aborts on a lost
+    // one): a child does (`--probe-child`), after each endpoint was seen to accept connections.
+    let isolated = !req.rpc.is_empty() && !req.probe_child;
+    let engine = if !isolated && (CAN_OFFLOAD || !req.rpc.is_empty()) {
+        let engine = Engine::init(printer.verbose())?;
+        engine.add_rpc_servers(&req.rpc)?;
+        Some(engine)
+    } else {
+        None
+    };
+    let measure = || -> Result<Hardware, Failure> {
+        if isolated { probe::measure_isolated(&req.rpc) } else { Ok(probe::measure(engine.as_ref())?) }
+    };
     let Some(interval) = req.watch else {
-        let hw = probe::measure(engine.as_ref())?;
-        let text = if req.json { report::devices_json(&hw) } else { report::devices_text(&hw, CAN_OFFLOAD) };
+        let hw = measure()?;
+        if !req.json {
+            hw.warnings.iter().for_each(|w| printer.warn(w));
+        }
+        let offload = CAN_OFFLOAD || !req.rpc.is_empty();
+        let text = if req.json { report::devices_json(&hw) } else { report::devices_text(&hw, offload) };
         return printer.out(&text);
     };
     // `--watch`: memory in use per device, each reading one block with a time stamp (a terminal gets
@@ -20,7 +37,7 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
     let started = std::time::Instant::now();
     let mut n = 0;
     loop {
-        let hw = probe::measure(engine.as_ref())?;
+        let hw = measure()?;
         let mut text = if clear { "\x1b[2J\x1b[H".to_string() } else { String::new() };
         text += &format!("t = {:.1} s\n{}", started.elapsed().as_secs_f64(), report::memory_use_text(&hw));
         printer.out(&text)?;

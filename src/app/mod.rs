@@ -5,6 +5,7 @@
 mod bench;
 mod devices;
 mod plan;
+mod rpc_server;
 mod run;
 
 use std::process::ExitCode;
@@ -30,6 +31,9 @@ pub fn execute(invocation: Invocation) -> ExitCode {
         Request::Plan(req) => plan::run_plan(&req, &printer),
         Request::Bench(req) => bench::run_bench(&req, &printer),
         Request::Devices(req) => devices::run_devices(&req, &printer),
+        Request::RpcServer(req) => rpc_server::run_rpc_server(&req, &printer),
+        Request::RpcServe(spec) => rpc_server::serve_child(&spec, invocation.verbose),
+        Request::LlamaFit(spec) => plan::llama_fit_child(&spec, &printer),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,7 +1,7 @@
 //! `run-fit plan`: the decision and why, for this machine, a profile or a hypothetical machine.
 
 use crate::cli::{HardwareSource, PlanRequest};
-use crate::engine::{CAN_OFFLOAD, Engine};
+use crate::engine::{CAN_OFFLOAD, Engine, LlamaFit};
 use crate::error::Failure;
 use crate::fit::hardware::{self, Hardware};
 use crate::fit::{advice, levers, plan, speed};
@@ -20,6 +20,8 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
     let hardware: Hardware = match &req.hardware {
         HardwareSource::Profile(p) => profiles::load_profile(p)?,
         HardwareSource::Hypothetical { vram_bytes, ram_bytes } => hardware::hypothetical(vram_bytes, *ram_bytes),
+        // Remote devices are measured by a child process, never by this one (see machine::rpc).
+        HardwareSource::ThisMachine if !req.levers.rpc.is_empty() => probe::measure_isolated(&req.levers.rpc)?,
         HardwareSource::ThisMachine => {
             if CAN_OFFLOAD || req.compare_llama {
                 engine = Some(Engine::init(printer.verbose())?);
@@ -39,12 +41,15 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
     let speed = speed::predict(&facts, &plan, &hardware);
     let quant_advice = advice::quant_advice(&facts, &hardware, &policy, &plan);
     let levers = levers::lever_advice(&facts, &hardware, &policy, &plan);
+    // Same minimum context and the same per-device margins as our plan, so the two choices compare: the
+    // reserve, plus what a budget keeps unused of the free memory.
+    let margins: Vec<u64> = (plan.devices.iter().zip(&hardware.devices))
+        .map(|(d, dev)| dev.reported_free_bytes.unwrap_or(d.free_bytes).saturating_sub(d.usable_bytes))
+        .collect();
+    let model_path = std::path::Path::new(&label);
     let llama_fit = match (&engine, req.compare_llama) {
-        // Same minimum context and the same per-GPU reserves as our plan, so the two choices compare.
-        (Some(e), true) => {
-            let reserves: Vec<u64> = plan.devices.iter().map(|d| d.reserve_bytes).collect();
-            Some(e.llama_fit(std::path::Path::new(&label), plan.min_ctx_tokens as u32, &reserves)?)
-        }
+        (Some(e), true) => Some(e.llama_fit(model_path, plan.min_ctx_tokens as u32, &margins)?),
+        (None, true) => Some(llama_fit_isolated(model_path, plan.min_ctx_tokens as u32, &margins, &req.levers.rpc)?),
         _ => None,
     };
     let report = PlanReport {
@@ -61,4 +66,41 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
     };
     let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     printer.out(&text)
+}
+
+/// What `run-fit __llama-fit` is asked: llama.cpp's fit of `model` with these RPC servers' devices.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct LlamaFitRequest {
+    model: std::path::PathBuf,
+    n_ctx_min_tokens: u32,
+    margins_bytes: Vec<u64>,
+    rpc: Vec<String>,
+}
+
+/// llama.cpp's fit in a child process: the only kind that may talk to RPC servers.
+fn llama_fit_isolated(
+    model: &std::path::Path,
+    n_ctx_min_tokens: u32,
+    margins_bytes: &[u64],
+    rpc: &[String],
+) -> Result<LlamaFit, Failure> {
+    let request = LlamaFitRequest {
+        model: model.to_path_buf(),
+        n_ctx_min_tokens,
+        margins_bytes: margins_bytes.to_vec(),
+        rpc: rpc.to_vec(),
+    };
+    let spec = serde_json::to_string(&request).map_err(anyhow::Error::from)?;
+    let out = crate::machine::rpc::run_child(&["__llama-fit".into(), spec], rpc, "llama.cpp's fit")?;
+    Ok(serde_json::from_slice(&out).map_err(anyhow::Error::from)?)
+}
+
+/// `run-fit __llama-fit JSON`: prints llama.cpp's choice as JSON.
+pub(super) fn llama_fit_child(spec: &str, printer: &Printer) -> Result<(), Failure> {
+    let req: LlamaFitRequest =
+        serde_json::from_str(spec).map_err(|e| Failure::Usage(format!("__llama-fit is started by run-fit ({e})")))?;
+    let engine = Engine::init(printer.verbose())?;
+    engine.add_rpc_servers(&req.rpc)?;
+    let fit = engine.llama_fit(&req.model, req.n_ctx_min_tokens, &req.margins_bytes)?;
+    printer.out(&serde_json::to_string(&fit).map_err(anyhow::Error::from)?)
 }

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod rpc;
+pub use rpc::{RpcArgs, RpcServerArgs, RpcServerRequest};
+
 use crate::fit::hardware::parse_bytes;
 use crate::fit::plan::{DEFAULT_MIN_CTX_TOKENS, Pins, Policy};
 use crate::model::facts::cache_type;
@@ -40,6 +43,15 @@ pub enum Command {
     Bench(Box<BenchArgs>),
     /// List the GPUs llama.cpp sees and the RAM available to run-fit.
     Devices(DevicesArgs),
+    /// Serve this machine's devices to another machine's run-fit (or llama.cpp) over llama.cpp's RPC.
+    #[command(name = "rpc-server")]
+    RpcServer(RpcServerArgs),
+    /// The process that runs llama.cpp's RPC server; started by `run-fit rpc-server`, not by people.
+    #[command(name = "__rpc-serve", hide = true)]
+    RpcServe { spec: String },
+    /// llama.cpp's own fit in a child process (it may talk to RPC servers); started by `plan`.
+    #[command(name = "__llama-fit", hide = true)]
+    LlamaFit { spec: String },
     /// The process that loads the model; started by `run-fit run`, not by people.
     #[command(name = "__worker", hide = true)]
     Worker,
@@ -113,13 +125,22 @@ pub enum Request {
     Plan(Box<PlanRequest>),
     Bench(Box<BenchRequest>),
     Devices(DevicesRequest),
+    RpcServer(RpcServerRequest),
     /// The worker process (`run-fit __worker`), started by run-fit itself.
     Worker,
+    /// The RPC server process, started by `run-fit rpc-server` with its request as JSON.
+    RpcServe(String),
+    /// llama.cpp's fit with remote devices, started by `plan --compare-llama --rpc` (JSON request).
+    LlamaFit(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct DevicesRequest {
     pub json: bool,
+    /// `--rpc`: remote servers whose devices join the list.
+    pub rpc: Vec<String>,
+    /// This process is run-fit's own child that may talk to the servers.
+    pub probe_child: bool,
     /// `--watch`: read again at this interval, at most `count` times.
     pub watch: Option<std::time::Duration>,
     pub count: Option<u64>,
@@ -145,6 +166,9 @@ pub fn parse(args: impl IntoIterator<Item = String>, stdin_is_terminal: bool) ->
         Command::Plan(args) => Request::Plan(Box::new(args.request().map_err(usage)?)),
         Command::Bench(args) => Request::Bench(Box::new(args.request().map_err(usage)?)),
         Command::Devices(args) => Request::Devices(args.request().map_err(usage)?),
+        Command::RpcServer(args) => Request::RpcServer(args.request().map_err(usage)?),
+        Command::RpcServe { spec } => Request::RpcServe(spec.clone()),
+        Command::LlamaFit { spec } => Request::LlamaFit(spec.clone()),
     };
     Ok(Invocation { quiet: cli.quiet, verbose: cli.verbose, request })
 }
@@ -160,12 +184,19 @@ impl DevicesArgs {
                     .ok_or_else(|| format!("--watch {seconds}: give a number of seconds above 0 and at most a day (86400), e.g. --watch 2"))?,
             ),
         };
-        Ok(DevicesRequest { json: self.json, watch, count: self.count })
+        Ok(DevicesRequest {
+            json: self.json,
+            watch,
+            count: self.count,
+            rpc: self.rpc.endpoints()?,
+            probe_child: self.probe_child,
+        })
     }
 }
 
 /// Subcommand names: `run-fit MODEL` is `run-fit run MODEL` when the first word is none of these.
-const SUBCOMMANDS: &[&str] = &["run", "plan", "bench", "devices", "help", "__worker"];
+const SUBCOMMANDS: &[&str] =
+    &["run", "plan", "bench", "devices", "rpc-server", "help", "__worker", "__rpc-serve", "__llama-fit"];
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -248,6 +279,8 @@ pub struct BenchArgs {
     /// Also draw the results as an SVG chart in FILE.
     #[arg(long, value_name = "FILE.svg")]
     pub chart: Option<PathBuf>,
+    #[command(flatten)]
+    pub rpc: RpcArgs,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -294,6 +327,7 @@ impl BenchArgs {
             use_mlock: false,
             split_mode: SplitMode::Layer,
             main_gpu: 0,
+            rpc: self.rpc.endpoints()?,
         };
         Ok(BenchRequest {
             load: LoadRequest { model: self.model.clone(), policy: Policy::default(), levers },
@@ -333,18 +367,21 @@ pub struct LeverArgs {
     /// -mg: the GPU used with --split-mode none (and for row-split intermediate results).
     #[arg(long = "main-gpu", value_name = "N", default_value_t = 0)]
     pub main_gpu: u32,
+    #[command(flatten)]
+    pub rpc: RpcArgs,
 }
 
 impl LeverArgs {
-    fn levers(&self) -> Levers {
-        Levers {
+    fn levers(&self) -> Result<Levers, String> {
+        Ok(Levers {
             threads: self.threads,
             batch_tokens: self.batch_size.max(1),
             use_mmap: !self.no_mmap,
             use_mlock: self.mlock,
             split_mode: self.split_mode,
             main_gpu: self.main_gpu,
-        }
+            rpc: self.rpc.endpoints()?,
+        })
     }
 }
 
@@ -359,6 +396,11 @@ pub struct DevicesArgs {
     /// With --watch: stop after N readings.
     #[arg(long, value_name = "N", requires = "watch")]
     pub count: Option<u64>,
+    #[command(flatten)]
+    pub rpc: RpcArgs,
+    /// Set by run-fit when it lists remote devices in a child process of its own.
+    #[arg(long, hide = true, requires = "rpc")]
+    pub probe_child: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -610,7 +652,7 @@ impl PlanArgs {
             fresh: self.fit.fresh,
             model,
             hardware,
-            levers: self.levers.levers(),
+            levers: self.levers.levers()?,
             policy,
             json: self.json,
             compare_llama: self.compare_llama,
@@ -634,6 +676,8 @@ pub struct Levers {
     pub use_mlock: bool,
     pub split_mode: SplitMode,
     pub main_gpu: u32,
+    /// `--rpc`: remote servers (`host:port`) whose devices join this machine's, in order.
+    pub rpc: Vec<String>,
 }
 
 /// What loading a model needs, for `run` and for each setting of `bench`: the file, the planner's
@@ -693,7 +737,7 @@ impl RunArgs {
         (policy.use_mmap, policy.use_mlock) = (!self.levers.no_mmap, self.levers.mlock);
         // -b smaller than -ub makes llama.cpp shrink the physical batch too; plan what it will use.
         policy.n_ubatch_tokens = policy.n_ubatch_tokens.min(self.levers.batch_size.max(1) as u64);
-        let levers = self.levers.levers();
+        let levers = self.levers.levers()?;
         Ok(RunRequest {
             fresh: self.fit.fresh,
             load: LoadRequest { model: self.model.clone(), policy, levers },

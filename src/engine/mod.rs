@@ -20,6 +20,7 @@ use llama_cpp_sys_2 as sys;
 
 use crate::fit::hardware::{Device, DeviceKind};
 
+pub mod rpc;
 pub mod session;
 
 /// Whether this build can see offload devices at all: a GPU backend compiled in, or backend modules
@@ -99,9 +100,17 @@ impl Engine {
         Ok(Engine { _backend: backend })
     }
 
-    /// Offload devices as llama.cpp sees them (the CPU is measured separately by `probe`: llama.cpp
-    /// reports physical RAM as free and ignores container limits).
+    /// Offload devices as llama.cpp sees them, in the order a model load uses them: remote (RPC)
+    /// devices first, "to minimize network transfers" (llama.cpp's words), then the GPUs. The CPU is
+    /// measured separately by `probe`: llama.cpp reports physical RAM as free and ignores container
+    /// limits.
     pub fn devices(&self) -> Vec<Device> {
+        let mut devices = self.registered_devices();
+        devices.sort_by_key(|d| d.endpoint.is_none());
+        devices
+    }
+
+    fn registered_devices(&self) -> Vec<Device> {
         list_llama_ggml_backend_devices()
             .into_iter()
             .filter_map(|d| {
@@ -116,14 +125,17 @@ impl Engine {
                     return None;
                 }
                 Some(Device {
-                    name: d.name,
-                    description: d.description,
-                    backend: d.backend,
+                    backend: d.backend.clone(),
                     kind,
                     free_bytes: d.memory_free as u64,
                     total_bytes: d.memory_total as u64,
                     bandwidth_gb_per_s: None,
                     fp16_tflops: None,
+                    // A remote device's description is its server's endpoint (ggml-rpc.cpp).
+                    endpoint: (d.backend == "RPC").then(|| d.description.clone()),
+                    reported_free_bytes: None,
+                    name: d.name,
+                    description: d.description,
                 })
             })
             .collect()
@@ -315,7 +327,7 @@ pub fn quantize_rows(type_id: u32, values: &[f32], n_per_row: usize) -> Result<V
 }
 
 /// What llama.cpp's own fit chose.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LlamaFit {
     pub n_gpu_layers: i32,
     pub n_ctx_tokens: u32,
@@ -340,8 +352,12 @@ pub fn take_buffers_by_device() -> std::collections::BTreeMap<String, u64> {
     let mut tail = LOG_TAIL.lock().unwrap_or_else(|e| e.into_inner());
     for line in tail.drain(..) {
         let Some(b) = buffer_line(&line) else { continue };
-        let device = if b.device.starts_with("CPU") || b.device.ends_with("_Host") { "host" } else { b.device };
-        *out.entry(device.to_string()).or_insert(0) += b.bytes;
+        let device = match rpc::device_of_buffer(b.device) {
+            Some(remote) => remote,
+            None if b.device.starts_with("CPU") || b.device.ends_with("_Host") => "host".to_string(),
+            None => b.device.to_string(),
+        };
+        *out.entry(device).or_insert(0) += b.bytes;
     }
     out
 }

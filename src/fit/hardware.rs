@@ -27,6 +27,13 @@ pub struct Device {
     /// Dense fp16 matrix rate, for prompt speed; None: the catalogue's.
     #[serde(default)]
     pub fp16_tflops: Option<f64>,
+    /// A device of another machine, reached through llama.cpp's RPC backend: the server's `host:port`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// What the device itself reported as free, where run-fit planned with less (a CPU-backed RPC
+    /// server reports all its RAM); llama.cpp's own fit sees this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reported_free_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -55,6 +62,43 @@ pub struct Hardware {
     pub source: String,
     pub devices: Vec<Device>,
     pub host: Host,
+    /// What the measurement could not trust, and what was assumed instead (the plan repeats it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+/// What a remote device is planned with when it reports all its memory as free: a CPU-backed RPC
+/// server does (ggml's CPU device says free = total = physical RAM), and no GPU ever does.
+pub const CPU_SERVER_SHARE: f64 = 0.5;
+
+/// A remote device that reports free = total is taken at [`CPU_SERVER_SHARE`] of it, with one warning
+/// that says how to give the real budgets (`--vram-budget`, one value per device, RPC devices first).
+pub fn distrust_cpu_servers(hw: &mut Hardware) {
+    let mut named = Vec::new();
+    for d in &mut hw.devices {
+        if let Some(endpoint) = &d.endpoint
+            && d.free_bytes == d.total_bytes
+            && d.total_bytes > 0
+        {
+            let assumed = (d.total_bytes as f64 * CPU_SERVER_SHARE) as u64;
+            named.push(format!("{} ({endpoint}, {} → {})", d.name, gib(d.total_bytes), gib(assumed)));
+            d.reported_free_bytes = Some(d.free_bytes);
+            d.free_bytes = assumed;
+        }
+    }
+    if named.is_empty() {
+        return;
+    }
+    let example: Vec<String> = hw.devices.iter().map(|d| format!("{}GiB", (d.free_bytes >> 30).max(1))).collect();
+    hw.warnings.push(format!(
+        "{} reported all memory as free, as a CPU-backed RPC server does: planning with half; give what each device may use with --vram-budget {} (one value per device, in `run-fit devices` order)",
+        named.join(", "),
+        example.join(",")
+    ));
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -168,6 +212,8 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
                 total_bytes: gpu.total,
                 bandwidth_gb_per_s: gpu.bandwidth_gb_per_s,
                 fp16_tflops: gpu.fp16_tflops,
+                endpoint: None,
+                reported_free_bytes: None,
             });
         }
     }
@@ -177,6 +223,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
         return Err(invalid(key_line(text, "[host]", "available"), "host: available is larger than ram".into()));
     }
     Ok(Hardware {
+        warnings: vec![],
         source: format!("profile {}", spec.name),
         devices,
         host: Host {
@@ -205,6 +252,7 @@ fn key_line(text: &str, anchor: &str, key: &str) -> usize {
 /// `--vram 12GiB[,8GiB] --ram 32GiB`: a hypothetical machine with fully free memory.
 pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
     Hardware {
+        warnings: vec![],
         source: "hypothetical machine".into(),
         devices: vram_bytes
             .iter()
@@ -218,6 +266,8 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
                 total_bytes: bytes,
                 bandwidth_gb_per_s: None,
                 fp16_tflops: None,
+                endpoint: None,
+                reported_free_bytes: None,
             })
             .collect(),
         host: Host {

@@ -80,6 +80,27 @@ impl Default for Policy {
     }
 }
 
+/// The devices at `lost` (indices into the `n_devices` the policy was written for) are gone: their
+/// entries leave the per-device lists (`--reserve`, `--vram-budget`, `-ts`); one value for all stays.
+pub fn forget_devices(policy: &mut Policy, lost: &[usize], n_devices: usize) {
+    fn keep<T>(list: &mut Vec<T>, lost: &[usize], n_devices: usize) {
+        if list.len() == n_devices && n_devices > 1 {
+            let mut i = 0;
+            list.retain(|_| {
+                i += 1;
+                !lost.contains(&(i - 1))
+            });
+        }
+    }
+    keep(&mut policy.gpu_reserve_bytes, lost, n_devices);
+    if let Some(b) = &mut policy.vram_budget_bytes {
+        keep(b, lost, n_devices);
+    }
+    if let Some(ts) = &mut policy.pins.tensor_split {
+        keep(ts, lost, n_devices);
+    }
+}
+
 /// One device's side of the plan.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceUse {
@@ -347,7 +368,10 @@ fn plan_with(facts: &ModelFacts, hw: &Hardware, policy: &Policy, suggest: bool) 
     let host_usable = hw.host.available_bytes.saturating_sub(policy.host_reserve_bytes);
     let mut cx =
         Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn, op_offload: true, suggest };
-    let mut notes = Notes::default();
+    // What the measurement could not trust comes first: the plan rests on what was assumed instead —
+    // unless the user gave every device its budget (all the measurement warns of today is free memory).
+    let trusted = policy.vram_budget_bytes.is_some();
+    let mut notes = Notes { warnings: if trusted { vec![] } else { hw.warnings.clone() }, ..Notes::default() };
     let (min_ctx, target_ctx) = context_bounds(facts, policy)?;
     // 1. Layers, at the minimum context.
     let n_gpu = choose_layers(&mut cx, min_ctx, &mut notes)?;
@@ -682,11 +706,14 @@ mod tests {
             total_bytes: free + GIB / 2,
             bandwidth_gb_per_s: None,
             fp16_tflops: None,
+            endpoint: None,
+            reported_free_bytes: None,
         }
     }
 
     fn machine(gpus: Vec<Device>, ram_gib: u64) -> Hardware {
         Hardware {
+            warnings: vec![],
             source: "test".into(),
             devices: gpus,
             host: Host {

@@ -238,9 +238,12 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
             total_bytes: 64 << 30,
             bandwidth_gb_per_s: None,
             fp16_tflops: None,
+            endpoint: None,
+            reported_free_bytes: None,
         }]
     };
     let hw = Hardware {
+        warnings: vec![],
         source: row.source.into(),
         devices,
         host: Host {

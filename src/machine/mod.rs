@@ -5,3 +5,5 @@ pub mod model_file;
 #[cfg(feature = "llama")]
 pub mod probe;
 pub mod profiles;
+#[cfg(feature = "llama")]
+pub mod rpc;

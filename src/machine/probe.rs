@@ -6,12 +6,14 @@ use anyhow::{Context, Result};
 use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 
 use crate::engine::Engine;
+use crate::error::Failure;
 use crate::fit::hardware::{Hardware, Host};
+use crate::machine::rpc as machine_rpc;
 
 /// Measure this machine. `engine` is None in a CPU-only build (see [`crate::engine::CAN_OFFLOAD`]).
 pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
     let devices = engine.map(Engine::devices).unwrap_or_default();
-    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()? })
+    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()?, warnings: vec![] })
 }
 
 pub fn measure_host() -> Result<Host> {
@@ -50,22 +52,24 @@ fn cpu_repacks() -> bool {
     }
 }
 
-/// Measure this machine without starting llama.cpp in this process: a GPU backend keeps its context
-/// (hundreds of MiB of VRAM per GPU) until the process exits, and the supervisor lives as long as the
-/// chat. A CPU-only build has nothing to start, so it measures in place.
-pub fn measure_isolated() -> Result<Hardware> {
-    if !crate::engine::CAN_OFFLOAD {
-        return measure(None);
+/// Measure this machine, and the devices of the RPC servers `rpc`, without starting llama.cpp in this
+/// process: a GPU backend keeps its context (hundreds of MiB of VRAM per GPU) until the process exits,
+/// the supervisor lives as long as the chat, and llama.cpp's RPC client ends the process that talks to
+/// a missing server. A CPU-only build with no servers has nothing to start, so it measures in place.
+pub fn measure_isolated(rpc: &[String]) -> Result<Hardware, Failure> {
+    if !crate::engine::CAN_OFFLOAD && rpc.is_empty() {
+        return Ok(measure(None)?);
     }
-    let exe = std::env::current_exe().context("finding run-fit's own executable")?;
-    let out = std::process::Command::new(exe)
-        .args(["devices", "--json"])
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("running `run-fit devices --json`")?;
-    anyhow::ensure!(out.status.success(), "`run-fit devices --json` failed ({})", out.status);
-    serde_json::from_slice(&out.stdout).context("reading `run-fit devices --json`")
+    machine_rpc::check_reachable(rpc)?;
+    let mut args = vec!["devices".to_string(), "--json".into()];
+    if !rpc.is_empty() {
+        args.extend(["--rpc".into(), rpc.join(","), "--probe-child".into()]);
+    }
+    let stdout = machine_rpc::run_child(&args, rpc, "`run-fit devices --json`")?;
+    let mut hw: Hardware = serde_json::from_slice(&stdout).context("reading `run-fit devices --json`")?;
+    hw.source = "this machine".into();
+    crate::fit::hardware::distrust_cpu_servers(&mut hw);
+    Ok(hw)
 }
 
 /// llama.cpp's default thread count: physical cores (hyper-threads slow generation down).

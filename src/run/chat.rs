@@ -365,7 +365,8 @@ fn chat_command(command: &str, conv: &mut Conversation, session: &ModelSession, 
             if let Some(rss) = session.resident_bytes() {
                 printer.result(&format!("model process: {} resident", crate::fit::plan::human(rss)));
             }
-            match crate::machine::probe::measure_isolated() {
+            // This machine only: an RPC server serves one client at a time, and the worker is it.
+            match crate::machine::probe::measure_isolated(&[]) {
                 Ok(hw) => printer.result(&crate::output::report::memory_use_text(&hw)),
                 Err(e) => printer.result(&format!("run-fit: could not measure memory: {e:#}")),
             }

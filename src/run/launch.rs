@@ -13,6 +13,7 @@ use crate::fit::plan::{self, Plan, Policy};
 use crate::fit::speed::{self, Speed};
 use crate::machine::cache;
 use crate::machine::probe;
+use crate::machine::rpc as machine_rpc;
 use crate::model::facts::{self, ModelFacts};
 use crate::output::printer::Printer;
 use crate::output::report::{self, ModelSummary};
@@ -55,6 +56,10 @@ pub struct Launcher<'a> {
     learn: Option<Learn>,
     /// GPU layers and context of the first plan, for the calibration record.
     first_config: Option<(u32, u64)>,
+    /// The RPC servers still in use: a server that is lost leaves this list, and its devices the plan.
+    rpc: Vec<String>,
+    /// The hardware the last plan was made for (which device sat where).
+    last_hardware: Option<Hardware>,
 }
 
 impl<'a> Launcher<'a> {
@@ -82,6 +87,8 @@ impl<'a> Launcher<'a> {
             steps: Vec::new(),
             learn,
             first_config: None,
+            rpc: req.levers.rpc.clone(),
+            last_hardware: None,
         }
     }
 
@@ -99,12 +106,13 @@ impl<'a> Launcher<'a> {
                 (None, Some(hw)) => hw,
                 // Measure again after a crash: free memory may be what changed.
                 (None, None) => {
-                    let mut hw = probe::measure_isolated()?;
+                    let mut hw = probe::measure_isolated(&self.rpc)?;
                     hw.host.bandwidth_gb_per_s = hw.host.bandwidth_gb_per_s.or(self.host_bandwidth_gb_per_s);
                     hw
                 }
             };
             let hardware = self.restrict(hardware)?;
+            self.last_hardware = Some(hardware.clone());
             let plan = plan::plan(self.facts, &hardware, &self.policy)?;
             self.first_config.get_or_insert((plan.config.n_gpu_layers(), plan.config.n_ctx_tokens));
             self.printer.note(&report::run_summary(&self.summary, &plan));
@@ -164,6 +172,11 @@ impl<'a> Launcher<'a> {
     /// A worker running `plan` died: if it was memory, make the policy smaller for the next start
     /// (`backoff::decide` says how, or why not).
     pub fn shrink(&mut self, plan: &Plan, death: &Death) -> Result<(), Failure> {
+        if !self.rpc.is_empty()
+            && let Some(why) = machine_rpc::lost_server(&death.log_tail)
+        {
+            return self.drop_lost_servers(&why);
+        }
         let pins = &self.req.policy.pins;
         let fixed = Fixed { n_gpu_layers: pins.n_gpu_layers.is_some(), n_ctx_tokens: pins.n_ctx_tokens.is_some() };
         let tried = Tried { n_gpu_layers: plan.config.n_gpu_layers(), n_ctx_tokens: plan.config.n_ctx_tokens };
@@ -186,6 +199,30 @@ impl<'a> Launcher<'a> {
             }
             Step::Layers { to, .. } => self.policy.max_gpu_layers = Some(to),
         }
+        Ok(())
+    }
+
+    /// A worker died because an RPC server went away: the servers that no longer accept connections
+    /// leave the plan (their per-device values with them), and the next start re-measures and plans on
+    /// what remains. If every server answers again, the same plan is tried again.
+    fn drop_lost_servers(&mut self, why: &str) -> Result<(), Failure> {
+        if self.attempts >= MAX_ATTEMPTS {
+            return Err(Failure::Rpc(format!("{why}; giving up after {MAX_ATTEMPTS} attempts")));
+        }
+        let gone = machine_rpc::unreachable(&self.rpc);
+        let line = if gone.is_empty() {
+            format!("{why}; every RPC server accepts connections again: starting again")
+        } else {
+            let devices = self.last_hardware.as_ref().map_or(&[][..], |hw| &hw.devices[..]);
+            let lost: Vec<usize> = (0..devices.len())
+                .filter(|&i| devices[i].endpoint.as_ref().is_some_and(|e| gone.contains(e)))
+                .collect();
+            plan::forget_devices(&mut self.policy, &lost, devices.len());
+            self.rpc.retain(|e| !gone.contains(e));
+            format!("{why}: {} no longer answers; planning again on the devices that remain", gone.join(", "))
+        };
+        self.printer.note(&line);
+        self.steps.push(line);
         Ok(())
     }
 
@@ -245,6 +282,7 @@ impl<'a> Launcher<'a> {
             use_mlock: levers.use_mlock,
             verbose: self.printer.verbose(),
             fallback_chat_template: facts::fallback_chat_template(&self.facts.architecture).to_string(),
+            rpc: self.rpc.clone(),
         }
     }
 }

@@ -36,6 +36,10 @@ pub struct LoadSpec {
     pub verbose: bool,
     /// A llama.cpp built-in template name, used when the file carries no chat template.
     pub fallback_chat_template: String,
+    /// RPC servers (`host:port`) whose devices the worker registers before loading: they come first
+    /// in llama.cpp's device order, so `tensor_split` starts with them.
+    #[serde(default)]
+    pub rpc: Vec<String>,
 }
 
 impl LoadSpec {
@@ -50,6 +54,7 @@ impl LoadSpec {
             self.main_gpu,
             self.use_mmap,
             self.use_mlock,
+            &self.rpc,
         ) == (
             &other.model,
             other.n_gpu_layers,
@@ -58,6 +63,7 @@ impl LoadSpec {
             other.main_gpu,
             other.use_mmap,
             other.use_mlock,
+            &other.rpc,
         )
     }
 }

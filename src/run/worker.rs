@@ -60,6 +60,12 @@ pub fn run() -> ExitCode {
             return ExitCode::from(EXIT_FAILED);
         }
     };
+    // Remote devices join before the load sees the device list. A server that does not answer ends this
+    // process inside llama.cpp (GGML_ABORT): the supervisor reads that as a lost server.
+    if let Err(e) = engine.add_rpc_servers(&spec.rpc) {
+        fail(Stage::Load, format!("{e:#}"), false);
+        return ExitCode::from(EXIT_FAILED);
+    }
     let Some(session) = load(spec, &mut lines) else { return ExitCode::from(EXIT_FAILED) };
     drop(lines);
     let code = serve(session);
