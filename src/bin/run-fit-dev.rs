@@ -7,6 +7,11 @@
 //!                                              with mmap and repacking, as users run it); a context
 //!                                              written 8192f uses a full-size sliding-window cache, 8192n
 //!                                              turns flash attention off, 8192m reads the file (--no-mmap)
+//!   run-fit-dev rpc-accuracy MODEL HOST:PORT[,…] NGL:CTX[:TS] […]
+//!                                              predicted vs llama.cpp-reported buffers on each remote
+//!                                              device (one device per server): `run-fit plan --json` and
+//!                                              a real `run-fit MODEL -p hi -n 1 -v` with the same pins;
+//!                                              a markdown row and a JSON line per device
 //!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
 //!   run-fit-dev speed-published                published llama.cpp results vs run-fit's prediction (markdown)
 //!   run-fit-dev direct MODEL PROMPT N THREADS CTX
@@ -32,6 +37,7 @@ fn main() -> ExitCode {
         },
         Some("accuracy") if args.len() >= 3 => accuracy(Path::new(&args[1]), &args[2..]),
         Some("llama-fit") if args.len() == 2 => llama_fit(Path::new(&args[1])),
+        Some("rpc-accuracy") if args.len() >= 4 => rpc_accuracy(Path::new(&args[1]), &args[2], &args[3..]),
         Some("direct") if args.len() == 6 => direct(&args[1..]),
         Some("speed-published") => speed_published(),
         _ => {
@@ -219,4 +225,114 @@ fn speed_published() -> Result<()> {
         published_median_error(false) * 100.0
     );
     Ok(())
+}
+
+/// `run-fit` beside this executable.
+fn run_fit_exe() -> Result<std::path::PathBuf> {
+    let me = std::env::current_exe().context("finding run-fit-dev")?;
+    Ok(me.with_file_name("run-fit"))
+}
+
+/// One remote device's predicted and logged bytes: weights, KV, compute.
+#[derive(serde::Serialize)]
+struct DeviceAccuracy {
+    model: String,
+    config: String,
+    device: String,
+    predicted: [u64; 3],
+    logged: [u64; 3],
+}
+
+fn rpc_accuracy(model: &Path, rpc: &str, configs: &[String]) -> Result<()> {
+    let endpoints: Vec<&str> = rpc.split(',').collect();
+    let name = model.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    for config in configs {
+        let mut fields = config.split(':');
+        let (ngl, ctx, ts) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""), fields.next());
+        let mut pins: Vec<String> =
+            vec!["--rpc".into(), rpc.into(), "-ngl".into(), ngl.into(), "-c".into(), ctx.into()];
+        if let Some(ts) = ts {
+            pins.extend(["-ts".into(), ts.into()]);
+        }
+        let mut plan_args = vec!["plan".to_string(), model.display().to_string(), "--json".into()];
+        plan_args.extend(pins.iter().cloned());
+        let out = std::process::Command::new(run_fit_exe()?).args(&plan_args).output()?;
+        anyhow::ensure!(out.status.success(), "run-fit plan failed: {}", String::from_utf8_lossy(&out.stderr));
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        let mut run_args =
+            vec![model.display().to_string(), "-p".into(), "hi".into(), "-n".into(), "1".into(), "-v".into()];
+        run_args.extend(pins.iter().cloned());
+        let out =
+            std::process::Command::new(run_fit_exe()?).args(&run_args).stdin(std::process::Stdio::null()).output()?;
+        anyhow::ensure!(out.status.success(), "run-fit failed: {}", String::from_utf8_lossy(&out.stderr));
+        let logged = logged_buffers(&String::from_utf8_lossy(&out.stderr), &endpoints);
+        let mut devices = plan["plan"]["devices"].as_array().cloned().unwrap_or_default();
+        let mut host = plan["plan"]["host"].clone();
+        host["name"] = "host".into();
+        devices.push(host);
+        for d in devices {
+            let device = d["name"].as_str().unwrap_or("").to_string();
+            let b = &d["bytes"];
+            let get = |k: &str| b[k].as_u64().unwrap_or(0);
+            let predicted = [get("weights") + get("repack"), get("kv"), get("compute")];
+            let logged = logged.get(&device).copied().unwrap_or([0; 3]);
+            if predicted == [0; 3] && logged == [0; 3] {
+                continue;
+            }
+            print_device_row(&name, config, &device, predicted, logged);
+            let row = DeviceAccuracy { model: name.clone(), config: config.clone(), device, predicted, logged };
+            println!("{}", serde_json::to_string(&row)?);
+        }
+    }
+    Ok(())
+}
+
+/// llama.cpp's "RPC0[127.0.0.1:50052] model buffer size = 52.84 MiB" lines per client device: the
+/// buffer name carries the server's own device index and its endpoint (one device per server here).
+fn logged_buffers(log: &str, endpoints: &[&str]) -> std::collections::BTreeMap<String, [u64; 3]> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in log.lines() {
+        let Some((label, value)) = line.split_once(" buffer size = ") else { continue };
+        let Some(mib) = value.trim().strip_suffix("MiB").and_then(|v| v.trim().parse::<f64>().ok()) else { continue };
+        let Some(rest) = label.split_once(':').map(|(_, r)| r) else { continue };
+        let mut words = rest.split_whitespace();
+        let (Some(buffer), Some(kind)) = (words.next(), words.next_back()) else { continue };
+        // The host's buffers: CPU, CPU_Mapped, CPU_REPACK; its output (logits) buffer counts as compute.
+        let device = if buffer.starts_with("CPU") {
+            "host".to_string()
+        } else {
+            let Some(endpoint) = buffer.split_once('[').and_then(|(_, e)| e.strip_suffix(']')) else { continue };
+            let Some(index) = endpoints.iter().position(|e| *e == endpoint) else { continue };
+            format!("RPC{index}")
+        };
+        let slot = match kind {
+            "model" => 0,
+            "KV" => 1,
+            "compute" | "output" => 2,
+            _ => continue,
+        };
+        out.entry(device).or_insert([0u64; 3])[slot] += (mib * 1048576.0).round() as u64;
+    }
+    out
+}
+
+fn print_device_row(model: &str, config: &str, device: &str, p: [u64; 3], r: [u64; 3]) {
+    let err = |p: u64, r: u64| if r == 0 { 0.0 } else { (p as f64 - r as f64) / r as f64 * 100.0 };
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let (pt, rt) = (p.iter().sum::<u64>(), r.iter().sum::<u64>());
+    println!(
+        "| {model} | {config} | {device} | {:.2} / {:.2} ({:+.2} %) | {:.2} / {:.2} ({:+.2} %) | {:.2} / {:.2} ({:+.1} %) | {:.2} / {:.2} ({:+.2} %) |",
+        mib(p[0]),
+        mib(r[0]),
+        err(p[0], r[0]),
+        mib(p[1]),
+        mib(r[1]),
+        err(p[1], r[1]),
+        mib(p[2]),
+        mib(r[2]),
+        err(p[2], r[2]),
+        mib(pt),
+        mib(rt),
+        err(pt, rt),
+    );
 }

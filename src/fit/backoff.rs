@@ -6,6 +6,7 @@
 //! killer. The same exits also happen for reasons that are not memory, so a verdict of "memory" needs
 //! either SIGKILL or a log line that says so.
 
+use crate::fit::hardware::Device;
 use crate::run::protocol::Stage;
 
 /// How a worker ended, as the supervisor saw it.
@@ -147,6 +148,21 @@ impl Step {
             Step::Layers { from, to } => format!("GPU layers {from} → {to}"),
         }
     }
+}
+
+/// The device an allocation failed on, from ggml's "failed to allocate RPC0[127.0.0.1:50052] buffer of
+/// size …" (a remote device's buffer carries the server's device index and endpoint) or
+/// "… CUDA1 buffer …": its index in `devices`. None for the host or when no line names a device.
+pub fn failed_device(log_tail: &[String], devices: &[Device]) -> Option<usize> {
+    let line = log_tail.iter().rev().find(|l| l.contains("failed to allocate ") && l.contains(" buffer of size"))?;
+    let buffer = line.split("failed to allocate ").nth(1)?.split_whitespace().next()?;
+    if let Some((local, endpoint)) = buffer.strip_prefix("RPC").and_then(|r| r.strip_suffix(']')?.split_once('[')) {
+        let local: usize = local.parse().ok()?;
+        let on_server: Vec<usize> =
+            (0..devices.len()).filter(|&i| devices[i].endpoint.as_deref() == Some(endpoint)).collect();
+        return on_server.get(local).copied();
+    }
+    devices.iter().position(|d| d.name == buffer)
 }
 
 /// Below this a chat is not worth having; refuse instead.
@@ -364,5 +380,31 @@ mod tests {
         killed.oom_killer = Some(false);
         let Verdict::Other(why) = classify(&killed) else { panic!("a kill -9 taken for out-of-memory") };
         assert!(why.contains("from outside run-fit"), "{why}");
+    }
+
+    #[test]
+    fn the_device_a_buffer_failed_on_is_named_by_its_buffer() {
+        let dev = |name: &str, endpoint: Option<&str>| Device {
+            name: name.into(),
+            description: String::new(),
+            backend: String::new(),
+            kind: crate::fit::hardware::DeviceKind::Gpu,
+            free_bytes: 0,
+            total_bytes: 0,
+            bandwidth_gb_per_s: None,
+            fp16_tflops: None,
+            endpoint: endpoint.map(str::to_string),
+            reported_free_bytes: None,
+        };
+        // Two servers, the second with two devices: its device 1 is the client's RPC2.
+        let devices =
+            [dev("RPC0", Some("a:1")), dev("RPC1", Some("b:2")), dev("RPC2", Some("b:2")), dev("CUDA0", None)];
+        let tail = |line: &str| vec!["x".to_string(), line.to_string()];
+        let rpc = "ggml_backend_buft_alloc_buffer_n_default: failed to allocate RPC1[b:2] buffer of size 94371840";
+        assert_eq!(failed_device(&tail(rpc), &devices), Some(2));
+        let cuda = "ggml_backend_cuda_buffer_type_alloc_buffer: failed to allocate CUDA0 buffer of size 1";
+        assert_eq!(failed_device(&tail(cuda), &devices), Some(3));
+        let host = "ggml_backend_cpu_buffer_type_alloc_buffer: failed to allocate buffer of size 188743680";
+        assert_eq!(failed_device(&tail(host), &devices), None);
     }
 }

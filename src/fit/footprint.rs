@@ -155,24 +155,24 @@ pub fn kv_bytes_per_token(facts: &ModelFacts, cache_k: GgmlType, cache_v: GgmlTy
     facts.n_head_kv.iter().map(|&h| per_layer(h)).sum()
 }
 
-/// The compute buffer a backend reserves for one ubatch. See docs/MEMORY-MODEL.md for the derivation.
-///
-/// ggml's allocator reuses memory, so the buffer is the peak of simultaneously live activations:
-/// a few rows of the residual stream, the attention masks (one per cache: full and sliding-window),
-/// then the largest of the attention working set (without flash attention the KQ scores over the
-/// whole cache), the FFN intermediates, and on the device holding the output layer the logits of
-/// every token in the ubatch. Calibrated on the CPU backend against llama.cpp's own reservation.
-pub fn compute_bytes(facts: &ModelFacts, config: &Config, has_layers: bool, has_output: bool) -> u64 {
-    if !has_layers && !has_output {
-        return 0;
-    }
+/// The pieces a compute buffer is made of, per ubatch (bytes).
+struct Parts {
+    /// One n_embd-wide f32 row per ubatch token: the residual stream, a norm, a layer's output.
+    row: u64,
+    /// The attention masks, one per cache (full and sliding-window).
+    masks: u64,
+    /// The larger of a layer's attention working set and its FFN intermediates.
+    layer_peak: u64,
+    /// The logits of every token of the ubatch.
+    logits: u64,
+}
+
+fn parts(facts: &ModelFacts, config: &Config) -> Parts {
     let f32b = F32.block_bytes;
     let ub = config.n_ubatch_tokens;
     let n_kv = config.n_ctx_tokens.next_multiple_of(CTX_PAD_TOKENS);
     let n_head = facts.n_head.iter().copied().max().unwrap_or(0);
     let head_dim = facts.head_dim_k.max(facts.head_dim_v);
-    // Residual stream, its norm, the attention and FFN outputs being added back, the layer input.
-    let residual = RESIDUAL_ROWS * facts.n_embd * ub * f32b;
     let mask_elem = if config.flash_attn { F16.block_bytes } else { f32b };
     let mut masks = 0;
     let mut widest_cache = 0;
@@ -192,9 +192,72 @@ pub fn compute_bytes(facts: &ModelFacts, config: &Config, has_layers: bool, has_
     };
     let experts = if facts.n_expert > 0 { facts.n_expert_used.max(1) } else { 1 };
     let ffn = 3 * facts.n_ff * ub * f32b * experts;
-    let logits = if has_output { facts.n_vocab * ub * f32b } else { 0 };
-    let layers_peak = if has_layers { attention.max(ffn) } else { 0 };
-    residual + masks + layers_peak.max(logits)
+    Parts { row: facts.n_embd * ub * f32b, masks, layer_peak: attention.max(ffn), logits: facts.n_vocab * ub * f32b }
+}
+
+/// The compute buffer the host's CPU backend reserves for one ubatch when it runs layers (or the
+/// output). See docs/MEMORY-MODEL.md for the derivation.
+///
+/// ggml's allocator reuses memory, so the buffer is the peak of simultaneously live activations:
+/// a few rows of the residual stream, the attention masks (one per cache: full and sliding-window),
+/// then the largest of the attention working set (without flash attention the KQ scores over the
+/// whole cache), the FFN intermediates, and with the output layer the logits of every token in the
+/// ubatch. Calibrated on the CPU backend against llama.cpp's own reservation.
+pub fn compute_bytes(facts: &ModelFacts, config: &Config, has_layers: bool, has_output: bool) -> u64 {
+    if !has_layers && !has_output {
+        return 0;
+    }
+    let p = parts(facts, config);
+    let layers_peak = if has_layers { p.layer_peak } else { 0 };
+    let logits = if has_output { p.logits } else { 0 };
+    RESIDUAL_ROWS * p.row + p.masks + layers_peak.max(logits)
+}
+
+/// The compute buffer of an offload device (a GPU, a remote RPC device): the scheduler gives the
+/// device's part of the graph its own inputs (the masks, the residual stream arriving from the previous
+/// device or the host), and with pipeline parallelism [`PIPELINE_COPIES`] copies of them that stay
+/// allocated. Measured on loopback RPC devices (llama.cpp's CPU backend behind ggml's device-side
+/// scheduling), SmolLM2 and Gemma 3, two contexts, partial and full offload, one and two devices:
+/// - the device that holds layer 0 (everything offloaded) receives the embeddings: its inputs are the
+///   masks and four rows, its peak a layer's or the logits;
+/// - any other device: the masks and two rows beside a layer's peak, or one row beside the logits; under
+///   pipeline parallelism the masks and one row per copy, beside either.
+fn device_compute_bytes(p: &Parts, has_first: bool, has_layers: bool, has_output: bool, pipeline: bool) -> u64 {
+    if !has_layers && !has_output {
+        return 0;
+    }
+    let layer = if has_layers { p.layer_peak } else { 0 };
+    let copies = if pipeline { PIPELINE_COPIES } else { 1 };
+    match (has_first, pipeline) {
+        (true, _) => copies * (p.masks + 4 * p.row) + layer.max(if has_output { p.logits } else { 0 }),
+        (false, true) => copies * (p.masks + p.row) + layer.max(if has_output { p.logits + p.row } else { 0 }),
+        (false, false) => {
+            let layer_phase = if has_layers { p.masks + 2 * p.row + layer } else { 0 };
+            // Masks smaller than a row (short contexts of small models: SmolLM2 at 768 and 1024 tokens)
+            // end up beside the logits with four rows in ggml's allocator; counted whenever it can happen.
+            let beside_logits = if p.masks < p.row { p.masks + 4 * p.row } else { p.row };
+            layer_phase.max(if has_output { p.logits + beside_logits } else { 0 })
+        }
+    }
+}
+
+/// The host's compute buffer when every layer and the output run on devices: it looks up the input
+/// embeddings and holds the graph's inputs (the masks), under pipeline parallelism once per copy.
+fn host_inputs_bytes(p: &Parts, pipeline: bool) -> u64 {
+    let copies = if pipeline { PIPELINE_COPIES } else { 1 };
+    copies * (p.masks + 2 * p.row) + 2 * p.row
+}
+
+/// ggml's `GGML_SCHED_MAX_COPIES` (4 in llama.cpp's build): with pipeline parallelism the scheduler
+/// keeps this many copies of every split's inputs, so that ubatches can overlap across devices.
+pub const PIPELINE_COPIES: u64 = 4;
+
+/// llama.cpp turns on pipeline parallelism (llama_context: "pipeline parallelism enabled") when the
+/// model spans more than one device, every layer and the output are offloaded, layers are split whole
+/// and no tensor is overridden; every GPU backend and RPC supports the async compute and events it
+/// needs.
+pub fn pipeline_parallel(facts: &ModelFacts, config: &Config) -> bool {
+    config.gpu_layers.len() > 1 && config.n_gpu_layers() > facts.n_layer
 }
 
 /// ggml-cuda's default `GGML_OP_OFFLOAD_MIN_BATCH`: smaller batches (token generation) stay on the CPU.
@@ -213,6 +276,12 @@ fn kv_cells_swa(facts: &ModelFacts, config: &Config) -> u64 {
 
 /// The full footprint of `config`.
 pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
+    footprint_with(facts, config, pipeline_parallel(facts, config))
+}
+
+/// The footprint of `config` with pipeline parallelism on or off as given (the planner asks what a
+/// device needs once the devices after it take the rest of the layers).
+pub fn footprint_with(facts: &ModelFacts, config: &Config, pipeline: bool) -> Footprint {
     let owners = placement(facts.n_layer, &config.gpu_layers);
     let w = &facts.weights;
     let mut devices = vec![Bytes::default(); config.gpu_layers.len()];
@@ -262,6 +331,7 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
         && !devices.is_empty()
         && config.n_ubatch_tokens >= OP_OFFLOAD_MIN_BATCH_TOKENS
         && (host_has_layers || host_has_output);
+    let p = parts(facts, config);
     for (d, bytes) in devices.iter_mut().enumerate() {
         let mut has_layers = owners[..n_layer].contains(&Some(d));
         let mut has_output = owners[n_layer] == Some(d);
@@ -273,7 +343,8 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
             let largest_layer = cpu_layers.map(|(_, &b)| b).max().unwrap_or(0);
             copies = largest_layer.max(if host_has_output { facts.weights.output_bytes } else { 0 });
         }
-        bytes.compute = compute_bytes(facts, config, has_layers, has_output) + copies;
+        let has_first = owners.first() == Some(&Some(d));
+        bytes.compute = device_compute_bytes(&p, has_first, has_layers, has_output, pipeline) + copies;
     }
     // llama.cpp's output buffer (logits of the last token of each sequence) always lives in host memory.
     let output_buffer = facts.n_vocab * F32.block_bytes * config.n_seq.max(1);
@@ -282,8 +353,9 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
     host.compute = if host_has_layers || host_runs_output {
         compute_bytes(facts, config, host_has_layers, host_runs_output)
     } else {
-        // Every layer on the GPUs: the host still looks up the input embeddings (token_embd stays here).
-        RESIDUAL_ROWS * facts.n_embd * config.n_ubatch_tokens * F32.block_bytes
+        // Every layer on the devices: the host still looks up the input embeddings (token_embd stays
+        // here) and holds the graph's inputs.
+        host_inputs_bytes(&p, pipeline)
     };
     host.compute += output_buffer;
     Footprint { devices, host }
@@ -314,21 +386,28 @@ mod tests {
     fn the_first_gpu_does_the_batch_work_of_cpu_layers() {
         let f = crate::model::synth::facts(&crate::model::shapes::LLAMA3_8B, "Q4_K_M");
         let largest_layer = *f.weights.layer_bytes.iter().max().unwrap();
+        let p = parts(&f, &config(vec![]));
         // 10 of 33 layers on GPU 1, none on GPU 0: GPU 0 still gets the CPU layers' products and a copy
-        // of the largest CPU layer; the output layer is on GPU 1, so no logits copy.
+        // of the largest CPU layer; the output layer is on GPU 1, so no logits there.
         let partial = footprint(&f, &config(vec![0, 10]));
-        let plain = compute_bytes(&f, &config(vec![0, 10]), true, false);
+        let plain = device_compute_bytes(&p, false, true, false, false);
         assert_eq!(partial.devices[0].compute, plain + largest_layer);
         assert_eq!(partial.devices[0].weights, 0);
         // With the output layer on the CPU its weights are what GPU 0 copies (the largest tensor set).
         let none = footprint(&f, &config(vec![0, 0]));
         assert_eq!(
             none.devices[0].compute,
-            compute_bytes(&f, &config(vec![0, 0]), true, true) + f.weights.output_bytes
+            device_compute_bytes(&p, false, true, true, false) + f.weights.output_bytes
         );
-        // Everything on the GPUs: nothing left to copy.
+        // Everything on the GPUs: nothing left to copy, but pipeline parallelism keeps four copies of
+        // each device's inputs; GPU 0 receives the embeddings.
         let full = footprint(&f, &config(vec![10, 23]));
-        assert_eq!(full.devices[0].compute, compute_bytes(&f, &config(vec![10, 23]), true, false));
+        assert_eq!(full.devices[0].compute, PIPELINE_COPIES * (p.masks + 4 * p.row) + p.layer_peak);
+        assert_eq!(full.devices[1].compute, PIPELINE_COPIES * (p.masks + p.row) + p.logits + p.row);
+        assert_eq!(full.host.compute, host_inputs_bytes(&p, true) + f.n_vocab * 4);
+        // One GPU with everything: no pipeline, one set of inputs.
+        let one = footprint(&f, &config(vec![33]));
+        assert_eq!(one.devices[0].compute, p.masks + 4 * p.row + p.logits);
         // Without op offload (or for token generation batches) GPU 0 only does its own layers, and the
         // host runs its layers' products and the logits itself.
         let off_config = Config { op_offload: false, ..config(vec![0, 10]) };
@@ -343,6 +422,15 @@ mod tests {
         );
         let small_batch = footprint(&f, &Config { n_ubatch_tokens: 16, ..config(vec![0, 10]) });
         assert_eq!(small_batch.devices[0].compute, 0);
+    }
+
+    #[test]
+    fn pipeline_parallelism_needs_several_devices_and_everything_offloaded() {
+        let f = crate::model::synth::facts(&crate::model::shapes::LLAMA3_8B, "Q4_K_M");
+        assert!(pipeline_parallel(&f, &config(vec![10, 23])));
+        assert!(pipeline_parallel(&f, &config(vec![33, 0])), "a device with no layers still counts");
+        assert!(!pipeline_parallel(&f, &config(vec![10, 22])), "a layer on the CPU");
+        assert!(!pipeline_parallel(&f, &config(vec![33])), "one device");
     }
 
     #[test]

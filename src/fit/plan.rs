@@ -56,6 +56,8 @@ pub struct Policy {
     pub pins: Pins,
     /// At most this many GPU layers even when more fit: set by backoff after a real out-of-memory.
     pub max_gpu_layers: Option<u32>,
+    /// At most this many layers on the named device: set by backoff after an allocation failed there.
+    pub device_layer_caps: Vec<(String, u32)>,
     /// llama.cpp maps the file (default) or reads it (`--no-mmap`); `--mlock` pins the mapping.
     pub use_mmap: bool,
     pub use_mlock: bool,
@@ -74,6 +76,7 @@ impl Default for Policy {
             allow_swap: false,
             pins: Pins::default(),
             max_gpu_layers: None,
+            device_layer_caps: Vec::new(),
             use_mmap: true,
             use_mlock: false,
         }
@@ -257,21 +260,43 @@ impl Ctx<'_> {
     /// Place up to `n` layers, filling the last device first (it also takes the output layer), then the
     /// one before, as llama.cpp's --fit does: each device takes the most of the remaining top layers it
     /// can hold. Bytes grow with every layer taken, so each device's share is a binary search.
+    ///
+    /// Offloading everything across several devices turns llama.cpp's pipeline parallelism on, which
+    /// grows every device's compute buffer; the devices placed before the last one did not see that. If
+    /// such a placement does not fit, place again assuming it, else leave a layer on the CPU.
     fn greedy_place(&self, n: u32, n_ctx: u64) -> Vec<u32> {
+        let split = self.greedy_place_with(n, n_ctx, false);
+        let all = self.n_total();
+        if split.iter().sum::<u32>() < all || self.hw.devices.len() < 2 || self.devices_fit(&split, n_ctx) {
+            return split;
+        }
+        let pipelined = self.greedy_place_with(n, n_ctx, true);
+        if pipelined.iter().sum::<u32>() == all && self.devices_fit(&pipelined, n_ctx) {
+            return pipelined;
+        }
+        self.greedy_place_with(all - 1, n_ctx, false)
+    }
+
+    fn greedy_place_with(&self, n: u32, n_ctx: u64, pipeline: bool) -> Vec<u32> {
         let n_dev = self.hw.devices.len();
         let mut split = vec![0u32; n_dev];
         let mut remaining = n;
         for d in (0..n_dev).rev() {
+            let name = &self.hw.devices[d].name;
+            let cap = self.policy.device_layer_caps.iter().find(|(n, _)| n == name).map_or(u32::MAX, |c| c.1);
             // Device d's bytes with `take` layers, the later devices already fixed and none before it.
             let fits = |take: u32| {
                 let mut trial = split.clone();
                 trial[d] = take;
-                let fp = footprint::footprint(self.facts, &self.config(trial, n_ctx));
+                let config = self.config(trial, n_ctx);
+                let pipeline = pipeline || footprint::pipeline_parallel(self.facts, &config);
+                let fp = footprint::footprint_with(self.facts, &config, pipeline);
                 fp.devices[d].total() <= self.usable[d]
             };
             // All the rest first: with every layer on the GPUs the op-offload copies disappear, so bytes
             // are monotone in `take` only below that point.
-            let (mut lo, mut hi) = if fits(remaining) { (remaining, remaining) } else { (0u32, remaining) };
+            let most = remaining.min(cap);
+            let (mut lo, mut hi) = if fits(most) { (most, most) } else { (0u32, most) };
             while lo < hi {
                 let mid = lo + (hi - lo).div_ceil(2);
                 if fits(mid) { lo = mid } else { hi = mid - 1 }
@@ -366,8 +391,10 @@ fn plan_with(facts: &ModelFacts, hw: &Hardware, policy: &Policy, suggest: bool) 
     let (reserves, usable) = device_limits(hw, policy)?;
     let (cache_k, cache_v, flash_attn) = cache_and_attention(&policy.pins)?;
     let host_usable = hw.host.available_bytes.saturating_sub(policy.host_reserve_bytes);
-    let mut cx =
-        Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn, op_offload: true, suggest };
+    // ggml's RPC devices offer no op offload (their `offload_op` is empty): with a remote device first,
+    // the CPU layers' batch work stays on the CPU.
+    let op_offload = hw.devices.first().is_none_or(|d| d.endpoint.is_none());
+    let mut cx = Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn, op_offload, suggest };
     // What the measurement could not trust comes first: the plan rests on what was assumed instead —
     // unless the user gave every device its budget (all the measurement warns of today is free memory).
     let trusted = policy.vram_budget_bytes.is_some();
@@ -476,7 +503,7 @@ fn choose_layers(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) -> Result<u32, P
         }
         None => {
             let fit = cx.max_layers(min_ctx);
-            match cx.policy.max_gpu_layers {
+            let n = match cx.policy.max_gpu_layers {
                 Some(cap) if cap < fit => {
                     notes.reasons.push(format!("{cap} of {n_total} layers on the GPU: fewer than the {fit} estimated to fit, after a real out-of-memory"));
                     cap
@@ -485,7 +512,13 @@ fn choose_layers(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) -> Result<u32, P
                     notes.reasons.push(layer_reason(cx, fit, min_ctx));
                     fit
                 }
+            };
+            for (device, cap) in &cx.policy.device_layer_caps {
+                notes
+                    .reasons
+                    .push(format!("at most {cap} layers on {device}: a real allocation failed there with more"));
             }
+            n
         }
     };
     if n_gpu == 0 && n_dev > 0 && cx.split(0, min_ctx).is_none() {
@@ -918,9 +951,10 @@ mod tests {
         assert!(!p.config.op_offload);
         assert!(p.llama_args().contains(&"--no-op-offload".to_string()));
         assert_eq!(p.devices[0].bytes.total(), 0);
-        // with room for it, op offload stays on and GPU 0 holds the copy
+        // with room for it, op offload stays on and GPU 0 holds a copy of the CPU layers' weights
         let p = plan(&f, &machine(vec![gpu("CUDA0", 3.0)], 32), &Policy::default()).unwrap();
-        assert!(p.config.op_offload && p.devices[0].bytes.compute > f.weights.output_bytes);
+        let largest_layer = *f.weights.layer_bytes.iter().max().unwrap();
+        assert!(p.config.op_offload && p.devices[0].bytes.compute > largest_layer, "{:?}", p.devices[0]);
     }
 
     #[test]

@@ -14,7 +14,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long a child that lists remote devices may take: connect, handshake and one memory query per
 /// server. A port that accepts but never answers (not an RPC server, or a server busy with another
 /// client: llama.cpp's serves one at a time) is cut off here.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(15);
+pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Each endpoint accepts a TCP connection, or the first that does not is an error naming it.
 pub fn check_reachable(endpoints: &[String]) -> Result<(), Failure> {

@@ -185,11 +185,28 @@ impl<'a> Launcher<'a> {
             max_attempts: MAX_ATTEMPTS,
             min_ctx_tokens: self.req.policy.min_ctx_tokens,
         };
-        let (line, step) = match backoff::decide(death, tried, fixed, limits) {
+        let (mut line, step) = match backoff::decide(death, tried, fixed, limits) {
             Ok(decision) => decision,
             Err(Refusal::NotMemory(message)) => return Err(Failure::Engine(message)),
             Err(Refusal::NothingSmaller(message)) => return Err(Failure::OutOfMemory(message)),
         };
+        // Fewer layers, and ggml named the device whose buffer failed: that device gives up an eighth
+        // of its layers, the others keep theirs (unless -ts fixes the proportions).
+        let devices = self.last_hardware.as_ref().map_or(&[][..], |hw| &hw.devices[..]);
+        if let (Step::Layers { .. }, Some(i), None) =
+            (step, backoff::failed_device(&death.log_tail, devices), &pins.tensor_split)
+            && plan.devices.get(i).is_some_and(|d| d.layers > 0)
+        {
+            let d = &plan.devices[i];
+            let to = d.layers - d.layers.div_ceil(8);
+            let what = line.split_once("; retrying with").map_or(line.as_str(), |(w, _)| w);
+            line = format!("{what}; retrying with {} layers {} → {to}", d.name, d.layers);
+            self.policy.device_layer_caps.retain(|(n, _)| n != &d.name);
+            self.policy.device_layer_caps.push((d.name.clone(), to));
+            self.printer.note(&line);
+            self.steps.push(line);
+            return Ok(());
+        }
         self.printer.note(&line);
         self.steps.push(line);
         match step {

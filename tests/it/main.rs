@@ -11,4 +11,5 @@ mod generated_model;
 mod house;
 mod output;
 mod plan_output;
+mod rpc;
 mod run_model;
