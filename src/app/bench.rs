@@ -18,7 +18,7 @@ pub(super) fn run_bench(req: &BenchRequest, printer: &Printer) -> Result<(), Fai
         })?;
     }
     let interrupt = crate::run::signals::install(*printer)?;
-    let mut hardware = probe::measure_isolated(&req.load.levers.rpc)?;
+    let mut hardware = probe::measure_isolated(&req.load.levers.rpc, req.load.levers.rpc_link)?;
     let mut policy = req.load.policy.clone();
     let mut notes = Vec::new();
     learn_from_earlier_runs(&mut hardware, None, &mut policy, false, &mut notes);

@@ -20,7 +20,14 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
         None
     };
     let measure = || -> Result<Hardware, Failure> {
-        if isolated { probe::measure_isolated(&req.rpc) } else { Ok(probe::measure(engine.as_ref())?) }
+        if isolated {
+            return probe::measure_isolated(&req.rpc, req.rpc_link);
+        }
+        let mut hw = probe::measure(engine.as_ref())?;
+        if let (Some(engine), true) = (&engine, req.probe_child) {
+            measure_links(engine, &mut hw);
+        }
+        Ok(hw)
     };
     let Some(interval) = req.watch else {
         let hw = measure()?;
@@ -46,5 +53,23 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
             return Ok(());
         }
         std::thread::sleep(interval);
+    }
+}
+
+/// Each server's link, measured once through its first device and shared by its others. A link that
+/// cannot be measured stays unknown (the speed prediction then leaves the network out and says so).
+fn measure_links(engine: &Engine, hw: &mut Hardware) {
+    let mut seen: Vec<(String, Option<crate::fit::hardware::Link>)> = Vec::new();
+    for d in &mut hw.devices {
+        let Some(endpoint) = d.endpoint.clone() else { continue };
+        let link = match seen.iter().find(|(e, _)| *e == endpoint) {
+            Some((_, link)) => *link,
+            None => {
+                let link = engine.measure_link(&d.name).ok();
+                seen.push((endpoint, link));
+                link
+            }
+        };
+        d.link = link;
     }
 }

@@ -4,7 +4,7 @@ use crate::cli::{HardwareSource, PlanRequest};
 use crate::engine::{CAN_OFFLOAD, Engine, LlamaFit};
 use crate::error::Failure;
 use crate::fit::hardware::{self, Hardware};
-use crate::fit::{advice, levers, plan, speed};
+use crate::fit::{advice, fastest, levers, speed};
 use crate::machine::{probe, profiles};
 use crate::output::printer::Printer;
 use crate::output::report::{self, PlanReport};
@@ -21,7 +21,9 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
         HardwareSource::Profile(p) => profiles::load_profile(p)?,
         HardwareSource::Hypothetical { vram_bytes, ram_bytes } => hardware::hypothetical(vram_bytes, *ram_bytes),
         // Remote devices are measured by a child process, never by this one (see machine::rpc).
-        HardwareSource::ThisMachine if !req.levers.rpc.is_empty() => probe::measure_isolated(&req.levers.rpc)?,
+        HardwareSource::ThisMachine if !req.levers.rpc.is_empty() => {
+            probe::measure_isolated(&req.levers.rpc, req.levers.rpc_link)?
+        }
         HardwareSource::ThisMachine => {
             if CAN_OFFLOAD || req.compare_llama {
                 engine = Some(Engine::init(printer.verbose())?);
@@ -37,7 +39,8 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
         let path = estimate.is_none().then(|| std::path::Path::new(&label));
         learn_from_earlier_runs(&mut hardware, path, &mut policy, req.fresh, &mut learned);
     }
-    let plan = plan::plan(&facts, &hardware, &policy)?;
+    // The policy that made the plan (a slow link can leave a device out) is what advice varies.
+    let (plan, policy) = fastest::plan(&facts, &hardware, &policy)?;
     let speed = speed::predict(&facts, &plan, &hardware);
     let quant_advice = advice::quant_advice(&facts, &hardware, &policy, &plan);
     let levers = levers::lever_advice(&facts, &hardware, &policy, &plan);
@@ -63,6 +66,7 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
         learned,
         quant_advice,
         levers,
+        network: transfers(&plan, &hardware),
     };
     let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     printer.out(&text)
@@ -103,4 +107,15 @@ pub(super) fn llama_fit_child(spec: &str, printer: &Printer) -> Result<(), Failu
     engine.add_rpc_servers(&req.rpc)?;
     let fit = engine.llama_fit(&req.model, req.n_ctx_min_tokens, &req.margins_bytes)?;
     printer.out(&serde_json::to_string(&fit).map_err(anyhow::Error::from)?)
+}
+
+fn transfers(plan: &crate::fit::plan::Plan, hw: &Hardware) -> Vec<report::Transfer> {
+    speed::load_transfers(plan, hw)
+        .into_iter()
+        .filter(|t| t.1 > 0)
+        .map(|(endpoint, bytes, seconds)| {
+            let link = hw.devices.iter().find(|d| d.endpoint.as_deref() == Some(&endpoint)).and_then(|d| d.link);
+            report::Transfer { endpoint, bytes, seconds, link }
+        })
+        .collect()
 }

@@ -141,6 +141,7 @@ pub struct DevicesRequest {
     pub rpc: Vec<String>,
     /// This process is run-fit's own child that may talk to the servers.
     pub probe_child: bool,
+    pub rpc_link: Option<crate::fit::hardware::Link>,
     /// `--watch`: read again at this interval, at most `count` times.
     pub watch: Option<std::time::Duration>,
     pub count: Option<u64>,
@@ -189,6 +190,7 @@ impl DevicesArgs {
             watch,
             count: self.count,
             rpc: self.rpc.endpoints()?,
+            rpc_link: self.rpc.rpc_link,
             probe_child: self.probe_child,
         })
     }
@@ -328,6 +330,7 @@ impl BenchArgs {
             split_mode: SplitMode::Layer,
             main_gpu: 0,
             rpc: self.rpc.endpoints()?,
+            rpc_link: self.rpc.rpc_link,
         };
         Ok(BenchRequest {
             load: LoadRequest { model: self.model.clone(), policy: Policy::default(), levers },
@@ -381,6 +384,7 @@ impl LeverArgs {
             split_mode: self.split_mode,
             main_gpu: self.main_gpu,
             rpc: self.rpc.endpoints()?,
+            rpc_link: self.rpc.rpc_link,
         })
     }
 }
@@ -678,6 +682,8 @@ pub struct Levers {
     pub main_gpu: u32,
     /// `--rpc`: remote servers (`host:port`) whose devices join this machine's, in order.
     pub rpc: Vec<String>,
+    /// `--rpc-link`: the network to them, given instead of measured.
+    pub rpc_link: Option<crate::fit::hardware::Link>,
 }
 
 /// What loading a model needs, for `run` and for each setting of `bench`: the file, the planner's

@@ -5,6 +5,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::Args;
+
+use crate::fit::hardware::Link;
 use serde::{Deserialize, Serialize};
 
 /// llama.cpp's `GGML_RPC_MAX_SERVERS`.
@@ -19,6 +21,34 @@ pub struct RpcArgs {
     /// machine's, e.g. 192.168.1.5:50052,192.168.1.6:50052.
     #[arg(long, value_name = "HOST:PORT[,…]", value_delimiter = ',')]
     pub rpc: Vec<String>,
+    /// The network to the RPC servers, instead of measuring it: rate/round trip, e.g. 1Gbit/0.5ms,
+    /// 10Gbit/0.1ms, 100Mbit/20ms.
+    #[arg(long, value_name = "RATE/LATENCY", requires = "rpc", value_parser = link)]
+    pub rpc_link: Option<Link>,
+}
+
+/// `1Gbit/0.5ms` → a link: bits (Gbit, Mbit, kbit) or bytes (GB/s, MB/s) per second, and a round
+/// trip in s, ms or us.
+fn link(text: &str) -> Result<Link, String> {
+    let bad = || format!("'{text}': write the link as RATE/ROUND-TRIP, e.g. 1Gbit/0.5ms or 10Gbit/100us");
+    let (rate, latency) = text.trim().rsplit_once('/').ok_or_else(bad)?;
+    let number = |s: &str, units: &[(&str, f64)]| -> Option<f64> {
+        let lower = s.trim().to_ascii_lowercase();
+        units.iter().find_map(|(unit, scale)| {
+            lower
+                .strip_suffix(unit)?
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite() && *v > 0.0)
+                .map(|v| v * scale)
+        })
+    };
+    let bytes_per_s =
+        number(rate, &[("gbit", 1e9 / 8.0), ("mbit", 1e6 / 8.0), ("kbit", 1e3 / 8.0), ("gb/s", 1e9), ("mb/s", 1e6)])
+            .ok_or_else(bad)?;
+    let round_trip_s = number(latency, &[("ms", 1e-3), ("us", 1e-6), ("µs", 1e-6), ("s", 1.0)]).ok_or_else(bad)?;
+    Ok(Link { round_trip_s, bytes_per_s })
 }
 
 impl RpcArgs {
@@ -123,7 +153,7 @@ mod tests {
     use super::*;
 
     fn rpc(list: &[&str]) -> Result<Vec<String>, String> {
-        RpcArgs { rpc: list.iter().map(|s| s.to_string()).collect() }.endpoints()
+        RpcArgs { rpc: list.iter().map(|s| s.to_string()).collect(), rpc_link: None }.endpoints()
     }
 
     #[test]
@@ -142,6 +172,16 @@ mod tests {
     fn server(host: &str, allow_remote: bool) -> Result<RpcServerRequest, String> {
         RpcServerArgs { host: host.into(), port: 50052, device: vec![], threads: None, cache: false, allow_remote }
             .request()
+    }
+
+    #[test]
+    fn links_are_rate_and_round_trip() {
+        assert_eq!(link("1Gbit/0.5ms").unwrap(), Link { round_trip_s: 0.5e-3, bytes_per_s: 125e6 });
+        let l = link("100MB/s/100us").unwrap();
+        assert!((l.round_trip_s - 100e-6).abs() < 1e-12 && l.bytes_per_s == 100e6, "{l:?}");
+        for bad in ["1Gbit", "fast/1ms", "1Gbit/-1ms", "0Gbit/1ms", "1Gbit/1parsec"] {
+            assert!(link(bad).unwrap_err().contains("1Gbit/0.5ms"), "{bad}");
+        }
     }
 
     #[test]

@@ -134,6 +134,7 @@ impl Engine {
                     // A remote device's description is its server's endpoint (ggml-rpc.cpp).
                     endpoint: (d.backend == "RPC").then(|| d.description.clone()),
                     reported_free_bytes: None,
+                    link: None,
                     name: d.name,
                     description: d.description,
                 })

@@ -15,6 +15,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use llama_cpp_sys_2 as sys;
 
 use super::Engine;
+use crate::fit::hardware::Link;
 
 /// The RPC protocol version of the vendored ggml (`RPC_PROTO_*_VERSION` in ggml-rpc.h, which the sys
 /// crate does not bind): client and server must agree on the major version.
@@ -173,5 +174,66 @@ fn pick_devices(names: &[String]) -> Result<Vec<sys::ggml_backend_dev_t>> {
         let cpu = sys::ggml_backend_dev_by_type(sys::GGML_BACKEND_DEVICE_TYPE_CPU);
         ensure!(!cpu.is_null(), "llama.cpp found no device to serve");
         Ok(vec![cpu])
+    }
+}
+
+/// Bytes sent per throughput sample, and the samples (the best counts): small enough for a slow link
+/// to cost well under a second, large enough to leave TCP's slow start behind.
+const LINK_SAMPLE_BYTES: usize = 4 << 20;
+const LINK_SAMPLES: usize = 2;
+const ROUND_TRIPS: usize = 10;
+
+impl Engine {
+    /// The link to the server of the registered remote device `device` (RPC0…): the round trip of a
+    /// memory query (one request, one answer) and the rate of a tensor upload, as llama.cpp's own client
+    /// sends them. Best of a few tries each; aborts the process if the server is gone (a child only).
+    pub fn measure_link(&self, device: &str) -> Result<Link> {
+        let name = CString::new(device).context("a device name contains a NUL byte")?;
+        // SAFETY: registry lookups; every object made here is freed before returning, in reverse order.
+        unsafe {
+            let dev = sys::ggml_backend_dev_by_name(name.as_ptr());
+            ensure!(!dev.is_null(), "no device {device}");
+            let (mut free, mut total) = (0usize, 0usize);
+            let mut round_trip_s = f64::INFINITY;
+            for _ in 0..ROUND_TRIPS {
+                let started = std::time::Instant::now();
+                sys::ggml_backend_dev_memory(dev, &mut free, &mut total);
+                round_trip_s = round_trip_s.min(started.elapsed().as_secs_f64());
+            }
+            let buft = sys::ggml_backend_dev_buffer_type(dev);
+            let buffer = sys::ggml_backend_buft_alloc_buffer(buft, LINK_SAMPLE_BYTES + 4096);
+            ensure!(
+                !buffer.is_null(),
+                "{device} could not allocate {} MiB to measure its link",
+                LINK_SAMPLE_BYTES >> 20
+            );
+            let params = sys::ggml_init_params { mem_size: 1 << 12, mem_buffer: std::ptr::null_mut(), no_alloc: true };
+            let ctx = sys::ggml_init(params);
+            let result = if ctx.is_null() {
+                Err(anyhow!("ggml could not make a context"))
+            } else {
+                let t = sys::ggml_new_tensor_1d(ctx, sys::GGML_TYPE_I8, LINK_SAMPLE_BYTES as i64);
+                let status = sys::ggml_backend_tensor_alloc(buffer, t, sys::ggml_backend_buffer_get_base(buffer));
+                let data = vec![0x5au8; LINK_SAMPLE_BYTES];
+                let mut best = f64::INFINITY;
+                if status == sys::GGML_STATUS_SUCCESS {
+                    for _ in 0..LINK_SAMPLES {
+                        let started = std::time::Instant::now();
+                        sys::ggml_backend_tensor_set(t, data.as_ptr().cast(), 0, LINK_SAMPLE_BYTES);
+                        // A query after the upload: the upload has been received when its answer comes.
+                        sys::ggml_backend_dev_memory(dev, &mut free, &mut total);
+                        best = best.min(started.elapsed().as_secs_f64() - round_trip_s);
+                    }
+                }
+                sys::ggml_free(ctx);
+                if best.is_finite() && best > 0.0 {
+                    Ok(Link { round_trip_s, bytes_per_s: LINK_SAMPLE_BYTES as f64 / best })
+                } else {
+                    Err(anyhow!("the upload to {device} could not be timed"))
+                }
+            };
+            sys::ggml_backend_buffer_free(buffer);
+            result
+        }
     }
 }

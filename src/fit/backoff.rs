@@ -395,6 +395,7 @@ mod tests {
             fp16_tflops: None,
             endpoint: endpoint.map(str::to_string),
             reported_free_bytes: None,
+            link: None,
         };
         // Two servers, the second with two devices: its device 1 is the client's RPC2.
         let devices =

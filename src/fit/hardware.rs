@@ -34,6 +34,16 @@ pub struct Device {
     /// server reports all its RAM); llama.cpp's own fit sees this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reported_free_bytes: Option<u64>,
+    /// The network between this machine and a remote device's server, measured or given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<Link>,
+}
+
+/// A network link to an RPC server: one request-and-answer round trip, and the rate bulk data moves.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub round_trip_s: f64,
+    pub bytes_per_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,6 +224,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
                 fp16_tflops: gpu.fp16_tflops,
                 endpoint: None,
                 reported_free_bytes: None,
+                link: None,
             });
         }
     }
@@ -268,6 +279,7 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
                 fp16_tflops: None,
                 endpoint: None,
                 reported_free_bytes: None,
+                link: None,
             })
             .collect(),
         host: Host {

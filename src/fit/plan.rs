@@ -56,8 +56,9 @@ pub struct Policy {
     pub pins: Pins,
     /// At most this many GPU layers even when more fit: set by backoff after a real out-of-memory.
     pub max_gpu_layers: Option<u32>,
-    /// At most this many layers on the named device: set by backoff after an allocation failed there.
-    pub device_layer_caps: Vec<(String, u32)>,
+    /// At most this many layers on a device: after an allocation failed there (backoff), or because
+    /// its link makes it slower than going without it.
+    pub device_layer_caps: Vec<DeviceCap>,
     /// llama.cpp maps the file (default) or reads it (`--no-mmap`); `--mlock` pins the mapping.
     pub use_mmap: bool,
     pub use_mlock: bool,
@@ -102,6 +103,14 @@ pub fn forget_devices(policy: &mut Policy, lost: &[usize], n_devices: usize) {
     if let Some(ts) = &mut policy.pins.tensor_split {
         keep(ts, lost, n_devices);
     }
+}
+
+/// At most `layers` layers on the device named `device`, and why (a reason of the plan).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceCap {
+    pub device: String,
+    pub layers: u32,
+    pub why: String,
 }
 
 /// One device's side of the plan.
@@ -283,7 +292,7 @@ impl Ctx<'_> {
         let mut remaining = n;
         for d in (0..n_dev).rev() {
             let name = &self.hw.devices[d].name;
-            let cap = self.policy.device_layer_caps.iter().find(|(n, _)| n == name).map_or(u32::MAX, |c| c.1);
+            let cap = self.policy.device_layer_caps.iter().find(|c| &c.device == name).map_or(u32::MAX, |c| c.layers);
             // Device d's bytes with `take` layers, the later devices already fixed and none before it.
             let fits = |take: u32| {
                 let mut trial = split.clone();
@@ -513,10 +522,14 @@ fn choose_layers(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) -> Result<u32, P
                     fit
                 }
             };
-            for (device, cap) in &cx.policy.device_layer_caps {
-                notes
-                    .reasons
-                    .push(format!("at most {cap} layers on {device}: a real allocation failed there with more"));
+            // A cap explains the count better than the fit does.
+            if !cx.policy.device_layer_caps.is_empty() {
+                notes.reasons.pop();
+            }
+            for cap in &cx.policy.device_layer_caps {
+                let most =
+                    if cap.layers == 0 { "no layers".to_string() } else { format!("at most {} layers", cap.layers) };
+                notes.reasons.push(format!("{most} on {}: {}", cap.device, cap.why));
             }
             n
         }
@@ -741,6 +754,7 @@ mod tests {
             fp16_tflops: None,
             endpoint: None,
             reported_free_bytes: None,
+            link: None,
         }
     }
 

@@ -89,6 +89,17 @@ pub fn predict(facts: &ModelFacts, plan: &Plan, hw: &Hardware) -> Option<Speed> 
 /// Predict with `fill_tokens` already in the context while generating (llama-bench's tg128 starts
 /// from an empty context: 64 on average).
 pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64) -> Option<Speed> {
+    predict_with(facts, plan, hw, fill_tokens, true)
+}
+
+/// The prediction as if each RPC server were a machine of its own: what the network costs, without
+/// the slowdown of servers that share this machine's cores (`fastest` places by the network alone:
+/// loopback servers are there to be used).
+pub fn predict_apart(facts: &ModelFacts, plan: &Plan, hw: &Hardware) -> Option<Speed> {
+    predict_with(facts, plan, hw, TYPICAL_CONTEXT_TOKENS, false)
+}
+
+fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64, shared_cores: bool) -> Option<Speed> {
     let host_bw = hw.host.bandwidth_gb_per_s? * 1e9 * HOST_BANDWIDTH_EFFICIENCY;
     let (device_bytes, host_bytes) = bytes_read_per_token(facts, plan, fill_tokens);
     let fill = fill_tokens.min(plan.config.n_ctx_tokens) as f64;
@@ -99,6 +110,10 @@ pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u
     let mut parts: Vec<(String, f64)> = Vec::new();
     for (i, d) in hw.devices.iter().enumerate() {
         if plan.devices[i].layers == 0 {
+            continue;
+        }
+        if let Some(seconds) = cpu_server_seconds(d, device_bytes[i], plan.devices[i].layers, fill, host_bw) {
+            parts.push((format!("{} memory", d.name), seconds));
             continue;
         }
         let (bw, _) = device_rates(d)?;
@@ -115,6 +130,28 @@ pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u
     if host_bytes > 0.0 {
         parts.push(("RAM bandwidth".into(), host_seconds));
     }
+    // A CPU server on this very machine (loopback) runs its layers on the same cores as the host's
+    // layers (or another such server's), each with as many threads as there are cores, and llama.cpp's
+    // threads wait by spinning: the parts then run at about half speed (measured on this project's
+    // 2-core machine: 42–45 tok/s split two ways, 80–90 alone; docs/RPC.md).
+    let shared = |i: usize| {
+        hw.devices[i].reported_free_bytes.is_some() && hw.devices[i].endpoint.as_deref().is_some_and(is_loopback)
+    };
+    let sharing = (0..hw.devices.len()).filter(|&i| shared(i) && plan.devices[i].layers > 0).count()
+        + usize::from(cpu_layers > 0);
+    if shared_cores && sharing >= 2 {
+        for part in &mut parts {
+            let on_shared_cores = part.0 == "RAM bandwidth"
+                || (0..hw.devices.len()).any(|i| shared(i) && part.0 == format!("{} memory", hw.devices[i].name));
+            if on_shared_cores {
+                part.1 *= 2.0;
+            }
+        }
+    }
+    let network = network_seconds(facts, plan, hw, 1);
+    if network > 0.0 {
+        parts.push(("the network".into(), network));
+    }
     let token_seconds: f64 = parts.iter().map(|p| p.1).sum();
     let limited_by = parts.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|p| p.0.clone()).unwrap_or_default();
 
@@ -122,7 +159,8 @@ pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u
     // batch on the first GPU and copies the weights kept in RAM over PCIe once per micro-batch.
     let flops_per_token = 2.0 * (facts.params as f64 - embedding_params(facts)) * moe_active_fraction(facts);
     let prompt_seconds = match hw.devices.first() {
-        Some(gpu0) if plan.config.op_offload || gpu_layers > 0 => {
+        // A CPU-backed server's device multiplies as a CPU like this one does (the `_` arm).
+        Some(gpu0) if gpu0.reported_free_bytes.is_none() && (plan.config.op_offload || gpu_layers > 0) => {
             let (_, tflops) = device_rates(gpu0)?;
             let copy = plan.host.bytes.weights_read() as f64 / PCIE_BYTES_PER_S / plan.config.n_ubatch_tokens as f64;
             let copy = if cpu_layers == 0 { 0.0 } else { copy };
@@ -132,7 +170,68 @@ pub fn predict_at(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u
         }
         _ => flops_per_token / (hw.host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD),
     };
+    let ub = plan.config.n_ubatch_tokens.max(1);
+    let prompt_seconds = prompt_seconds + network_seconds(facts, plan, hw, ub) / ub as f64;
     Some(Speed { generation_tok_per_s: 1.0 / token_seconds, prompt_tok_per_s: 1.0 / prompt_seconds, limited_by })
+}
+
+/// A CPU-backed RPC server's device (it reports all its RAM as free) runs its layers as this machine's
+/// CPU does: its RAM's bandwidth is taken as this machine's, its per-layer cost the CPU's. None for
+/// any other device.
+fn cpu_server_seconds(
+    d: &crate::fit::hardware::Device,
+    bytes: f64,
+    layers: u32,
+    fill: f64,
+    host_bw: f64,
+) -> Option<f64> {
+    d.reported_free_bytes?;
+    let bw = d.bandwidth_gb_per_s.map_or(host_bw, |g| g * 1e9 * HOST_BANDWIDTH_EFFICIENCY);
+    Some(bytes / bw + layers as f64 * (CPU_SECONDS_PER_LAYER + fill * CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN))
+}
+
+/// Whether an RPC endpoint is this machine.
+pub fn is_loopback(endpoint: &str) -> bool {
+    let host = endpoint.split(':').next().unwrap_or("");
+    host == "localhost" || host.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What the network adds to one pass over `tokens` tokens (1: a generated token; n_ubatch: a prompt
+/// micro-batch). llama.cpp's RPC client sends each remote device's part of the graph its inputs and
+/// reads back its output (graphs that repeat are recomputed by id, not sent again), so each run of
+/// consecutive layers on one server costs a round trip and its activations twice over the link.
+pub fn network_seconds(facts: &ModelFacts, plan: &Plan, hw: &Hardware, tokens: u64) -> f64 {
+    let owners = crate::fit::footprint::placement(facts.n_layer, &plan.config.gpu_layers);
+    let activation_bytes = (facts.n_embd * 4 * tokens) as f64;
+    let mut seconds = 0.0;
+    let mut previous: Option<Option<usize>> = None;
+    for owner in owners {
+        if previous == Some(owner) {
+            continue;
+        }
+        previous = Some(owner);
+        let Some(link) = owner.and_then(|d| hw.devices.get(d)).and_then(|d| d.link) else { continue };
+        seconds += link.round_trip_s + 2.0 * activation_bytes / link.bytes_per_s;
+    }
+    seconds
+}
+
+/// Bytes loading sends to each server (the weights its devices hold; KV cache and compute buffers are
+/// allocated there, not sent) and the seconds that takes over its link: (endpoint, bytes, seconds).
+pub fn load_transfers(plan: &Plan, hw: &Hardware) -> Vec<(String, u64, Option<f64>)> {
+    let mut out: Vec<(String, u64, Option<f64>)> = Vec::new();
+    for (d, used) in hw.devices.iter().zip(&plan.devices) {
+        let Some(endpoint) = &d.endpoint else { continue };
+        let seconds = d.link.map(|l| used.bytes.weights as f64 / l.bytes_per_s);
+        match out.iter_mut().find(|(e, _, _)| e == endpoint) {
+            Some(row) => {
+                row.1 += used.bytes.weights;
+                row.2 = row.2.zip(seconds).map(|(a, b)| a + b);
+            }
+            None => out.push((endpoint.clone(), used.bytes.weights, seconds)),
+        }
+    }
+    out
 }
 
 /// A device's (bandwidth, TFLOPS): its profile's bandwidth, else the table by name.
@@ -240,6 +339,7 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
             fp16_tflops: None,
             endpoint: None,
             reported_free_bytes: None,
+            link: None,
         }]
     };
     let hw = Hardware {

@@ -7,7 +7,7 @@ use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 
 use crate::engine::Engine;
 use crate::error::Failure;
-use crate::fit::hardware::{Hardware, Host};
+use crate::fit::hardware::{Hardware, Host, Link};
 use crate::machine::rpc as machine_rpc;
 
 /// Measure this machine. `engine` is None in a CPU-only build (see [`crate::engine::CAN_OFFLOAD`]).
@@ -56,7 +56,7 @@ fn cpu_repacks() -> bool {
 /// process: a GPU backend keeps its context (hundreds of MiB of VRAM per GPU) until the process exits,
 /// the supervisor lives as long as the chat, and llama.cpp's RPC client ends the process that talks to
 /// a missing server. A CPU-only build with no servers has nothing to start, so it measures in place.
-pub fn measure_isolated(rpc: &[String]) -> Result<Hardware, Failure> {
+pub fn measure_isolated(rpc: &[String], link: Option<Link>) -> Result<Hardware, Failure> {
     if !crate::engine::CAN_OFFLOAD && rpc.is_empty() {
         return Ok(measure(None)?);
     }
@@ -69,6 +69,9 @@ pub fn measure_isolated(rpc: &[String]) -> Result<Hardware, Failure> {
     let mut hw: Hardware = serde_json::from_slice(&stdout).context("reading `run-fit devices --json`")?;
     hw.source = "this machine".into();
     crate::fit::hardware::distrust_cpu_servers(&mut hw);
+    for d in hw.devices.iter_mut().filter(|d| d.endpoint.is_some()) {
+        d.link = link.or(d.link);
+    }
     Ok(hw)
 }
 

@@ -35,6 +35,19 @@ pub struct PlanReport<'a> {
     pub quant_advice: Option<QuantAdvice>,
     /// For a plan that leaves layers in RAM or the context short: what each other lever would buy.
     pub levers: Vec<Lever>,
+    /// What loading sends to each RPC server, and how long that takes over its link.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub network: Vec<Transfer>,
+}
+
+/// Loading's traffic to one RPC server: the weights its devices hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct Transfer {
+    pub endpoint: String,
+    pub bytes: u64,
+    /// None when the link is unknown.
+    pub seconds: Option<f64>,
+    pub link: Option<crate::fit::hardware::Link>,
 }
 
 /// How an estimate was made, and the naive figure beside it.
@@ -128,6 +141,17 @@ pub fn plan_text(report: &PlanReport) -> String {
             unknown.join(", ") + if unknown.len() == 1 { " is" } else { " are" }
         );
     }
+    for t in &report.network {
+        let how = match (t.seconds, t.link) {
+            (Some(s), Some(l)) => format!(
+                " (~{s:.1} s over its link: {:.1} ms round trip, {:.0} MB/s)",
+                l.round_trip_s * 1e3,
+                l.bytes_per_s / 1e6
+            ),
+            _ => String::new(),
+        };
+        out += &format!("network  loading sends {} to {}{how}\n", human(t.bytes), t.endpoint);
+    }
     if let Some(a) = &report.quant_advice {
         out += &quant_line(a);
     }
@@ -199,10 +223,17 @@ fn model_line(m: &ModelSummary) -> String {
 }
 
 fn machine_line(hw: &Hardware) -> String {
-    let gpus = match hw.devices.len() {
-        0 => "no GPU".to_string(),
-        1 => format!("1 GPU ({})", hw.devices[0].description),
-        n => format!("{n} GPUs"),
+    let remote = hw.devices.iter().filter(|d| d.endpoint.is_some()).count();
+    let gpus = match (hw.devices.len(), remote) {
+        (0, _) => "no GPU".to_string(),
+        (1, 0) => format!("1 GPU ({})", hw.devices[0].description),
+        (n, 0) => format!("{n} GPUs"),
+        (n, r) => {
+            let servers: Vec<String> =
+                hw.devices.iter().filter_map(|d| Some(format!("{} at {}", d.name, d.endpoint.as_ref()?))).collect();
+            let local = if n > r { format!("{} local GPU(s) and ", n - r) } else { String::new() };
+            format!("{local}{r} remote device(s) ({})", servers.join(", "))
+        }
     };
     format!("machine  {}: {gpus}, {} RAM available\n", hw.source, human(hw.host.available_bytes))
 }

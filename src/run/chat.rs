@@ -366,7 +366,7 @@ fn chat_command(command: &str, conv: &mut Conversation, session: &ModelSession, 
                 printer.result(&format!("model process: {} resident", crate::fit::plan::human(rss)));
             }
             // This machine only: an RPC server serves one client at a time, and the worker is it.
-            match crate::machine::probe::measure_isolated(&[]) {
+            match crate::machine::probe::measure_isolated(&[], None) {
                 Ok(hw) => printer.result(&crate::output::report::memory_use_text(&hw)),
                 Err(e) => printer.result(&format!("run-fit: could not measure memory: {e:#}")),
             }

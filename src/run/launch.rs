@@ -106,14 +106,14 @@ impl<'a> Launcher<'a> {
                 (None, Some(hw)) => hw,
                 // Measure again after a crash: free memory may be what changed.
                 (None, None) => {
-                    let mut hw = probe::measure_isolated(&self.rpc)?;
+                    let mut hw = probe::measure_isolated(&self.rpc, self.req.levers.rpc_link)?;
                     hw.host.bandwidth_gb_per_s = hw.host.bandwidth_gb_per_s.or(self.host_bandwidth_gb_per_s);
                     hw
                 }
             };
             let hardware = self.restrict(hardware)?;
             self.last_hardware = Some(hardware.clone());
-            let plan = plan::plan(self.facts, &hardware, &self.policy)?;
+            let (plan, _) = crate::fit::fastest::plan(self.facts, &hardware, &self.policy)?;
             self.first_config.get_or_insert((plan.config.n_gpu_layers(), plan.config.n_ctx_tokens));
             self.printer.note(&report::run_summary(&self.summary, &plan));
             for warning in &plan.warnings {
@@ -201,8 +201,12 @@ impl<'a> Launcher<'a> {
             let to = d.layers - d.layers.div_ceil(8);
             let what = line.split_once("; retrying with").map_or(line.as_str(), |(w, _)| w);
             line = format!("{what}; retrying with {} layers {} → {to}", d.name, d.layers);
-            self.policy.device_layer_caps.retain(|(n, _)| n != &d.name);
-            self.policy.device_layer_caps.push((d.name.clone(), to));
+            self.policy.device_layer_caps.retain(|c| c.device != d.name);
+            self.policy.device_layer_caps.push(plan::DeviceCap {
+                device: d.name.clone(),
+                layers: to,
+                why: "a real allocation failed there with more".into(),
+            });
             self.printer.note(&line);
             self.steps.push(line);
             return Ok(());

@@ -312,3 +312,26 @@ fn rpc_server_refuses_an_open_address_without_allow_remote_and_stops_on_sigterm(
     let port: u16 = server.endpoint.rsplit(':').next().unwrap().parse().unwrap();
     assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
 }
+
+#[test]
+fn placement_follows_the_link_and_plan_shows_what_loading_sends() {
+    let (a, _b, list) = two();
+    let model = smollm2();
+    let model = model.to_str().unwrap();
+    // Measured loopback links: the servers are used, and loading's traffic to each is shown.
+    let o = run_fit(&["plan", model, "--rpc", &list, "--vram-budget", "150MiB,150MiB", "-c", "2048"]);
+    let out = stdout(&o);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(out.contains("network  loading sends") && out.contains(&a.endpoint), "{out}");
+    assert!(out.contains("ms round trip"), "{out}");
+    // Over a slow link (given, not measured) the remote device costs more per token than it saves.
+    let o =
+        run_fit(&["plan", model, "--rpc", &a.endpoint, "--rpc-link", "10Mbit/80ms", "--vram-budget", "1GiB", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["plan"]["devices"][0]["layers"], 0, "{report}");
+    let reasons = report["plan"]["reasons"].to_string();
+    assert!(reasons.contains("no layers on RPC0") && reasons.contains("80.0 ms round trip"), "{reasons}");
+    let bad = run_fit(&["plan", model, "--rpc", &a.endpoint, "--rpc-link", "fast"]);
+    assert_eq!(bad.status.code(), Some(2));
+}
