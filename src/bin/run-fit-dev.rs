@@ -12,6 +12,11 @@
 //!                                              device (one device per server): `run-fit plan --json` and
 //!                                              a real `run-fit MODEL -p hi -n 1 -v` with the same pins;
 //!                                              a markdown row and a JSON line per device
+//!   run-fit-dev fit-quality MODEL HOST:PORT,HOST:PORT BUDGET,BUDGET CTX
+//!                                              two remote devices with budgets: run-fit's choice (and
+//!                                              its real allocation), llama.cpp's fit, and the true
+//!                                              maximum (each count and split tried in its own process);
+//!                                              one markdown row
 //!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
 //!   run-fit-dev speed-published                published llama.cpp results vs run-fit's prediction (markdown)
 //!   run-fit-dev direct MODEL PROMPT N THREADS CTX
@@ -38,6 +43,7 @@ fn main() -> ExitCode {
         Some("accuracy") if args.len() >= 3 => accuracy(Path::new(&args[1]), &args[2..]),
         Some("llama-fit") if args.len() == 2 => llama_fit(Path::new(&args[1])),
         Some("rpc-accuracy") if args.len() >= 4 => rpc_accuracy(Path::new(&args[1]), &args[2], &args[3..]),
+        Some("fit-quality") if args.len() == 5 => fit_quality(Path::new(&args[1]), &args[2], &args[3], &args[4]),
         Some("direct") if args.len() == 6 => direct(&args[1..]),
         Some("speed-published") => speed_published(),
         _ => {
@@ -335,4 +341,95 @@ fn print_device_row(model: &str, config: &str, device: &str, p: [u64; 3], r: [u6
         mib(rt),
         err(pt, rt),
     );
+}
+
+/// What llama.cpp really allocated on each remote device for `-ngl n -ts a,b` (a real load, its own
+/// process), in bytes per device: model + KV + compute.
+fn real_use(model: &Path, rpc: &str, endpoints: &[&str], ctx: &str, split: [u32; 2]) -> Result<[u64; 2]> {
+    let n = split[0] + split[1];
+    let mut args = vec![model.display().to_string(), "--rpc".into(), rpc.into(), "-c".into(), ctx.into()];
+    args.extend(["-ngl".into(), n.to_string(), "-ts".into(), format!("{},{}", split[0], split[1])]);
+    args.extend(["-p".into(), "hi".into(), "-n".into(), "1".into(), "-v".into()]);
+    let out = std::process::Command::new(run_fit_exe()?).args(&args).stdin(std::process::Stdio::null()).output()?;
+    anyhow::ensure!(out.status.success(), "run-fit {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let logged = logged_buffers(&String::from_utf8_lossy(&out.stderr), endpoints);
+    let total = |d: &str| logged.get(d).map_or(0, |b| b.iter().sum());
+    Ok([total("RPC0"), total("RPC1")])
+}
+
+fn fit_quality(model: &Path, rpc: &str, budgets: &str, ctx: &str) -> Result<()> {
+    let endpoints: Vec<&str> = rpc.split(',').collect();
+    anyhow::ensure!(endpoints.len() == 2, "give two servers");
+    let budget: Vec<u64> = budgets
+        .split(',')
+        .map(|b| b.parse::<bytesize::ByteSize>().map(|b| b.as_u64()).map_err(|e| anyhow::anyhow!("{b}: {e}")))
+        .collect::<Result<_>>()?;
+    anyhow::ensure!(budget.len() == 2, "give two budgets");
+    let facts = read_facts(model)?;
+    let n_total = facts.n_layer + 1;
+    // run-fit's choice, and llama.cpp's fit on the same devices and margins.
+    let args = ["plan", &model.display().to_string(), "--rpc", rpc, "--vram-budget", budgets, "-c", ctx, "--json", "--compare-llama"];
+    let out = std::process::Command::new(run_fit_exe()?).args(args).output()?;
+    anyhow::ensure!(out.status.success(), "run-fit plan failed: {}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let layers = |i: usize| report["plan"]["devices"][i]["layers"].as_u64().unwrap_or(0) as u32;
+    let ours = [layers(0), layers(1)];
+    let llama = match report["llama_fit"]["n_gpu_layers"].as_i64().unwrap_or(0) {
+        n if n < 0 => n_total,
+        n => n as u32,
+    };
+    let ours_real = if ours == [0, 0] { [0, 0] } else { real_use(model, rpc, &endpoints, ctx, ours)? };
+    // The true maximum: from every layer down, each split whose prediction is not far over a budget
+    // (the model is within 2 %: 20 % over is hopeless) is loaded for real; the first that fits wins.
+    let n_ctx: u64 = ctx.parse()?;
+    let config = |split: [u32; 2]| Config {
+        gpu_layers: split.to_vec(),
+        n_ctx_tokens: n_ctx,
+        cache_k: F16,
+        cache_v: F16,
+        n_ubatch_tokens: 512.min(n_ctx),
+        flash_attn: true,
+        n_seq: 1,
+        swa_full: false,
+        op_offload: false,
+        cpu_repack: true,
+        use_mmap: true,
+        use_mlock: false,
+    };
+    let mut truth = ([0u32, 0u32], [0u64, 0u64]);
+    let mut tried = 0;
+    'counts: for n in (1..=n_total).rev() {
+        for a in 0..=n {
+            let split = [a, n - a];
+            let fp = footprint::footprint(&facts, &config(split));
+            let hopeless = (0..2).any(|i| fp.devices[i].total() as f64 > budget[i] as f64 * 1.2);
+            if hopeless {
+                continue;
+            }
+            tried += 1;
+            let real = real_use(model, rpc, &endpoints, ctx, split)?;
+            if real[0] <= budget[0] && real[1] <= budget[1] {
+                truth = (split, real);
+                break 'counts;
+            }
+        }
+    }
+    let mib = |b: u64| b as f64 / 1048576.0;
+    let name = model.file_name().unwrap_or_default().to_string_lossy();
+    let n_ours = ours[0] + ours[1];
+    let n_true = truth.0[0] + truth.0[1];
+    let within = ours_real[0] <= budget[0] && ours_real[1] <= budget[1];
+    let verdict = match (within, n_true.saturating_sub(n_ours), n_ours >= llama.min(n_total)) {
+        (false, _, _) => "OVER BUDGET".to_string(),
+        (true, 0, true) => "= true max".to_string(),
+        (true, 1, true) => "1 below".to_string(),
+        (true, d, true) => format!("{d} below"),
+        (true, _, false) => "fewer than llama.cpp".to_string(),
+    };
+    println!(
+        "| {name} | {ctx} | {:.0} + {:.0} | {n_ours} ({},{}) using {:.1} + {:.1} | {llama} | {n_true} ({},{}) using {:.1} + {:.1} ({tried} loads) | {verdict} |",
+        mib(budget[0]), mib(budget[1]), ours[0], ours[1], mib(ours_real[0]), mib(ours_real[1]),
+        truth.0[0], truth.0[1], mib(truth.1[0]), mib(truth.1[1])
+    );
+    Ok(())
 }
