@@ -55,8 +55,10 @@ $rows
 
 ## What is not measured here
 
-- GPU compute buffers: the CPU backend is the only one on this machine. The GPU side of the compute
-  estimate (op offload copies of CPU-resident weights during prompt processing, CUDA's own buffer
-  layout) is unverified until an issue with the GPU machine measures it.
+- Offload devices: this table is the host. The device side (each device's own graph inputs, pipeline
+  parallelism with several devices) is measured on remote devices — loopback RPC servers, real ggml
+  devices that are not the host — in [RPC.md](RPC.md) (\`scripts/bench-rpc.sh\`: weights and KV
+  exact, compute within 2.1 %). What is still unmeasured is a GPU backend's own layout (CUDA's,
+  Vulkan's) and op offload, which RPC devices do not have.
 DOC
 echo "wrote docs/ACCURACY.md" >&2

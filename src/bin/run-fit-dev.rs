@@ -368,7 +368,18 @@ fn fit_quality(model: &Path, rpc: &str, budgets: &str, ctx: &str) -> Result<()> 
     let facts = read_facts(model)?;
     let n_total = facts.n_layer + 1;
     // run-fit's choice, and llama.cpp's fit on the same devices and margins.
-    let args = ["plan", &model.display().to_string(), "--rpc", rpc, "--vram-budget", budgets, "-c", ctx, "--json", "--compare-llama"];
+    let args = [
+        "plan",
+        &model.display().to_string(),
+        "--rpc",
+        rpc,
+        "--vram-budget",
+        budgets,
+        "-c",
+        ctx,
+        "--json",
+        "--compare-llama",
+    ];
     let out = std::process::Command::new(run_fit_exe()?).args(args).output()?;
     anyhow::ensure!(out.status.success(), "run-fit plan failed: {}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)?;
@@ -428,8 +439,16 @@ fn fit_quality(model: &Path, rpc: &str, budgets: &str, ctx: &str) -> Result<()> 
     };
     println!(
         "| {name} | {ctx} | {:.0} + {:.0} | {n_ours} ({},{}) using {:.1} + {:.1} | {llama} | {n_true} ({},{}) using {:.1} + {:.1} ({tried} loads) | {verdict} |",
-        mib(budget[0]), mib(budget[1]), ours[0], ours[1], mib(ours_real[0]), mib(ours_real[1]),
-        truth.0[0], truth.0[1], mib(truth.1[0]), mib(truth.1[1])
+        mib(budget[0]),
+        mib(budget[1]),
+        ours[0],
+        ours[1],
+        mib(ours_real[0]),
+        mib(ours_real[1]),
+        truth.0[0],
+        truth.0[1],
+        mib(truth.1[0]),
+        mib(truth.1[1])
     );
     Ok(())
 }

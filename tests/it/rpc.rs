@@ -335,3 +335,12 @@ fn placement_follows_the_link_and_plan_shows_what_loading_sends() {
     let bad = run_fit(&["plan", model, "--rpc", &a.endpoint, "--rpc-link", "fast"]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+#[test]
+fn bad_endpoints_are_usage_errors_before_anything_connects() {
+    for (list, says) in [("127.0.0.1", "no port"), ("a:1,a:1", "given twice"), ("h:70000", "not a port")] {
+        let o = run_fit(&["devices", "--rpc", list]);
+        assert_eq!(o.status.code(), Some(2), "{list}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says) && stderr(&o).lines().count() == 1, "{list}: {}", stderr(&o));
+    }
+}
