@@ -7,37 +7,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
-bin=target/release/run-fit
-dev=target/release/run-fit-dev
-work=$(mktemp -d)
-export RUN_FIT_CACHE_DIR="$work/cache" # nothing learned from earlier runs changes a plan
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-endpoints=()
-for _ in 1 2; do
-  port=$(free_port)
-  "$bin" rpc-server --port "$port" >"$work/server-$port.log" 2>&1 &
-  pids+=($!)
-  endpoints+=("127.0.0.1:$port")
-done
-rpc="${endpoints[0]},${endpoints[1]}"
-for e in "${endpoints[@]}"; do
-  for _ in $(seq 100); do grep -q "^serving on" "$work/server-${e#*:}.log" && break; sleep 0.1; done
-done
+source scripts/rpc-servers.sh
 
 $dev synth SmolLM2-360M Q4_0 "$work/SmolLM2-360M-Q4_0.gguf" --random 7 >/dev/null
 rows=$(
   for b0 in 40MiB 60MiB 90MiB 150MiB; do
-    $dev fit-quality models/SmolLM2-135M-Instruct.Q4_1.gguf "$rpc" "$b0,150MiB" 2048
+    $dev fit-quality models/SmolLM2-135M-Instruct.Q4_1.gguf "$ab" "$b0,150MiB" 2048
   done
   for b0 in 40MiB 60MiB 90MiB 150MiB; do
-    $dev fit-quality models/gemma-3-270m-q4_k_m.gguf "$rpc" "$b0,800MiB" 2048
+    $dev fit-quality models/gemma-3-270m-q4_k_m.gguf "$ab" "$b0,800MiB" 2048
   done
   for b0 in 40MiB 60MiB 90MiB 150MiB; do
-    $dev fit-quality "$work/SmolLM2-360M-Q4_0.gguf" "$rpc" "$b0,200MiB" 2048
+    $dev fit-quality "$work/SmolLM2-360M-Q4_0.gguf" "$ab" "$b0,200MiB" 2048
   done
 )
 

@@ -7,24 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
-bin=target/release/run-fit
-dev=target/release/run-fit-dev
-work=$(mktemp -d)
-export RUN_FIT_CACHE_DIR="$work/cache"
-pids=()
-cleanup() { kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-endpoints=()
-for _ in 1 2; do
-  port=$(free_port)
-  "$bin" rpc-server --port "$port" >"$work/server-$port.log" 2>&1 &
-  pids+=($!)
-  endpoints+=("127.0.0.1:$port")
-  for _ in $(seq 100); do grep -q "^serving on" "$work/server-$port.log" && break; sleep 0.1; done
-done
-a=${endpoints[0]}
-ab="${endpoints[0]},${endpoints[1]}"
+source scripts/rpc-servers.sh
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 prompt=$(python3 -c "print(' '.join(['The quick brown fox jumps over the lazy dog.']*40))")
 
