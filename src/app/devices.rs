@@ -24,7 +24,7 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
             return probe::measure_isolated(&req.rpc, req.rpc_link);
         }
         let mut hw = probe::measure(engine.as_ref())?;
-        if let (Some(engine), true) = (&engine, req.probe_child) {
+        if let (Some(engine), true, None) = (&engine, req.probe_child, req.rpc_link) {
             measure_links(engine, &mut hw);
         }
         Ok(hw)

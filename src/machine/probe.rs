@@ -64,6 +64,10 @@ pub fn measure_isolated(rpc: &[String], link: Option<Link>) -> Result<Hardware, 
     let mut args = vec!["devices".to_string(), "--json".into()];
     if !rpc.is_empty() {
         args.extend(["--rpc".into(), rpc.join(","), "--probe-child".into()]);
+        // A link given is not measured (that sends 8 MiB to each server).
+        if let Some(l) = link {
+            args.extend(["--rpc-link".into(), format!("{}MB/s/{}s", l.bytes_per_s / 1e6, l.round_trip_s)]);
+        }
     }
     let stdout = machine_rpc::run_child(&args, rpc, "`run-fit devices --json`")?;
     let mut hw: Hardware = serde_json::from_slice(&stdout).context("reading `run-fit devices --json`")?;

@@ -337,6 +337,39 @@ fn placement_follows_the_link_and_plan_shows_what_loading_sends() {
 }
 
 #[test]
+fn rpc_server_names_a_device_it_does_not_have() {
+    let o = run_fit(&["rpc-server", "--port", &free_port().to_string(), "--device", "CUDA7"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("--device CUDA7") && err.contains("CPU"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
+
+#[test]
+fn bench_sweeps_offload_onto_a_remote_device() {
+    let a = Server::start();
+    let o = run_fit(&[
+        "bench",
+        smollm2().to_str().unwrap(),
+        "--rpc",
+        &a.endpoint,
+        "-ngl",
+        "0,31",
+        "-p",
+        "64",
+        "-n",
+        "16",
+        "-r",
+        "1",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let text = rows.to_string();
+    assert!(text.contains("generation_tok_per_s") && !text.contains("failed"), "{text}");
+}
+
+#[test]
 fn bad_endpoints_are_usage_errors_before_anything_connects() {
     for (list, says) in [("127.0.0.1", "no port"), ("a:1,a:1", "given twice"), ("h:70000", "not a port")] {
         let o = run_fit(&["devices", "--rpc", list]);
