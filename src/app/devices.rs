@@ -21,11 +21,12 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
     };
     let measure = || -> Result<Hardware, Failure> {
         if isolated {
-            return probe::measure_isolated(&req.rpc, req.rpc_link);
+            // `devices` shows the link as it is now.
+            return probe::measure_isolated_with(&req.rpc, req.rpc_link, true);
         }
         let mut hw = probe::measure(engine.as_ref())?;
         if let (Some(engine), true, None) = (&engine, req.probe_child, req.rpc_link) {
-            measure_links(engine, &mut hw);
+            measure_links(engine, &mut hw, &req.known_links);
         }
         Ok(hw)
     };
@@ -58,10 +59,10 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
 
 /// Each server's link, measured once through its first device and shared by its others. A link that
 /// cannot be measured stays unknown (the speed prediction then leaves the network out and says so).
-fn measure_links(engine: &Engine, hw: &mut Hardware) {
+fn measure_links(engine: &Engine, hw: &mut Hardware, known: &[String]) {
     let mut seen: Vec<(String, Option<crate::fit::hardware::Link>)> = Vec::new();
     for d in &mut hw.devices {
-        let Some(endpoint) = d.endpoint.clone() else { continue };
+        let Some(endpoint) = d.endpoint.clone().filter(|e| !known.contains(e)) else { continue };
         let link = match seen.iter().find(|(e, _)| *e == endpoint) {
             Some((_, link)) => *link,
             None => {

@@ -22,7 +22,7 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
         HardwareSource::Hypothetical { vram_bytes, ram_bytes } => hardware::hypothetical(vram_bytes, *ram_bytes),
         // Remote devices are measured by a child process, never by this one (see machine::rpc).
         HardwareSource::ThisMachine if !req.levers.rpc.is_empty() => {
-            probe::measure_isolated(&req.levers.rpc, req.levers.rpc_link)?
+            probe::measure_isolated_with(&req.levers.rpc, req.levers.rpc_link, req.fresh)?
         }
         HardwareSource::ThisMachine => {
             if CAN_OFFLOAD || req.compare_llama {

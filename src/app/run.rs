@@ -21,7 +21,7 @@ pub(super) fn run_model(req: &RunRequest, printer: &Printer) -> Result<(), Failu
         _ => None,
     };
     let interrupt = crate::run::signals::install(*printer)?;
-    let mut hardware = probe::measure_isolated(&req.load.levers.rpc, req.load.levers.rpc_link)?;
+    let mut hardware = probe::measure_isolated_with(&req.load.levers.rpc, req.load.levers.rpc_link, req.fresh)?;
     let mut policy = req.load.policy.clone();
     let mut learned = Vec::new();
     let learn = learn_from_earlier_runs(&mut hardware, Some(&req.load.model), &mut policy, req.fresh, &mut learned);

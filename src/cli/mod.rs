@@ -141,6 +141,8 @@ pub struct DevicesRequest {
     pub rpc: Vec<String>,
     /// This process is run-fit's own child that may talk to the servers.
     pub probe_child: bool,
+    /// Servers whose link need not be measured.
+    pub known_links: Vec<String>,
     pub rpc_link: Option<crate::fit::hardware::Link>,
     /// `--watch`: read again at this interval, at most `count` times.
     pub watch: Option<std::time::Duration>,
@@ -192,6 +194,7 @@ impl DevicesArgs {
             rpc: self.rpc.endpoints()?,
             rpc_link: self.rpc.rpc_link,
             probe_child: self.probe_child,
+            known_links: self.known_links.clone(),
         })
     }
 }
@@ -405,6 +408,9 @@ pub struct DevicesArgs {
     /// Set by run-fit when it lists remote devices in a child process of its own.
     #[arg(long, hide = true, requires = "rpc")]
     pub probe_child: bool,
+    /// With --probe-child: servers whose link run-fit already measured (not measured again).
+    #[arg(long, hide = true, value_delimiter = ',', requires = "probe_child")]
+    pub known_links: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

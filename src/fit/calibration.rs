@@ -20,6 +20,9 @@ pub struct Cache {
     pub host_bandwidth_gb_per_s: BTreeMap<String, f64>,
     #[serde(default)]
     pub runs: Vec<Run>,
+    /// The measured link to each RPC server, by endpoint.
+    #[serde(default)]
+    pub rpc_links: BTreeMap<String, crate::fit::hardware::Link>,
 }
 
 /// One successful load.
@@ -60,6 +63,7 @@ impl Cache {
     pub fn merge(&mut self, newer: Cache) {
         self.version = VERSION;
         self.host_bandwidth_gb_per_s.extend(newer.host_bandwidth_gb_per_s);
+        self.rpc_links.extend(newer.rpc_links);
         for run in newer.runs {
             if self.latest(&run.model, &run.machine).is_none_or(|r| r.when <= run.when) {
                 self.record(run);
@@ -72,6 +76,8 @@ impl Cache {
     pub fn validated(mut self) -> Cache {
         const MAX_BYTES: u64 = 1 << 50;
         self.host_bandwidth_gb_per_s.retain(|_, bw| bw.is_finite() && (0.1..100_000.0).contains(bw));
+        // A round trip under a minute, a rate between 1 kB/s and 1 TB/s.
+        self.rpc_links.retain(|_, l| (0.0..60.0).contains(&l.round_trip_s) && (1e3..1e12).contains(&l.bytes_per_s));
         self.runs.retain(|r| {
             r.measured_bytes.values().chain(r.predicted_bytes.values()).all(|&b| b < MAX_BYTES)
                 && r.n_ctx_tokens <= u32::MAX as u64

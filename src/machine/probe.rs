@@ -57,24 +57,48 @@ fn cpu_repacks() -> bool {
 /// the supervisor lives as long as the chat, and llama.cpp's RPC client ends the process that talks to
 /// a missing server. A CPU-only build with no servers has nothing to start, so it measures in place.
 pub fn measure_isolated(rpc: &[String], link: Option<Link>) -> Result<Hardware, Failure> {
+    measure_isolated_with(rpc, link, false)
+}
+
+/// As [`measure_isolated`]; `fresh`: measure each server's link again instead of taking the one the
+/// calibration cache holds (measuring sends 8 MiB to each server).
+pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) -> Result<Hardware, Failure> {
     if !crate::engine::CAN_OFFLOAD && rpc.is_empty() {
         return Ok(measure(None)?);
     }
     machine_rpc::check_reachable(rpc)?;
+    let (mut cache, _) = crate::machine::cache::load();
+    let known: std::collections::BTreeMap<String, Link> =
+        cache.rpc_links.iter().filter(|(e, _)| rpc.contains(e)).map(|(e, l)| (e.clone(), *l)).collect();
     let mut args = vec!["devices".to_string(), "--json".into()];
     if !rpc.is_empty() {
         args.extend(["--rpc".into(), rpc.join(","), "--probe-child".into()]);
-        // A link given is not measured (that sends 8 MiB to each server).
+        // A link given is not measured (that sends 8 MiB to each server), nor one measured before.
         if let Some(l) = link {
             args.extend(["--rpc-link".into(), format!("{}MB/s/{}s", l.bytes_per_s / 1e6, l.round_trip_s)]);
+        } else if !fresh && !known.is_empty() {
+            args.extend(["--known-links".into(), known.keys().cloned().collect::<Vec<_>>().join(",")]);
         }
     }
     let stdout = machine_rpc::run_child(&args, rpc, "`run-fit devices --json`")?;
     let mut hw: Hardware = serde_json::from_slice(&stdout).context("reading `run-fit devices --json`")?;
     hw.source = "this machine".into();
     crate::fit::hardware::distrust_cpu_servers(&mut hw);
-    for d in hw.devices.iter_mut().filter(|d| d.endpoint.is_some()) {
-        d.link = link.or(d.link);
+    let mut measured = false;
+    for d in hw.devices.iter_mut() {
+        let Some(endpoint) = &d.endpoint else { continue };
+        match (link, d.link) {
+            (Some(given), _) => d.link = Some(given),
+            (None, Some(new)) => {
+                measured |= cache.rpc_links.insert(endpoint.clone(), new) != Some(new);
+            }
+            (None, None) => d.link = known.get(endpoint).copied(),
+        }
+    }
+    if measured {
+        cache.version = crate::fit::calibration::VERSION;
+        // A cache that cannot be written only means measuring again next time.
+        let _ = crate::machine::cache::save(&cache);
     }
     Ok(hw)
 }

@@ -377,3 +377,26 @@ fn bad_endpoints_are_usage_errors_before_anything_connects() {
         assert!(stderr(&o).contains(says) && stderr(&o).lines().count() == 1, "{list}: {}", stderr(&o));
     }
 }
+
+#[test]
+fn a_servers_link_is_measured_once_and_remembered() {
+    let a = Server::start();
+    let cache = fresh_cache();
+    let plan = |extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_run-fit"));
+        cmd.env("RUN_FIT_CACHE_DIR", &cache);
+        cmd.args(["plan", smollm2().to_str().unwrap(), "--rpc", &a.endpoint, "--json"]).args(extra);
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        report["hardware"]["devices"][0]["link"].clone()
+    };
+    let first = plan(&[]);
+    assert!(first["round_trip_s"].as_f64().unwrap() > 0.0, "{first}");
+    let file = std::fs::read_to_string(cache.join("calibration.json")).unwrap();
+    let saved: serde_json::Value = serde_json::from_str(&file).unwrap();
+    assert_eq!(saved["rpc_links"][&a.endpoint], first, "{saved}");
+    assert_eq!(plan(&[]), first, "the second plan takes the remembered link");
+    let fresh = plan(&["--fresh"]);
+    assert!(fresh["bytes_per_s"].as_f64().unwrap() > 0.0);
+}
