@@ -25,8 +25,15 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
             return probe::measure_isolated_with(&req.rpc, req.rpc_link, true);
         }
         let mut hw = probe::measure(engine.as_ref())?;
-        if let (Some(engine), true, None) = (&engine, req.probe_child, req.rpc_link) {
-            measure_links(engine, &mut hw, &req.known_links);
+        if let (Some(engine), true) = (&engine, req.probe_child) {
+            if req.rpc_link.is_none() {
+                measure_links(engine, &mut hw, &req.known_links);
+            }
+            // The servers' devices, through ggml on them (about a second each), unless known.
+            for d in hw.devices.iter_mut().filter(|d| d.endpoint.as_ref().is_some_and(|e| !req.known_links.contains(e)))
+            {
+                d.measured = engine.measure_rates(&d.name, hw.host.threads).ok();
+            }
         }
         Ok(hw)
     };

@@ -17,6 +17,8 @@
 //!                                              its real allocation), llama.cpp's fit, and the true
 //!                                              maximum (each count and split tried in its own process);
 //!                                              one markdown row
+//!   run-fit-dev rates DEVICE THREADS             a device's bandwidth and matrix rate, measured through
+//!                                              ggml on its backend (CPU, CUDA0 …), one JSON line
 //!   run-fit-dev llama-fit MODEL                llama.cpp's own fit, as a whole process (latency benchmark)
 //!   run-fit-dev speed-published                published llama.cpp results vs run-fit's prediction (markdown)
 //!   run-fit-dev direct MODEL PROMPT N THREADS CTX
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         },
         Some("accuracy") if args.len() >= 3 => accuracy(Path::new(&args[1]), &args[2..]),
         Some("llama-fit") if args.len() == 2 => llama_fit(Path::new(&args[1])),
+        Some("rates") if args.len() == 3 => rates(&args[1], &args[2]),
         Some("rpc-accuracy") if args.len() >= 4 => rpc_accuracy(Path::new(&args[1]), &args[2], &args[3..]),
         Some("fit-quality") if args.len() == 5 => fit_quality(Path::new(&args[1]), &args[2], &args[3], &args[4]),
         Some("direct") if args.len() == 6 => direct(&args[1..]),
@@ -450,5 +453,12 @@ fn fit_quality(model: &Path, rpc: &str, budgets: &str, ctx: &str) -> Result<()> 
         mib(truth.1[0]),
         mib(truth.1[1])
     );
+    Ok(())
+}
+
+fn rates(device: &str, threads: &str) -> Result<()> {
+    let engine = Engine::init(false)?;
+    let rates = engine.measure_rates(device, threads.parse().context("threads")?)?;
+    println!("{}", serde_json::to_string(&rates)?);
     Ok(())
 }

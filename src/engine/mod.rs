@@ -20,6 +20,7 @@ use llama_cpp_sys_2 as sys;
 
 use crate::fit::hardware::{Device, DeviceKind};
 
+pub mod rates;
 pub mod rpc;
 pub mod session;
 
@@ -135,6 +136,7 @@ impl Engine {
                     endpoint: (d.backend == "RPC").then(|| d.description.clone()),
                     reported_free_bytes: None,
                     link: None,
+                    measured: None,
                     name: d.name,
                     description: d.description,
                 })

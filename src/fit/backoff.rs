@@ -396,6 +396,7 @@ mod tests {
             endpoint: endpoint.map(str::to_string),
             reported_free_bytes: None,
             link: None,
+            measured: None,
         };
         // Two servers, the second with two devices: its device 1 is the client's RPC2.
         let devices =

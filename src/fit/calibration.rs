@@ -23,6 +23,9 @@ pub struct Cache {
     /// The measured link to each RPC server, by endpoint.
     #[serde(default)]
     pub rpc_links: BTreeMap<String, crate::fit::hardware::Link>,
+    /// Remote devices' rates as ggml measured them, by "endpoint#index on that server".
+    #[serde(default)]
+    pub device_rates: BTreeMap<String, crate::fit::hardware::Rates>,
 }
 
 /// One successful load.
@@ -64,6 +67,7 @@ impl Cache {
         self.version = VERSION;
         self.host_bandwidth_gb_per_s.extend(newer.host_bandwidth_gb_per_s);
         self.rpc_links.extend(newer.rpc_links);
+        self.device_rates.extend(newer.device_rates);
         for run in newer.runs {
             if self.latest(&run.model, &run.machine).is_none_or(|r| r.when <= run.when) {
                 self.record(run);
@@ -78,6 +82,9 @@ impl Cache {
         self.host_bandwidth_gb_per_s.retain(|_, bw| bw.is_finite() && (0.1..100_000.0).contains(bw));
         // A round trip under a minute, a rate between 1 kB/s and 1 TB/s.
         self.rpc_links.retain(|_, l| (0.0..60.0).contains(&l.round_trip_s) && (1e3..1e12).contains(&l.bytes_per_s));
+        self.device_rates.retain(|_, r| {
+            (0.1..100_000.0).contains(&r.bandwidth_gb_per_s) && (1e-4..10_000.0).contains(&r.matmul_tflops)
+        });
         self.runs.retain(|r| {
             r.measured_bytes.values().chain(r.predicted_bytes.values()).all(|&b| b < MAX_BYTES)
                 && r.n_ctx_tokens <= u32::MAX as u64

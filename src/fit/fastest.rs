@@ -73,6 +73,7 @@ mod tests {
             endpoint: Some("gpu-box:50052".into()),
             reported_free_bytes: None,
             link: Some(link),
+            measured: None,
         };
         hw
     }

@@ -37,6 +37,17 @@ pub struct Device {
     /// The network between this machine and a remote device's server, measured or given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub link: Option<Link>,
+    /// The device's rates as ggml measured them on it; used before the catalogue's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Rates>,
+}
+
+/// A device's rates as ggml measured them on it (`engine::rates`): the bandwidth of a large copy and
+/// the rate of a quantized matrix product of a prompt-sized batch (what prompt processing does).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Rates {
+    pub bandwidth_gb_per_s: f64,
+    pub matmul_tflops: f64,
 }
 
 /// A network link to an RPC server: one request-and-answer round trip, and the rate bulk data moves.
@@ -225,6 +236,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
                 endpoint: None,
                 reported_free_bytes: None,
                 link: None,
+                measured: None,
             });
         }
     }
@@ -280,6 +292,7 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
                 endpoint: None,
                 reported_free_bytes: None,
                 link: None,
+                measured: None,
             })
             .collect(),
         host: Host {

@@ -755,6 +755,7 @@ mod tests {
             endpoint: None,
             reported_free_bytes: None,
             link: None,
+            measured: None,
         }
     }
 

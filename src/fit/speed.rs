@@ -33,6 +33,16 @@ const GPU_PROMPT_SECONDS_PER_LAYER_PER_UBATCH: f64 = 0.3e-3;
 /// Host → GPU copies when the GPU processes a prompt for layers kept in RAM (PCIe 4.0 x16, measured
 /// rates are ~25 GB/s).
 const PCIE_BYTES_PER_S: f64 = 25e9;
+/// Generation reaches this share of a CPU's measured copy bandwidth (`engine::rates`: read + write of
+/// 256 MiB), and a whole prompt this share of its measured Q4_0 matrix rate. Calibrated on CPU-backed
+/// loopback RPC devices here (docs/RPC.md: SmolLM2, 97 tok/s generating and ~440 reading with every
+/// layer on one, 390–450 in other runs: this shared machine varies by ±20 %; the copy ran at 32–34
+/// GB/s, the product at 0.13–0.16 TFLOPS).
+const CPU_COPY_EFFICIENCY: f64 = 0.53;
+const CPU_MATMUL_EFFICIENCY: f64 = 0.6;
+/// A GPU's device-to-device copy reaches ~85 % of its datasheet bandwidth (what the 0.7 efficiency
+/// above is applied to): a measured copy rate is scaled back to a datasheet-like figure.
+const GPU_COPY_TO_DATASHEET: f64 = 1.0 / 0.85;
 /// What a generation prediction assumes is in the context: a short chat.
 const TYPICAL_CONTEXT_TOKENS: u64 = 512;
 
@@ -168,6 +178,10 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
                 / plan.config.n_ubatch_tokens.max(1) as f64;
             flops_per_token / (tflops * 1e12 * GPU_TENSOR_EFFICIENCY) + copy + launches
         }
+        // A CPU-backed server's device, measured: its own matrix rate.
+        Some(gpu0) if gpu0.measured.is_some() && (plan.config.op_offload || gpu_layers > 0) => {
+            flops_per_token / (gpu0.measured.map_or(1.0, |m| m.matmul_tflops) * 1e12 * CPU_MATMUL_EFFICIENCY)
+        }
         _ => flops_per_token / (hw.host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD),
     };
     let ub = plan.config.n_ubatch_tokens.max(1);
@@ -186,7 +200,11 @@ fn cpu_server_seconds(
     host_bw: f64,
 ) -> Option<f64> {
     d.reported_free_bytes?;
-    let bw = d.bandwidth_gb_per_s.map_or(host_bw, |g| g * 1e9 * HOST_BANDWIDTH_EFFICIENCY);
+    let bw = match (d.bandwidth_gb_per_s, d.measured) {
+        (Some(g), _) => g * 1e9 * HOST_BANDWIDTH_EFFICIENCY,
+        (None, Some(m)) => m.bandwidth_gb_per_s * 1e9 * CPU_COPY_EFFICIENCY,
+        (None, None) => host_bw,
+    };
     Some(bytes / bw + layers as f64 * (CPU_SECONDS_PER_LAYER + fill * CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN))
 }
 
@@ -238,6 +256,11 @@ pub fn load_transfers(plan: &Plan, hw: &Hardware) -> Vec<(String, u64, Option<f6
 /// (bandwidth GB/s, fp16 TFLOPS) of a device: what the profile gives, else the catalogue's; None when
 /// neither knows its bandwidth (then no speed is predicted).
 pub fn device_rates(d: &crate::fit::hardware::Device) -> Option<(f64, f64)> {
+    // Measured on the device itself: before the catalogue, after what a profile (or the user) says.
+    if let (None, Some(m)) = (d.bandwidth_gb_per_s, d.measured) {
+        let tflops = d.fp16_tflops.unwrap_or(m.matmul_tflops / GPU_TENSOR_EFFICIENCY);
+        return Some((m.bandwidth_gb_per_s * GPU_COPY_TO_DATASHEET, tflops));
+    }
     let known = known_gpu(&d.description).or_else(|| known_gpu(&d.name));
     // What the profile (or the user) gives wins over the catalogue.
     let tflops = d.fp16_tflops.or(known.map(|k| k.1));
@@ -340,6 +363,7 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
             endpoint: None,
             reported_free_bytes: None,
             link: None,
+            measured: None,
         }]
     };
     let hw = Hardware {

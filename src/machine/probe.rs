@@ -85,8 +85,29 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
     hw.source = "this machine".into();
     crate::fit::hardware::distrust_cpu_servers(&mut hw);
     let mut measured = false;
+    let mut on_server: std::collections::BTreeMap<String, usize> = Default::default();
     for d in hw.devices.iter_mut() {
         let Some(endpoint) = &d.endpoint else { continue };
+        let index = on_server.entry(endpoint.clone()).or_insert(0);
+        let key = format!("{endpoint}#{index}");
+        *index += 1;
+        // A reading taken while the machine was busy must not replace a better one (unless --fresh).
+        match (d.measured, cache.device_rates.get(&key).copied()) {
+            (Some(new), Some(old)) if !fresh => {
+                let best = crate::fit::hardware::Rates {
+                    bandwidth_gb_per_s: new.bandwidth_gb_per_s.max(old.bandwidth_gb_per_s),
+                    matmul_tflops: new.matmul_tflops.max(old.matmul_tflops),
+                };
+                measured |= best != old;
+                d.measured = Some(best);
+                cache.device_rates.insert(key, best);
+            }
+            (Some(new), _) => {
+                measured = true;
+                cache.device_rates.insert(key, new);
+            }
+            (None, old) => d.measured = old,
+        }
         match (link, d.link) {
             (Some(given), _) => d.link = Some(given),
             (None, Some(new)) => {

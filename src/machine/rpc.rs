@@ -15,6 +15,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// server. A port that accepts but never answers (not an RPC server, or a server busy with another
 /// client: llama.cpp's serves one at a time) is cut off here.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+/// What measuring one server's devices and link may add to that.
+pub const MEASURE_TIME_PER_SERVER: Duration = Duration::from_secs(3);
 
 /// Each endpoint accepts a TCP connection, or the first that does not is an error naming it.
 pub fn check_reachable(endpoints: &[String]) -> Result<(), Failure> {
@@ -74,7 +76,9 @@ pub fn run_child(args: &[String], rpc: &[String], what: &str) -> Result<Vec<u8>,
     };
     let out = read_all(child.stdout.take().map(|p| Box::new(p) as _)).context("starting a thread to read a child")?;
     let err = read_all(child.stderr.take().map(|p| Box::new(p) as _)).context("starting a thread to read a child")?;
-    let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+    // Measuring a device through ggml takes about a second: each server adds its time.
+    let allowed = PROBE_TIMEOUT + MEASURE_TIME_PER_SERVER * rpc.len() as u32;
+    let deadline = std::time::Instant::now() + allowed;
     let status = loop {
         if let Some(status) = child.try_wait().with_context(|| format!("waiting for {what}"))? {
             break Some(status);
@@ -92,7 +96,7 @@ pub fn run_child(args: &[String], rpc: &[String], what: &str) -> Result<Vec<u8>,
         return Err(Failure::Rpc(format!(
             "{} accepted a connection but did not answer within {} s: not an RPC server, or one busy with another client (llama.cpp's server serves one at a time)",
             rpc.join(", "),
-            PROBE_TIMEOUT.as_secs()
+            allowed.as_secs()
         )));
     };
     if status.success() {

@@ -338,8 +338,20 @@ fn signed_human(bytes: i64) -> String {
 pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN);
-    table.set_header(["device", "backend", "type", "description", "free", "total"]);
+    table.set_header(["device", "backend", "type", "description", "free", "total", "measured"]);
+    let link =
+        |l: crate::fit::hardware::Link| format!("link {:.1} ms, {:.0} MB/s", l.round_trip_s * 1e3, l.bytes_per_s / 1e6);
     for d in &hw.devices {
+        let measured = match (d.measured, d.link) {
+            (Some(m), l) => format!(
+                "{:.0} GB/s copy, {:.2} TFLOPS Q4_0{}",
+                m.bandwidth_gb_per_s,
+                m.matmul_tflops,
+                l.map_or(String::new(), |l| format!("; {}", link(l)))
+            ),
+            (None, Some(l)) => link(l),
+            (None, None) => String::new(),
+        };
         table.add_row([
             d.name.clone(),
             d.backend.clone(),
@@ -347,6 +359,7 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
             d.description.clone(),
             human(d.free_bytes),
             human(d.total_bytes),
+            measured,
         ]);
     }
     let h = &hw.host;
@@ -357,6 +370,7 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
         format!("{} threads, swap free {}", h.threads, human(h.swap_free_bytes)),
         human(h.available_bytes),
         human(h.total_bytes),
+        h.bandwidth_gb_per_s.map_or(String::new(), |b| format!("{b:.0} GB/s read")),
     ]);
     let mut out = table.to_string();
     out.push('\n');

@@ -220,7 +220,7 @@ fn a_port_that_is_not_an_rpc_server_is_refused_not_hung_on() {
             held.push(s);
         }
     });
-    for (addr, within) in [(closing_addr, 5), (silent_addr, 15)] {
+    for (addr, within) in [(closing_addr, 5), (silent_addr, 18)] {
         let started = Instant::now();
         let o = run_fit(&["plan", smollm2().to_str().unwrap(), "--rpc", &addr.to_string()]);
         let err = stderr(&o);
@@ -379,7 +379,7 @@ fn bad_endpoints_are_usage_errors_before_anything_connects() {
 }
 
 #[test]
-fn a_servers_link_is_measured_once_and_remembered() {
+fn a_servers_link_and_rates_are_measured_once_and_remembered() {
     let a = Server::start();
     let cache = fresh_cache();
     let plan = |extra: &[&str]| {
@@ -389,14 +389,31 @@ fn a_servers_link_is_measured_once_and_remembered() {
         let o = cmd.output().unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-        report["hardware"]["devices"][0]["link"].clone()
+        let device = &report["hardware"]["devices"][0];
+        (device["link"].clone(), device["measured"].clone())
     };
-    let first = plan(&[]);
-    assert!(first["round_trip_s"].as_f64().unwrap() > 0.0, "{first}");
+    let (link, rates) = plan(&[]);
+    assert!(link["round_trip_s"].as_f64().unwrap() > 0.0, "{link}");
+    // The device itself, measured through ggml on it: a CPU behind the server.
+    assert!(rates["bandwidth_gb_per_s"].as_f64().unwrap() > 1.0, "{rates}");
+    assert!(rates["matmul_tflops"].as_f64().unwrap() > 0.005, "{rates}");
     let file = std::fs::read_to_string(cache.join("calibration.json")).unwrap();
     let saved: serde_json::Value = serde_json::from_str(&file).unwrap();
-    assert_eq!(saved["rpc_links"][&a.endpoint], first, "{saved}");
-    assert_eq!(plan(&[]), first, "the second plan takes the remembered link");
-    let fresh = plan(&["--fresh"]);
-    assert!(fresh["bytes_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(saved["rpc_links"][&a.endpoint], link, "{saved}");
+    assert_eq!(saved["device_rates"][format!("{}#0", a.endpoint)], rates, "{saved}");
+    assert_eq!(plan(&[]), (link, rates.clone()), "the second plan takes what was remembered");
+    // --fresh measures again; without it a lower reading never replaces a higher one.
+    let (fresh_link, fresh_rates) = plan(&["--fresh"]);
+    assert!(fresh_link["bytes_per_s"].as_f64().unwrap() > 0.0 && fresh_rates["matmul_tflops"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn the_cpu_backend_is_measured_through_ggml() {
+    let o = Command::new(env!("CARGO_BIN_EXE_run-fit-dev")).args(["rates", "CPU", "2"]).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rates: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // A copy of 256 MiB past the caches and a Q4_0 product of 512 tokens: plausible for any CPU.
+    let bw = rates["bandwidth_gb_per_s"].as_f64().unwrap();
+    let tflops = rates["matmul_tflops"].as_f64().unwrap();
+    assert!((1.0..2000.0).contains(&bw) && (0.005..100.0).contains(&tflops), "{rates}");
 }
