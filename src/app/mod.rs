@@ -122,13 +122,14 @@ pub(crate) fn learn_from_earlier_runs(
     let (mut cache, warning) = cache::load();
     notes.extend(warning.map(|w| format!("warning: {w}")));
     let machine = probe::fingerprint(hardware);
-    let bandwidth = match cache.host_bandwidth_gb_per_s.get(&machine) {
+    let host = probe::host_fingerprint(hardware);
+    let bandwidth = match cache.host_bandwidth_gb_per_s.get(&host) {
         Some(&bw) if !fresh => Some(bw),
         _ => {
             let bw = probe::host_bandwidth_gb_per_s(hardware.host.threads);
             if let Some(bw) = bw {
                 cache.version = calibration::VERSION;
-                cache.host_bandwidth_gb_per_s.insert(machine.clone(), bw);
+                cache.host_bandwidth_gb_per_s.insert(host.clone(), bw);
                 if let Some(w) = cache::save(&cache) {
                     notes.push(format!("warning: {w}"));
                 }

@@ -164,6 +164,12 @@ pub fn host_bandwidth_gb_per_s(threads: u32) -> Option<f64> {
     Some(best)
 }
 
+/// The host alone (RAM size and threads): what its memory bandwidth belongs to. Remote devices and
+/// GPUs come and go without changing it, so they must not make it measured again.
+pub fn host_fingerprint(hw: &Hardware) -> String {
+    format!("host:{}MiB:{}t;", hw.host.total_bytes >> 20, hw.host.threads)
+}
+
 /// Which machine a calibration record belongs to: its GPUs, RAM size and threads.
 pub fn fingerprint(hw: &Hardware) -> String {
     let gpus: Vec<String> = hw.devices.iter().map(|d| format!("{}:{}", d.description, d.total_bytes >> 20)).collect();
@@ -185,5 +191,18 @@ pub fn oom_kills() -> Option<u64> {
     match (system, cgroup) {
         (None, None) => None,
         (s, c) => Some(s.unwrap_or(0) + c.unwrap_or(0)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hosts_bandwidth_belongs_to_the_host_alone() {
+        let alone = crate::fit::hardware::hypothetical(&[], 32 << 30);
+        let pooled = crate::fit::hardware::hypothetical(&[12 << 30, 8 << 30], 32 << 30);
+        assert_eq!(host_fingerprint(&alone), host_fingerprint(&pooled));
+        assert_ne!(fingerprint(&alone), fingerprint(&pooled), "calibration runs still tell machines apart");
     }
 }
