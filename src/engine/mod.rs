@@ -30,6 +30,18 @@ pub mod session;
 pub const CAN_OFFLOAD: bool =
     cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal", feature = "dynamic-backends"));
 
+/// The GPU backends this build has ("dynamic": modules loaded at run time, whichever are present).
+pub const GPU_BACKENDS: &[&str] = &[
+    #[cfg(feature = "cuda")]
+    "cuda",
+    #[cfg(feature = "vulkan")]
+    "vulkan",
+    #[cfg(feature = "metal")]
+    "metal",
+    #[cfg(feature = "dynamic-backends")]
+    "dynamic",
+];
+
 /// common_fit_params' own default margin per device.
 const LLAMA_FIT_DEFAULT_MARGIN_BYTES: usize = 1 << 30;
 

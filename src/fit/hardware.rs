@@ -92,6 +92,9 @@ pub struct Hardware {
 /// server does (ggml's CPU device says free = total = physical RAM), and no GPU ever does.
 pub const CPU_SERVER_SHARE: f64 = 0.5;
 
+/// The words of the warning [`distrust_cpu_servers`] gives (the planner drops it when budgets are given).
+pub const ASSUMED_FREE: &str = "reported all memory as free";
+
 /// A remote device that reports free = total is taken at [`CPU_SERVER_SHARE`] of it, with one warning
 /// that says how to give the real budgets (`--vram-budget`, one value per device, RPC devices first).
 pub fn distrust_cpu_servers(hw: &mut Hardware) {
@@ -112,7 +115,7 @@ pub fn distrust_cpu_servers(hw: &mut Hardware) {
     }
     let example: Vec<String> = hw.devices.iter().map(|d| format!("{}GiB", (d.free_bytes >> 30).max(1))).collect();
     hw.warnings.push(format!(
-        "{} reported all memory as free, as a CPU-backed RPC server does: planning with half; give what each device may use with --vram-budget {} (one value per device, in `run-fit devices` order)",
+        "{} {ASSUMED_FREE}, as a CPU-backed RPC server does: planning with half; give what each device may use with --vram-budget {} (one value per device, in `run-fit devices` order)",
         named.join(", "),
         example.join(",")
     ));

@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::fit::footprint::{self, Bytes, CTX_PAD_TOKENS, Config, Footprint};
-use crate::fit::hardware::Hardware;
+use crate::fit::hardware::{self, Hardware};
 use crate::model::facts::ModelFacts;
 use crate::model::gguf::GgmlType;
 use crate::model::gguf::types::F16;
@@ -407,7 +407,8 @@ fn plan_with(facts: &ModelFacts, hw: &Hardware, policy: &Policy, suggest: bool) 
     // What the measurement could not trust comes first: the plan rests on what was assumed instead —
     // unless the user gave every device its budget (all the measurement warns of today is free memory).
     let trusted = policy.vram_budget_bytes.is_some();
-    let mut notes = Notes { warnings: if trusted { vec![] } else { hw.warnings.clone() }, ..Notes::default() };
+    let warnings = hw.warnings.iter().filter(|w| !(trusted && w.contains(hardware::ASSUMED_FREE))).cloned().collect();
+    let mut notes = Notes { warnings, ..Notes::default() };
     let (min_ctx, target_ctx) = context_bounds(facts, policy)?;
     // 1. Layers, at the minimum context.
     let n_gpu = choose_layers(&mut cx, min_ctx, &mut notes)?;

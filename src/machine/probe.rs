@@ -13,7 +13,10 @@ use crate::machine::rpc as machine_rpc;
 /// Measure this machine. `engine` is None in a CPU-only build (see [`crate::engine::CAN_OFFLOAD`]).
 pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
     let devices = engine.map(Engine::devices).unwrap_or_default();
-    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()?, warnings: vec![] })
+    let warnings = crate::machine::gpus::unused_warning(&crate::machine::gpus::visible(), crate::engine::GPU_BACKENDS)
+        .into_iter()
+        .collect();
+    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()?, warnings })
 }
 
 pub fn measure_host() -> Result<Host> {

@@ -8,6 +8,7 @@ mod chat_pty;
 mod common;
 mod fuzz_corpus;
 mod generated_model;
+mod gpus;
 mod house;
 mod output;
 mod plan_output;
