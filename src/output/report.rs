@@ -335,7 +335,7 @@ fn signed_human(bytes: i64) -> String {
     if bytes < 0 { format!("-{}", human(bytes.unsigned_abs())) } else { human(bytes as u64) }
 }
 
-pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
+pub fn devices_text(hw: &Hardware, can_offload: bool, backends: &[&str]) -> String {
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN);
     table.set_header(["device", "backend", "type", "description", "free", "total", "measured"]);
@@ -374,6 +374,11 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
     ]);
     let mut out = table.to_string();
     out.push('\n');
+    let gpu: Vec<String> = backends
+        .iter()
+        .map(|b| if *b == "dynamic" { "modules beside the binary".into() } else { b.to_uppercase() })
+        .collect();
+    out += &format!("backends: CPU, RPC{} (compiled in)\n", gpu.iter().map(|b| format!(", {b}")).collect::<String>());
     if !can_offload {
         out += "this run-fit is a CPU-only build: rebuild with --features cuda, vulkan or metal to use a GPU\n";
     } else if hw.devices.is_empty() {

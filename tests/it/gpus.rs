@@ -10,6 +10,7 @@ fn a_visible_nvidia_gpu_without_a_backend_is_said_in_devices_and_plan() {
     let quiet = run_fit(&["devices"]);
     assert!(quiet.status.success());
     assert!(!stderr(&quiet).contains("a GPU is visible"), "{}", stderr(&quiet));
+    assert!(stdout(&quiet).contains("backends: CPU, RPC (compiled in)"), "{}", stdout(&quiet));
     // A fake `nvidia-smi` on PATH, as a machine with the driver but no toolkit has.
     let dir = tempfile::tempdir().unwrap();
     let smi = dir.path().join("nvidia-smi");
