@@ -393,41 +393,7 @@ fn fit_quality(model: &Path, rpc: &str, budgets: &str, ctx: &str) -> Result<()> 
         n => n as u32,
     };
     let ours_real = if ours == [0, 0] { [0, 0] } else { real_use(model, rpc, &endpoints, ctx, ours)? };
-    // The true maximum: from every layer down, each split whose prediction is not far over a budget
-    // (the model is within 2 %: 20 % over is hopeless) is loaded for real; the first that fits wins.
-    let n_ctx: u64 = ctx.parse()?;
-    let config = |split: [u32; 2]| Config {
-        gpu_layers: split.to_vec(),
-        n_ctx_tokens: n_ctx,
-        cache_k: F16,
-        cache_v: F16,
-        n_ubatch_tokens: 512.min(n_ctx),
-        flash_attn: true,
-        n_seq: 1,
-        swa_full: false,
-        op_offload: false,
-        cpu_repack: true,
-        use_mmap: true,
-        use_mlock: false,
-    };
-    let mut truth = ([0u32, 0u32], [0u64, 0u64]);
-    let mut tried = 0;
-    'counts: for n in (1..=n_total).rev() {
-        for a in 0..=n {
-            let split = [a, n - a];
-            let fp = footprint::footprint(&facts, &config(split));
-            let hopeless = (0..2).any(|i| fp.devices[i].total() as f64 > budget[i] as f64 * 1.2);
-            if hopeless {
-                continue;
-            }
-            tried += 1;
-            let real = real_use(model, rpc, &endpoints, ctx, split)?;
-            if real[0] <= budget[0] && real[1] <= budget[1] {
-                truth = (split, real);
-                break 'counts;
-            }
-        }
-    }
+    let (truth, tried) = true_maximum(model, rpc, &endpoints, ctx, &budget)?;
     let mib = |b: u64| b as f64 / 1048576.0;
     let name = model.file_name().unwrap_or_default().to_string_lossy();
     let n_ours = ours[0] + ours[1];
@@ -454,6 +420,45 @@ fn fit_quality(model: &Path, rpc: &str, budgets: &str, ctx: &str) -> Result<()> 
         mib(truth.1[1])
     );
     Ok(())
+}
+
+/// The most layers whose real allocation stays inside both budgets, with its split and real bytes,
+/// and how many loads it took: from every layer down, each split whose prediction is not far over a
+/// budget (the model is within 2 %: 20 % over is hopeless) is loaded for real; the first that fits wins.
+type Truth = ([u32; 2], [u64; 2]);
+fn true_maximum(model: &Path, rpc: &str, endpoints: &[&str], ctx: &str, budget: &[u64]) -> Result<(Truth, usize)> {
+    let facts = read_facts(model)?;
+    let n_ctx: u64 = ctx.parse()?;
+    let config = |split: [u32; 2]| Config {
+        gpu_layers: split.to_vec(),
+        n_ctx_tokens: n_ctx,
+        cache_k: F16,
+        cache_v: F16,
+        n_ubatch_tokens: 512.min(n_ctx),
+        flash_attn: true,
+        n_seq: 1,
+        swa_full: false,
+        op_offload: false,
+        cpu_repack: true,
+        use_mmap: true,
+        use_mlock: false,
+    };
+    let mut tried = 0;
+    for n in (1..=facts.n_layer + 1).rev() {
+        for a in 0..=n {
+            let split = [a, n - a];
+            let fp = footprint::footprint(&facts, &config(split));
+            if (0..2).any(|i| fp.devices[i].total() as f64 > budget[i] as f64 * 1.2) {
+                continue;
+            }
+            tried += 1;
+            let real = real_use(model, rpc, endpoints, ctx, split)?;
+            if real[0] <= budget[0] && real[1] <= budget[1] {
+                return Ok(((split, real), tried));
+            }
+        }
+    }
+    Ok((([0, 0], [0, 0]), tried))
 }
 
 fn rates(device: &str, threads: &str) -> Result<()> {

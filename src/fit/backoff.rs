@@ -385,18 +385,8 @@ mod tests {
     #[test]
     fn the_device_a_buffer_failed_on_is_named_by_its_buffer() {
         let dev = |name: &str, endpoint: Option<&str>| Device {
-            name: name.into(),
-            description: String::new(),
-            backend: String::new(),
-            kind: crate::fit::hardware::DeviceKind::Gpu,
-            free_bytes: 0,
-            total_bytes: 0,
-            bandwidth_gb_per_s: None,
-            fp16_tflops: None,
             endpoint: endpoint.map(str::to_string),
-            reported_free_bytes: None,
-            link: None,
-            measured: None,
+            ..Device::new(name, "", "", crate::fit::hardware::DeviceKind::Gpu, 0, 0)
         };
         // Two servers, the second with two devices: its device 1 is the client's RPC2.
         let devices =

@@ -62,18 +62,11 @@ mod tests {
         let mut hw = hypothetical(&[24 << 30], 64 << 30);
         hw.host.bandwidth_gb_per_s = Some(60.0);
         hw.devices[0] = Device {
-            name: "RPC0".into(),
-            description: "gpu-box:50052".into(),
-            backend: "RPC".into(),
-            kind: DeviceKind::Gpu,
-            free_bytes: 24 << 30,
-            total_bytes: 24 << 30,
             bandwidth_gb_per_s: Some(936.0),
             fp16_tflops: Some(71.0),
             endpoint: Some("gpu-box:50052".into()),
-            reported_free_bytes: None,
             link: Some(link),
-            measured: None,
+            ..Device::new("RPC0", "gpu-box:50052", "RPC", DeviceKind::Gpu, 24 << 30, 24 << 30)
         };
         hw
     }

@@ -50,6 +50,33 @@ pub struct Rates {
     pub matmul_tflops: f64,
 }
 
+impl Device {
+    /// A local device with nothing measured or given beyond its memory.
+    pub fn new(
+        name: &str,
+        description: &str,
+        backend: &str,
+        kind: DeviceKind,
+        free_bytes: u64,
+        total_bytes: u64,
+    ) -> Device {
+        Device {
+            name: name.into(),
+            description: description.into(),
+            backend: backend.into(),
+            kind,
+            free_bytes,
+            total_bytes,
+            bandwidth_gb_per_s: None,
+            fp16_tflops: None,
+            endpoint: None,
+            reported_free_bytes: None,
+            link: None,
+            measured: None,
+        }
+    }
+}
+
 /// A network link to an RPC server: one request-and-answer round trip, and the rate bulk data moves.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Link {
@@ -283,19 +310,8 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
         devices: vram_bytes
             .iter()
             .enumerate()
-            .map(|(i, &bytes)| Device {
-                name: format!("GPU{i}"),
-                description: "hypothetical GPU".into(),
-                backend: "CUDA".into(),
-                kind: DeviceKind::Gpu,
-                free_bytes: bytes,
-                total_bytes: bytes,
-                bandwidth_gb_per_s: None,
-                fp16_tflops: None,
-                endpoint: None,
-                reported_free_bytes: None,
-                link: None,
-                measured: None,
+            .map(|(i, &bytes)| {
+                Device::new(&format!("GPU{i}"), "hypothetical GPU", "CUDA", DeviceKind::Gpu, bytes, bytes)
             })
             .collect(),
         host: Host {

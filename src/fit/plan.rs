@@ -744,20 +744,7 @@ mod tests {
 
     fn gpu(name: &str, free_gib: f64) -> Device {
         let free = (free_gib * GIB as f64) as u64;
-        Device {
-            name: name.into(),
-            description: name.into(),
-            backend: "CUDA".into(),
-            kind: DeviceKind::Gpu,
-            free_bytes: free,
-            total_bytes: free + GIB / 2,
-            bandwidth_gb_per_s: None,
-            fp16_tflops: None,
-            endpoint: None,
-            reported_free_bytes: None,
-            link: None,
-            measured: None,
-        }
+        Device::new(name, name, "CUDA", DeviceKind::Gpu, free, free + GIB / 2)
     }
 
     fn machine(gpus: Vec<Device>, ram_gib: u64) -> Hardware {

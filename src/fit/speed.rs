@@ -351,20 +351,8 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
     let devices = if row.gpu.is_empty() {
         vec![]
     } else {
-        vec![Device {
-            name: "GPU0".into(),
-            description: row.gpu.into(),
-            backend: "GPU".into(),
-            kind: if row.unified_memory { DeviceKind::IntegratedGpu } else { DeviceKind::Gpu },
-            free_bytes: 64 << 30,
-            total_bytes: 64 << 30,
-            bandwidth_gb_per_s: None,
-            fp16_tflops: None,
-            endpoint: None,
-            reported_free_bytes: None,
-            link: None,
-            measured: None,
-        }]
+        let kind = if row.unified_memory { DeviceKind::IntegratedGpu } else { DeviceKind::Gpu };
+        vec![Device::new("GPU0", row.gpu, "GPU", kind, 64 << 30, 64 << 30)]
     };
     let hw = Hardware {
         warnings: vec![],

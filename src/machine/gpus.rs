@@ -62,7 +62,7 @@ pub fn unused_warning(visible: &[Visible], backends: &[&str]) -> Option<String> 
     let first = unused.first()?;
     let what = unused.iter().map(|v| format!("{} ({})", v.vendor, v.evidence)).collect::<Vec<_>>().join(", ");
     let how = if first.vendor == "NVIDIA" {
-        "install the CUDA toolkit (nvcc) and build with `cargo build --release --features cuda` (llama.cpp's CUDA backend: 20–40 minutes on 2 cores)"
+        "install the CUDA toolkit (nvcc) and build with `cargo build --release --features cuda`"
     } else {
         "install the Vulkan SDK (glslc, Vulkan headers) and build with `cargo build --release --features vulkan`"
     };
