@@ -24,6 +24,7 @@ use crate::run::launch::Learn;
 
 /// Run what the user asked for; every outcome, errors included, is printed here.
 pub fn execute(invocation: Invocation) -> ExitCode {
+    crate::engine::limit_malloc_arenas();
     let printer = Printer::new(invocation.quiet, invocation.verbose);
     let result = match invocation.request {
         Request::Worker => return crate::run::worker::run(),
