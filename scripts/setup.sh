@@ -22,4 +22,13 @@ fi
 bash scripts/fetch-models.sh
 
 # One profile for everything (tests included): each profile rebuilds llama.cpp (~4 minutes).
+# A llama.cpp built before its RPC backend was switched on (.cargo/config.toml) is kept by cargo: the
+# sys crate's build script did not watch GGML_RPC then. Rebuild it once (about 4 minutes).
+for lib in target/release/build/llama-cpp-sys-2-*/out/lib; do
+  if [ -d "$lib" ] && [ ! -e "$lib/libggml-rpc.a" ]; then
+    echo "rebuilding llama.cpp with its RPC backend" >&2
+    cargo clean --release -p llama-cpp-sys-2
+    break
+  fi
+done
 cargo build --release --locked
