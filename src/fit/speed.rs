@@ -116,14 +116,16 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
     let gpu_layers = plan.config.n_gpu_layers().min(facts.n_layer);
     let cpu_layers = facts.n_layer - gpu_layers;
 
-    // Generation: devices run one after another, so their times add up.
-    let mut parts: Vec<(String, f64)> = Vec::new();
+    // Generation: devices run one after another, so their times add up. Each part says whether it
+    // runs on this machine's CPU cores: the host's layers, or a CPU server on loopback.
+    let mut parts: Vec<(String, f64, bool)> = Vec::new();
     for (i, d) in hw.devices.iter().enumerate() {
         if plan.devices[i].layers == 0 {
             continue;
         }
         if let Some(seconds) = cpu_server_seconds(d, device_bytes[i], plan.devices[i].layers, fill, host_bw) {
-            parts.push((format!("{} memory", d.name), seconds));
+            let here = d.endpoint.as_deref().is_some_and(is_loopback);
+            parts.push((format!("{} memory", d.name), seconds, here));
             continue;
         }
         let (bw, _) = device_rates(d)?;
@@ -133,34 +135,22 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
             GPU_BANDWIDTH_EFFICIENCY
         };
         let seconds = device_bytes[i] / (bw * 1e9 * eff) + plan.devices[i].layers as f64 * GPU_SECONDS_PER_LAYER;
-        parts.push((format!("{} memory", d.name), seconds));
+        parts.push((format!("{} memory", d.name), seconds, false));
     }
     let host_seconds = host_bytes / host_bw
         + cpu_layers as f64 * (CPU_SECONDS_PER_LAYER + fill * CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN);
     if host_bytes > 0.0 {
-        parts.push(("RAM bandwidth".into(), host_seconds));
+        parts.push(("RAM bandwidth".into(), host_seconds, cpu_layers > 0));
     }
-    // A CPU server on this very machine (loopback) runs its layers on the same cores as the host's
-    // layers (or another such server's), each with as many threads as there are cores, and llama.cpp's
-    // threads wait by spinning: the parts then run at about half speed (measured on this project's
-    // 2-core machine: 42–45 tok/s split two ways, 80–90 alone; docs/RPC.md).
-    let shared = |i: usize| {
-        hw.devices[i].reported_free_bytes.is_some() && hw.devices[i].endpoint.as_deref().is_some_and(is_loopback)
-    };
-    let sharing = (0..hw.devices.len()).filter(|&i| shared(i) && plan.devices[i].layers > 0).count()
-        + usize::from(cpu_layers > 0);
-    if shared_cores && sharing >= 2 {
-        for part in &mut parts {
-            let on_shared_cores = part.0 == "RAM bandwidth"
-                || (0..hw.devices.len()).any(|i| shared(i) && part.0 == format!("{} memory", hw.devices[i].name));
-            if on_shared_cores {
-                part.1 *= 2.0;
-            }
-        }
+    // Parts on the same cores (the host's layers, CPU servers on loopback), each with as many threads
+    // as there are cores, while llama.cpp's threads wait by spinning: they run at about half speed
+    // (measured on this project's 2-core machine: 42–45 tok/s split two ways, 80–90 alone; docs/RPC.md).
+    if shared_cores && parts.iter().filter(|p| p.2).count() >= 2 {
+        parts.iter_mut().filter(|p| p.2).for_each(|p| p.1 *= 2.0);
     }
     let network = network_seconds(facts, plan, hw, 1);
     if network > 0.0 {
-        parts.push(("the network".into(), network));
+        parts.push(("the network".into(), network, false));
     }
     let token_seconds: f64 = parts.iter().map(|p| p.1).sum();
     let limited_by = parts.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|p| p.0.clone()).unwrap_or_default();
