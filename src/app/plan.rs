@@ -55,12 +55,14 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
         (None, true) => Some(llama_fit_isolated(model_path, plan.min_ctx_tokens as u32, &margins, &req.levers.rpc)?),
         _ => None,
     };
+    let llama_fit_costed = llama_fit.as_ref().map(|fit| cost_llama_fit(&facts, &hardware, &plan, fit));
     let report = PlanReport {
         model: report::model_summary(&label, &facts),
         hardware: &hardware,
         plan: &plan,
         llama_args: plan.llama_args(),
         llama_fit: llama_fit.as_ref(),
+        llama_fit_costed,
         estimate,
         speed,
         learned,
@@ -70,6 +72,40 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
     };
     let text = if req.json { report::plan_json(&report) } else { report::plan_text(&report) };
     printer.out(&text)
+}
+
+/// llama.cpp's fit as run-fit's model costs it, beside run-fit's plan. Its overrides are read as host
+/// memory, which is where its fit sends what overflows the last device (with several devices a
+/// partial layer may go to the next one instead: then this is an approximation).
+fn cost_llama_fit(
+    facts: &crate::model::facts::ModelFacts,
+    hw: &Hardware,
+    ours: &crate::fit::plan::Plan,
+    fit: &LlamaFit,
+) -> report::Compared {
+    let n_total = facts.n_layer + 1;
+    let n_gpu = if fit.n_gpu_layers < 0 { n_total } else { (fit.n_gpu_layers as u32).min(n_total) };
+    let overrides = fit
+        .tensor_overrides
+        .iter()
+        .filter_map(|p| crate::fit::moe::check_pattern(p).ok())
+        .map(|re| crate::fit::moe::resolve(facts, &re, None))
+        .collect();
+    let gpu_layers = match hw.devices.len() {
+        0 => vec![],
+        1 => vec![n_gpu],
+        n => crate::fit::plan::proportional_split(n_gpu, &vec![1.0; n]),
+    };
+    let n_ctx = if fit.n_ctx_tokens > 0 { u64::from(fit.n_ctx_tokens) } else { ours.config.n_ctx_tokens };
+    let config = crate::fit::footprint::Config { gpu_layers, n_ctx_tokens: n_ctx, overrides, ..ours.config.clone() };
+    let theirs = crate::fit::plan::as_configured(facts, hw, ours, config);
+    report::Compared {
+        llama_non_expert_device_bytes: report::non_expert_device_bytes(&theirs),
+        ours_non_expert_device_bytes: report::non_expert_device_bytes(ours),
+        llama_generation_tok_per_s: speed::predict(facts, &theirs, hw).map(|s| s.generation_tok_per_s),
+        ours_generation_tok_per_s: speed::predict(facts, ours, hw).map(|s| s.generation_tok_per_s),
+        llama_over_budget: theirs.devices.iter().any(|d| d.headroom_bytes < 0),
+    }
 }
 
 /// What `run-fit __llama-fit` is asked: llama.cpp's fit of `model` with these RPC servers' devices.

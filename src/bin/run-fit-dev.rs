@@ -7,11 +7,11 @@
 //!                                              with mmap and repacking, as users run it); a context
 //!                                              written 8192f uses a full-size sliding-window cache, 8192n
 //!                                              turns flash attention off, 8192m reads the file (--no-mmap)
-//!   run-fit-dev rpc-accuracy MODEL HOST:PORT[,…] NGL:CTX[:TS] […]
+//!   run-fit-dev rpc-accuracy MODEL HOST:PORT[,…] NGL:CTX[:TS[:FLAG+VALUE…]] […]
 //!                                              predicted vs llama.cpp-reported buffers on each remote
 //!                                              device (one device per server): `run-fit plan --json` and
 //!                                              a real `run-fit MODEL -p hi -n 1 -v` with the same pins;
-//!                                              a markdown row and a JSON line per device
+//!                                              a markdown row and a JSON line per device (NGL `-`: planned)
 //!   run-fit-dev fit-quality MODEL HOST:PORT,HOST:PORT BUDGET,BUDGET CTX
 //!                                              two remote devices with budgets: run-fit's choice (and
 //!                                              its real allocation), llama.cpp's fit, and the true
@@ -165,6 +165,7 @@ fn accuracy(model: &Path, contexts: &[String]) -> Result<()> {
             cpu_repack: true,
             use_mmap,
             use_mlock: false,
+            overrides: vec![],
         };
         let predicted = footprint::footprint(&facts, &config).host;
         let real = engine.measure_buffers(model, n_ctx, flash_attn, swa_full, use_mmap)?;
@@ -258,10 +259,17 @@ fn rpc_accuracy(model: &Path, rpc: &str, configs: &[String]) -> Result<()> {
     for config in configs {
         let mut fields = config.split(':');
         let (ngl, ctx, ts) = (fields.next().unwrap_or(""), fields.next().unwrap_or(""), fields.next());
-        let mut pins: Vec<String> =
-            vec!["--rpc".into(), rpc.into(), "-ngl".into(), ngl.into(), "-c".into(), ctx.into()];
-        if let Some(ts) = ts {
+        let mut pins: Vec<String> = vec!["--rpc".into(), rpc.into(), "-c".into(), ctx.into()];
+        // `-`: the planner chooses the layers (and, for a mixture of experts, which experts stay in RAM)
+        if ngl != "-" {
+            pins.extend(["-ngl".into(), ngl.into()]);
+        }
+        if let Some(ts) = ts.filter(|t| !t.is_empty()) {
             pins.extend(["-ts".into(), ts.into()]);
+        }
+        // Any further flags, joined by '+': `--n-cpu-moe+2`, `--vram-budget+60MiB`.
+        if let Some(extra) = fields.next() {
+            pins.extend(extra.split('+').map(str::to_string));
         }
         let mut plan_args = vec!["plan".to_string(), model.display().to_string(), "--json".into()];
         plan_args.extend(pins.iter().cloned());
@@ -442,6 +450,7 @@ fn true_maximum(model: &Path, rpc: &str, endpoints: &[&str], ctx: &str, budget: 
         cpu_repack: true,
         use_mmap: true,
         use_mlock: false,
+        overrides: vec![],
     };
     let mut tried = 0;
     for n in (1..=facts.n_layer + 1).rev() {

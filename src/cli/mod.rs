@@ -11,6 +11,7 @@ mod rpc;
 pub use rpc::{RpcArgs, RpcServerArgs, RpcServerRequest};
 
 use crate::fit::hardware::parse_bytes;
+use crate::fit::moe::{self, ExpertPins, TensorPin};
 use crate::fit::plan::{DEFAULT_MIN_CTX_TOKENS, Pins, Policy};
 use crate::model::facts::cache_type;
 use crate::model::gguf::GgmlType;
@@ -80,6 +81,31 @@ fn proportions(text: &str) -> Result<Proportions, String> {
         .collect::<Option<Vec<f64>>>()
         .map(Proportions)
         .ok_or_else(|| format!("'{text}': give non-negative numbers separated by commas, e.g. 3,1"))
+}
+
+/// `-ot 'blk\.1[0-9]\.ffn_.*_exps=CPU,…'`: one value of the flag, entries separated by commas as
+/// llama.cpp reads them (a newtype, so that clap keeps the flag's values apart).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorPins(pub Vec<TensorPin>);
+
+fn tensor_pins(text: &str) -> Result<TensorPins, String> {
+    text.split(',')
+        .map(|entry| {
+            let (pattern, device) = entry.split_once('=').ok_or_else(|| {
+                format!(
+                    "-ot '{entry}' names no device; write PATTERN=DEVICE, e.g. -ot 'blk\\.1[0-9]\\.ffn_.*_exps=CPU'"
+                )
+            })?;
+            moe::check_pattern(pattern)?;
+            if device.trim().is_empty() {
+                return Err(format!(
+                    "-ot '{entry}' names no device after '='; use CPU or a GPU's name (run-fit devices lists them)"
+                ));
+            }
+            Ok(TensorPin { pattern: pattern.to_string(), device: device.trim().to_string() })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(TensorPins)
 }
 
 fn positive(text: &str) -> Result<u64, String> {
@@ -478,6 +504,16 @@ pub struct FitArgs {
     /// -ub: physical batch size in tokens.
     #[arg(long = "ubatch-size", value_name = "TOKENS", default_value_t = 512)]
     pub ubatch_size: u64,
+    /// -ot: tensors whose names match PATTERN go to DEVICE (CPU, or a device `run-fit devices` lists),
+    /// e.g. 'blk\.(1[0-9])\.ffn_.*_exps=CPU'; entries separated by commas, or the flag repeated.
+    #[arg(long = "override-tensor", value_name = "PATTERN=DEVICE,…", value_parser = tensor_pins)]
+    pub override_tensor: Vec<TensorPins>,
+    /// -cmoe: keep every layer's routed experts (mixture of experts) in RAM.
+    #[arg(long = "cpu-moe")]
+    pub cpu_moe: bool,
+    /// -ncmoe: keep the routed experts of the first N layers in RAM.
+    #[arg(long = "n-cpu-moe", value_name = "N")]
+    pub n_cpu_moe: Option<u32>,
     /// VRAM kept free on each GPU, one value or one per GPU [default: 512MiB].
     #[arg(long, value_name = "SIZE[,SIZE…]", value_delimiter = ',', value_parser = size)]
     pub reserve: Option<Vec<u64>>,
@@ -509,6 +545,9 @@ const LLAMA_SHORT_FLAGS: &[(&str, &str)] = &[
     ("-fa", "--flash-attn"),
     ("-ts", "--tensor-split"),
     ("-ub", "--ubatch-size"),
+    ("-ot", "--override-tensor"),
+    ("-cmoe", "--cpu-moe"),
+    ("-ncmoe", "--n-cpu-moe"),
     ("-sys", "--system-prompt"),
     ("-sm", "--split-mode"),
     ("-mg", "--main-gpu"),
@@ -603,6 +642,11 @@ impl FitArgs {
                     None | Some(OnOffAuto::Auto) => None,
                     Some(OnOffAuto::On) => Some(true),
                     Some(OnOffAuto::Off) => Some(false),
+                },
+                experts: ExpertPins {
+                    tensor_pins: self.override_tensor.iter().flat_map(|p| p.0.clone()).collect(),
+                    cpu_moe: self.cpu_moe,
+                    n_cpu_moe: self.n_cpu_moe,
                 },
             },
             ..Policy::default()

@@ -184,7 +184,8 @@ impl Engine {
             mparams.as_mut().fit_params(&path, &mut cparams, &mut margins, n_ctx_min_tokens, sys::GGML_LOG_LEVEL_ERROR);
         let fitted = result.is_ok();
         let n_ctx = result.map(|r| r.n_ctx).unwrap_or(0);
-        Ok(LlamaFit { n_gpu_layers: mparams.n_gpu_layers(), n_ctx_tokens: n_ctx, fitted })
+        let tensor_overrides = mparams.tensor_buft_override_patterns();
+        Ok(LlamaFit { n_gpu_layers: mparams.n_gpu_layers(), n_ctx_tokens: n_ctx, fitted, tensor_overrides })
     }
 
     /// Load `model` for real on the CPU (mmap on, weight repacking off so the mapped weights stay
@@ -362,6 +363,10 @@ pub struct LlamaFit {
     pub n_ctx_tokens: u32,
     /// False when llama.cpp reported that nothing fits (it then loads with its defaults anyway).
     pub fitted: bool,
+    /// The tensor overrides its fit chose for a mixture of experts (patterns; on a single device
+    /// they all name host memory).
+    #[serde(default)]
+    pub tensor_overrides: Vec<String>,
 }
 
 /// Buffer sizes llama.cpp logged while loading, summed over buffer names, in bytes.

@@ -62,6 +62,45 @@ extern "C" fn on_abort(user: *mut c_void) -> bool {
     ABORTABLE.load(Ordering::Relaxed) && stop.load(Ordering::Relaxed)
 }
 
+/// llama.cpp's tensor buffer-type overrides for `(pattern, device)` pairs, null-terminated, beside the
+/// pattern strings they point into. "CPU" is host memory (llama.cpp then repacks what its CPU kernels
+/// repack, as for `-ot …=CPU`); any other name is a device as ggml names it (CUDA0, RPC0, …).
+fn buffer_overrides(
+    pairs: &[(String, String)],
+) -> Result<(Vec<CString>, Vec<sys::llama_model_tensor_buft_override>), StepError> {
+    let fail = |message: String| StepError { stage: Stage::Load, message };
+    // SAFETY: a constant lookup.
+    let most = unsafe { sys::llama_max_tensor_buft_overrides() };
+    if pairs.len() >= most {
+        return Err(fail(format!("{} tensor overrides, but llama.cpp takes at most {}", pairs.len(), most - 1)));
+    }
+    let mut patterns = Vec::with_capacity(pairs.len());
+    let mut overrides = Vec::with_capacity(pairs.len() + 1);
+    for (pattern, device) in pairs {
+        let c =
+            CString::new(pattern.as_str()).map_err(|_| fail(format!("the pattern '{pattern}' holds a NUL byte")))?;
+        let name =
+            CString::new(device.as_str()).map_err(|_| fail(format!("the device '{device}' holds a NUL byte")))?;
+        // SAFETY: registry lookups by NUL-terminated names; a null device is refused below.
+        let buft = unsafe {
+            if device == "CPU" {
+                sys::ggml_backend_cpu_buffer_type()
+            } else {
+                let dev = sys::ggml_backend_dev_by_name(name.as_ptr());
+                if dev.is_null() {
+                    return Err(fail(format!("llama.cpp has no device named {device} for -ot {pattern}")));
+                }
+                sys::ggml_backend_dev_buffer_type(dev)
+            }
+        };
+        // The CString's heap buffer does not move when the CString itself moves into the vector.
+        overrides.push(sys::llama_model_tensor_buft_override { pattern: c.as_ptr(), buft });
+        patterns.push(c);
+    }
+    overrides.push(sys::llama_model_tensor_buft_override { pattern: std::ptr::null(), buft: std::ptr::null_mut() });
+    Ok((patterns, overrides))
+}
+
 impl Session {
     /// Load the weights, telling `on_stage` first so that a process that dies inside llama.cpp can be
     /// attributed to the step. The session has no context until `create_context`.
@@ -77,6 +116,8 @@ impl Session {
         let mut split = spec.tensor_split.clone();
         // SAFETY: llama_max_devices is a constant lookup.
         split.resize(split.len().max(unsafe { sys::llama_max_devices() }), 0.0);
+        // The patterns must outlive the load: llama.cpp reads them while it creates the tensors.
+        let (_patterns, overrides) = buffer_overrides(&spec.tensor_overrides)?;
         on_stage(Stage::Load);
         // SAFETY: parameters start from llama.cpp's defaults; the tensor_split buffer and the progress
         // closure outlive the load call; the returned pointer is checked for null.
@@ -99,6 +140,9 @@ impl Session {
                 (false, true) => sys::LLAMA_LOAD_MODE_MLOCK,
                 (false, false) => sys::LLAMA_LOAD_MODE_NONE,
             };
+            if overrides.len() > 1 {
+                mp.tensor_buft_overrides = overrides.as_ptr();
+            }
             mp.progress_callback = Some(on_progress);
             mp.progress_callback_user_data = &mut on_progress_fraction as *mut &mut dyn FnMut(f32) as *mut c_void;
             sys::llama_model_load_from_file(path.as_ptr(), mp)

@@ -16,8 +16,7 @@ const SLOW_ROUND_TRIP_S: f64 = 1e-3;
 /// The planner's plan, then without each remote device that slows generation down; with the policy
 /// that made it (advice must vary that one).
 pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<(Plan, Policy), PlanError> {
-    let mut best = plan::plan(facts, hw, policy)?;
-    let mut policy = policy.clone();
+    let (mut best, mut policy) = experts_or_whole_layers(facts, hw, policy)?;
     // The user's -ngl or -ts decide the placement themselves.
     if policy.pins.n_gpu_layers.is_some() || policy.pins.tensor_split.is_some() {
         return Ok((best, policy));
@@ -50,6 +49,30 @@ pub fn plan(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<(Plan,
         }
     }
     Ok((best, policy))
+}
+
+/// A mixture of experts planned with some layers' experts in RAM, against whole layers: the faster
+/// (by predicted generation) wins. With experts in RAM every token reads its attention from the GPU
+/// and only its experts' share from RAM, so this is almost always the split; it is checked, not assumed.
+fn experts_or_whole_layers(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -> Result<(Plan, Policy), PlanError> {
+    let split = plan::plan(facts, hw, policy)?;
+    if !split.tensor_args.iter().any(|a| a == "--n-cpu-moe") || !policy.pins.experts.is_empty() {
+        return Ok((split, policy.clone()));
+    }
+    let whole_policy = Policy { split_experts: false, ..policy.clone() };
+    let Ok(whole) = plan::plan(facts, hw, &whole_policy) else { return Ok((split, policy.clone())) };
+    let (Some(a), Some(b)) = (speed::predict(facts, &split, hw), speed::predict(facts, &whole, hw)) else {
+        return Ok((split, policy.clone()));
+    };
+    if b.generation_tok_per_s > a.generation_tok_per_s * BETTER_BY {
+        let mut whole = whole;
+        whole.reasons.push(format!(
+            "whole layers: ~{:.0} tok/s generating, against ~{:.0} with routed experts in RAM",
+            b.generation_tok_per_s, a.generation_tok_per_s
+        ));
+        return Ok((whole, whole_policy));
+    }
+    Ok((split, policy.clone()))
 }
 
 #[cfg(test)]

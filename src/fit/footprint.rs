@@ -6,7 +6,7 @@
 
 use serde::Serialize;
 
-use crate::model::facts::{ModelFacts, Owner};
+use crate::model::facts::{ModelFacts, Owner, Span, TensorKind};
 use crate::model::gguf::GgmlType;
 use crate::model::gguf::types::{F16, F32};
 
@@ -36,6 +36,24 @@ pub struct Config {
     pub use_mmap: bool,
     /// `--mlock`: the mapping is locked in RAM, so none of its pages can be dropped.
     pub use_mlock: bool,
+    /// Tensor buffer-type overrides (llama.cpp's `-ot`), in order: the first that matches a tensor
+    /// places it. The user's pins first, then the planner's experts in RAM.
+    pub overrides: Vec<Override>,
+}
+
+/// Where a tensor or layer lives: `Some(device)`, or the host (`None`).
+pub type Place = Option<usize>;
+
+/// One `-ot PATTERN=DEVICE`: the tensors it matches go to `place`, whatever their layer's place.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Override {
+    /// The regular expression llama.cpp searches tensor names with.
+    pub pattern: String,
+    pub place: Place,
+    /// Indices into `ModelFacts::weights.spans` of the tensors the pattern matches (resolved once,
+    /// by `fit::moe`, so that a footprint never runs a regular expression).
+    #[serde(skip)]
+    pub spans: Vec<usize>,
 }
 
 impl Config {
@@ -59,6 +77,8 @@ pub struct Bytes {
     /// Of those, what the kernel may drop when memory is short (all of it, unless `--mlock`): it does
     /// not count against free RAM.
     pub evictable: u64,
+    /// Of the weights read here (`weights_read`), the routed experts' (a token reads its share).
+    pub experts: u64,
 }
 
 impl Bytes {
@@ -98,17 +118,38 @@ pub fn placement(n_layer: u32, gpu_layers: &[u32]) -> Vec<Option<usize>> {
     owners
 }
 
+/// Where a tensor goes by its layer alone (the input layer stays on the host).
+fn layer_place(owner: Owner, owners: &[Place], n_layer: usize) -> Place {
+    match owner {
+        Owner::Input => None,
+        Owner::Layer(l) => owners.get(l as usize).copied().flatten(),
+        Owner::Output => owners.get(n_layer).copied().flatten(),
+    }
+}
+
+/// Each tensor's place: its layer's, unless an override names it (the first one that does wins, as
+/// in llama.cpp's `llama_model::load_tensors`).
+pub fn span_places(facts: &ModelFacts, config: &Config, owners: &[Place]) -> Vec<Place> {
+    let n_layer = facts.n_layer as usize;
+    let mut places: Vec<Place> = facts.weights.spans.iter().map(|s| layer_place(s.owner, owners, n_layer)).collect();
+    let mut placed = vec![false; places.len()];
+    for o in &config.overrides {
+        let n = places.len();
+        for &i in o.spans.iter().filter(|&&i| i < n) {
+            if !placed[i] {
+                (places[i], placed[i]) = (o.place, true);
+            }
+        }
+    }
+    places
+}
+
 /// The bytes llama.cpp maps for the CPU's model buffer: per file, from the first to the last byte of the
 /// host-resident tensors that are not repacked (`llama_model_loader::get_mapping_range`).
-pub fn mapped_bytes(facts: &ModelFacts, owners: &[Option<usize>], cpu_repack: bool) -> u64 {
-    let n_layer = facts.n_layer as usize;
-    let on_host = |owner: Owner| match owner {
-        Owner::Input => true,
-        Owner::Layer(l) => owners.get(l as usize).is_some_and(Option::is_none),
-        Owner::Output => owners.get(n_layer).is_some_and(Option::is_none),
-    };
+pub fn mapped_bytes(facts: &ModelFacts, places: &[Place], cpu_repack: bool) -> u64 {
     let mut ranges: Vec<(u32, u64, u64)> = Vec::new();
-    for s in facts.weights.spans.iter().filter(|s| on_host(s.owner) && !(cpu_repack && s.repacked)) {
+    let on_host = facts.weights.spans.iter().zip(places).filter(|(_, p)| p.is_none()).map(|(s, _)| s);
+    for s in on_host.filter(|s| !(cpu_repack && s.repacked)) {
         match ranges.iter_mut().find(|r| r.0 == s.shard) {
             Some(r) => (r.1, r.2) = (r.1.min(s.start), r.2.max(s.end)),
             None => ranges.push((s.shard, s.start, s.end)),
@@ -156,9 +197,14 @@ pub fn kv_bytes_per_token(facts: &ModelFacts, cache_k: GgmlType, cache_v: GgmlTy
 }
 
 /// The pieces a compute buffer is made of, per ubatch (bytes).
+#[derive(Clone, Copy)]
 struct Parts {
     /// One n_embd-wide f32 row per ubatch token: the residual stream, a norm, a layer's output.
     row: u64,
+    /// A layer's feed-forward intermediates (gate, up and their product; per active expert).
+    ffn: u64,
+    /// A layer's peak when its routed experts run elsewhere.
+    peak_without_experts: u64,
     /// The attention masks, one per cache (full and sliding-window).
     masks: u64,
     /// The larger of a layer's attention working set and its FFN intermediates.
@@ -184,15 +230,25 @@ fn parts(facts: &ModelFacts, config: &Config) -> Parts {
         }
     }
     let attention = if config.flash_attn {
-        // Q, K, V projections and the attention output.
-        3 * n_head * head_dim * ub * f32b
+        // Two of Q, K, V and the attention output live at once (measured where attention is a layer's
+        // peak: the layers of a mixture of experts whose experts run elsewhere, moe-mixtral-mini).
+        2 * n_head * head_dim * ub * f32b
     } else {
         // KQ scores (softmax in place) over the whole cache, per head, plus Q and the output.
         widest_cache * ub * n_head * f32b + 2 * n_head * head_dim * ub * f32b
     };
     let experts = if facts.n_expert > 0 { facts.n_expert_used.max(1) } else { 1 };
     let ffn = 3 * facts.n_ff * ub * f32b * experts;
-    Parts { row: facts.n_embd * ub * f32b, masks, layer_peak: attention.max(ffn), logits: facts.n_vocab * ub * f32b }
+    Parts {
+        row: facts.n_embd * ub * f32b,
+        ffn,
+        // A device whose layers keep their routed experts elsewhere runs only attention and the
+        // shared experts (measured on loopback RPC devices: moe-qwen-mini, docs/MEMORY-MODEL.md).
+        peak_without_experts: attention.max(3 * facts.n_ff_shared * ub * f32b),
+        masks,
+        layer_peak: attention.max(ffn),
+        logits: facts.n_vocab * ub * f32b,
+    }
 }
 
 /// The compute buffer the host's CPU backend reserves for one ubatch when it runs layers (or the
@@ -257,7 +313,7 @@ pub const PIPELINE_COPIES: u64 = 4;
 /// and no tensor is overridden; every GPU backend and RPC supports the async compute and events it
 /// needs.
 pub fn pipeline_parallel(facts: &ModelFacts, config: &Config) -> bool {
-    config.gpu_layers.len() > 1 && config.n_gpu_layers() > facts.n_layer
+    config.gpu_layers.len() > 1 && config.n_gpu_layers() > facts.n_layer && config.overrides.is_empty()
 }
 
 /// ggml-cuda's default `GGML_OP_OFFLOAD_MIN_BATCH`: smaller batches (token generation) stay on the CPU.
@@ -283,37 +339,14 @@ pub fn footprint(facts: &ModelFacts, config: &Config) -> Footprint {
 /// device needs once the devices after it take the rest of the layers).
 pub fn footprint_with(facts: &ModelFacts, config: &Config, pipeline: bool) -> Footprint {
     let owners = placement(facts.n_layer, &config.gpu_layers);
-    let w = &facts.weights;
+    let places = span_places(facts, config, &owners);
     let mut devices = vec![Bytes::default(); config.gpu_layers.len()];
     let mut host = Bytes::default();
-    let repacks = |bytes: u64| if config.cpu_repack { bytes } else { 0 };
-    // Host weights the CPU reads as they are in the file (the rest is repacked into CPU_REPACK).
-    let mut host_plain = w.input_bytes;
-    let n_layer = facts.n_layer as usize;
-    for (layer, owner) in owners.iter().enumerate() {
-        match (owner, layer < n_layer) {
-            (Some(d), true) => {
-                devices[*d].weights += w.layer_bytes[layer];
-                devices[*d].kv += kv_layer_bytes(facts, config, layer);
-            }
-            (None, true) => {
-                host_plain += w.layer_bytes[layer] - repacks(w.layer_repack_bytes[layer]);
-                host.repack += repacks(w.layer_repack_bytes[layer]);
-                host.kv += kv_layer_bytes(facts, config, layer);
-            }
-            (Some(d), false) => devices[*d].weights += w.output_bytes,
-            // On the host a tied output reuses the embedding's mapping.
-            (None, false) => {
-                let own = repacks(w.output_repack_bytes);
-                host_plain += w.output_bytes - w.tied_embedding_bytes - own;
-                host.repack += own + repacks(w.tied_repack_bytes);
-            }
-        }
-    }
+    let host_plain = place_weights(facts, config, &owners, &places, &mut devices, &mut host);
     if config.use_mmap {
         // llama.cpp maps, per file, the range from the first to the last tensor the CPU buffer holds;
         // what lies inside it and is not read (repacked sources, GPU layers' data) can be dropped.
-        host.weights = mapped_bytes(facts, &owners, config.cpu_repack).max(host_plain);
+        host.weights = mapped_bytes(facts, &places, config.cpu_repack).max(host_plain);
         host.unread = host.weights - host_plain;
         if !config.use_mlock {
             host.evictable = host.unread;
@@ -321,44 +354,179 @@ pub fn footprint_with(facts: &ModelFacts, config: &Config, pipeline: bool) -> Fo
     } else {
         host.weights = host_plain;
     }
-    let host_has_layers = owners[..n_layer].contains(&None);
-    let host_has_output = owners[n_layer].is_none();
+    let runs = Runs::of(facts, &owners, &places, devices.len());
     // ggml_backend_sched: an op whose weights are in host memory goes to the first GPU backend that
     // accepts it (CUDA: batches of >= 32 tokens); its weights are copied into that GPU's compute buffer
     // as inputs of the split. So GPU 0 also runs the CPU layers' matrix products (and the logits, when
-    // the output layer stayed on the CPU) and holds a copy of the largest CPU-resident layer.
+    // the output layer stayed on the CPU) and holds a copy of the largest CPU-resident layer (with
+    // experts in RAM: the largest layer's experts).
     let op_offload = config.op_offload
         && !devices.is_empty()
         && config.n_ubatch_tokens >= OP_OFFLOAD_MIN_BATCH_TOKENS
-        && (host_has_layers || host_has_output);
+        && (runs.host_layers || runs.host_experts || runs.host_output);
     let p = parts(facts, config);
+    let routed = facts.weights.has_routed_experts();
     for (d, bytes) in devices.iter_mut().enumerate() {
-        let mut has_layers = owners[..n_layer].contains(&Some(d));
-        let mut has_output = owners[n_layer] == Some(d);
+        let p = if routed && bytes.experts == 0 { Parts { layer_peak: p.peak_without_experts, ..p } } else { p };
+        let mut has_layers = runs.device_layers[d];
+        let mut has_output = owners[facts.n_layer as usize] == Some(d);
         let mut copies = 0;
         if op_offload && d == 0 {
-            has_layers |= host_has_layers;
-            has_output |= host_has_output;
-            let cpu_layers = owners[..n_layer].iter().zip(&facts.weights.layer_bytes).filter(|(o, _)| o.is_none());
-            let largest_layer = cpu_layers.map(|(_, &b)| b).max().unwrap_or(0);
-            copies = largest_layer.max(if host_has_output { facts.weights.output_bytes } else { 0 });
+            has_layers |= runs.host_layers || runs.host_experts;
+            has_output |= runs.host_output;
+            let output = if runs.host_output { facts.weights.output_bytes } else { 0 };
+            copies = runs.largest_host_layer_bytes.max(output);
         }
         let has_first = owners.first() == Some(&Some(d));
         bytes.compute = device_compute_bytes(&p, has_first, has_layers, has_output, pipeline) + copies;
+        // Only tensors an override sent here, of layers that run elsewhere: their products' outputs,
+        // no graph inputs of its own (measured: one layer's ffn_down_exps on a loopback RPC device).
+        let own_layers = owners[..facts.n_layer as usize].contains(&Some(d));
+        if runs.device_layers[d] && !own_layers && !has_output && copies == 0 {
+            bytes.compute = p.layer_peak;
+        }
+        // GPU 0 under op offload runs the experts kept in RAM too: its peak is the full one.
+        if op_offload && d == 0 && runs.host_experts {
+            bytes.compute = bytes
+                .compute
+                .max(device_compute_bytes(&parts(facts, config), has_first, has_layers, has_output, pipeline) + copies);
+        }
     }
-    // llama.cpp's output buffer (logits of the last token of each sequence) always lives in host memory.
+    host.compute = host_compute_bytes(facts, config, &p, &runs, op_offload, pipeline);
+    Footprint { devices, host }
+}
+
+/// What runs where, beside the layers' own places.
+struct Runs {
+    /// Whole layers on the host.
+    host_layers: bool,
+    /// Experts (or other tensors) of device layers kept in host memory: the host runs their products.
+    host_experts: bool,
+    host_output: bool,
+    /// Per device: whether it holds any layer's tensors.
+    device_layers: Vec<bool>,
+    /// The most bytes one layer keeps in host memory (what op offload copies to GPU 0 per split).
+    largest_host_layer_bytes: u64,
+}
+
+impl Runs {
+    fn of(facts: &ModelFacts, owners: &[Place], places: &[Place], n_devices: usize) -> Runs {
+        let n_layer = facts.n_layer as usize;
+        let mut device_layers: Vec<bool> = (0..n_devices).map(|d| owners[..n_layer].contains(&Some(d))).collect();
+        let mut host_layer_bytes = vec![0u64; n_layer];
+        let mut host_experts = false;
+        for (s, place) in facts.weights.spans.iter().zip(places) {
+            let Owner::Layer(l) = s.owner else { continue };
+            match place {
+                None => {
+                    host_layer_bytes[l as usize] += s.bytes();
+                    host_experts |= owners[l as usize].is_some();
+                }
+                Some(d) => {
+                    if let Some(flag) = device_layers.get_mut(*d) {
+                        *flag = true;
+                    }
+                }
+            }
+        }
+        Runs {
+            host_layers: owners[..n_layer].contains(&None),
+            host_experts,
+            host_output: owners[n_layer].is_none(),
+            device_layers,
+            largest_host_layer_bytes: host_layer_bytes.into_iter().max().unwrap_or(0),
+        }
+    }
+}
+
+/// The host's compute buffer: its own layers' (or, with experts in RAM and no op offload, the expert
+/// products'), or only the graph's inputs; and llama.cpp's output buffer (the logits of the last token
+/// of each sequence), which always lives in host memory.
+fn host_compute_bytes(
+    facts: &ModelFacts,
+    config: &Config,
+    p: &Parts,
+    runs: &Runs,
+    op_offload: bool,
+    pipeline: bool,
+) -> u64 {
     let output_buffer = facts.n_vocab * F32.block_bytes * config.n_seq.max(1);
     // The host runs its own layers; their large products and the logits move to GPU 0 under op offload.
-    let host_runs_output = host_has_output && !op_offload;
-    host.compute = if host_has_layers || host_runs_output {
-        compute_bytes(facts, config, host_has_layers, host_runs_output)
+    let host_runs_output = runs.host_output && !op_offload;
+    let compute = if runs.host_layers || host_runs_output {
+        compute_bytes(facts, config, runs.host_layers || runs.host_experts, host_runs_output)
+    } else if runs.host_experts && !op_offload {
+        // Only the experts of device layers: their inputs arrive from the devices (the masks go with
+        // the graph's inputs), their intermediates are a layer's feed-forward peak.
+        p.masks + EXPERT_ROWS * p.row + p.ffn
     } else {
         // Every layer on the devices: the host still looks up the input embeddings (token_embd stays
         // here) and holds the graph's inputs.
-        host_inputs_bytes(&p, pipeline)
+        host_inputs_bytes(p, pipeline)
     };
-    host.compute += output_buffer;
-    Footprint { devices, host }
+    compute + output_buffer
+}
+
+/// Rows of the residual stream the host keeps beside the expert products when it runs only those
+/// (measured on moe-qwen-mini and moe-mixtral-mini at 1024 and 2048 tokens).
+const EXPERT_ROWS: u64 = 2;
+
+/// Put each tensor's bytes where it lives: devices' weights, and on the host the repacked copies;
+/// returns the host bytes the CPU reads as they are in the file (the rest is repacked into CPU_REPACK).
+/// Also fills each place's routed-expert bytes and the KV cache, which stays with the layer.
+fn place_weights(
+    facts: &ModelFacts,
+    config: &Config,
+    owners: &[Place],
+    places: &[Place],
+    devices: &mut [Bytes],
+    host: &mut Bytes,
+) -> u64 {
+    let w = &facts.weights;
+    let n_layer = facts.n_layer as usize;
+    // Whether the CPU repacks a host-resident tensor: then it lives in CPU_REPACK, not the mapping.
+    let repacked = |s: &Span| config.cpu_repack && s.repacked;
+    let mut host_plain = 0;
+    for (s, place) in w.spans.iter().zip(places) {
+        let copy_bytes = match place {
+            Some(d) => {
+                if let Some(b) = devices.get_mut(*d) {
+                    b.weights += s.bytes();
+                }
+                s.bytes()
+            }
+            None if repacked(s) => {
+                host.repack += s.repack_bytes();
+                s.repack_bytes()
+            }
+            None => {
+                host_plain += s.bytes();
+                s.bytes()
+            }
+        };
+        if s.kind == TensorKind::RoutedExperts {
+            match place.and_then(|d| devices.get_mut(d)) {
+                Some(b) => b.experts += copy_bytes,
+                None => host.experts += copy_bytes,
+            }
+        }
+    }
+    // A tied embedding is also the output matrix: on a device that is a copy of it; on the host the
+    // output reuses the embedding's mapping, and the CPU repacks a copy for the products.
+    if w.tied_embedding_bytes > 0 {
+        match owners[n_layer] {
+            Some(d) => devices[d].weights += w.tied_embedding_bytes,
+            None => host.repack += if config.cpu_repack { w.tied_repack_bytes } else { 0 },
+        }
+    }
+    for (layer, owner) in owners[..n_layer].iter().enumerate() {
+        let kv = kv_layer_bytes(facts, config, layer);
+        match owner {
+            Some(d) => devices[*d].kv += kv,
+            None => host.kv += kv,
+        }
+    }
+    host_plain
 }
 
 #[cfg(test)]
@@ -379,6 +547,7 @@ mod tests {
             cpu_repack: true,
             use_mmap: true,
             use_mlock: false,
+            overrides: vec![],
         }
     }
 

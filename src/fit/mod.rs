@@ -11,5 +11,6 @@ pub mod fastest;
 pub mod footprint;
 pub mod hardware;
 pub mod levers;
+pub mod moe;
 pub mod plan;
 pub mod speed;

@@ -9,8 +9,9 @@
 
 use serde::Serialize;
 
-use crate::fit::footprint::{self, Bytes, CTX_PAD_TOKENS, Config, Footprint};
+use crate::fit::footprint::{self, Bytes, CTX_PAD_TOKENS, Config, Footprint, Override};
 use crate::fit::hardware::{self, Hardware};
+use crate::fit::moe::{self, ExpertPins};
 use crate::model::facts::ModelFacts;
 use crate::model::gguf::GgmlType;
 use crate::model::gguf::types::F16;
@@ -39,6 +40,8 @@ pub struct Pins {
     /// Proportions per device, as llama.cpp's -ts.
     pub tensor_split: Option<Vec<f64>>,
     pub flash_attn: Option<bool>,
+    /// `-ot`, `--cpu-moe`, `--n-cpu-moe`: where tensors go, honoured exactly.
+    pub experts: ExpertPins,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -62,6 +65,12 @@ pub struct Policy {
     /// llama.cpp maps the file (default) or reads it (`--no-mmap`); `--mlock` pins the mapping.
     pub use_mmap: bool,
     pub use_mlock: bool,
+    /// A mixture of experts may keep some layers' routed experts in RAM while the rest of every layer
+    /// is on the GPUs (off: whole layers only, to compare the two).
+    pub split_experts: bool,
+    /// At least this many layers' experts in RAM: set by backoff after a real out-of-memory, which
+    /// moves experts before it takes attention off a GPU.
+    pub min_expert_layers_in_ram: u32,
 }
 
 impl Default for Policy {
@@ -80,6 +89,8 @@ impl Default for Policy {
             device_layer_caps: Vec::new(),
             use_mmap: true,
             use_mlock: false,
+            split_experts: true,
+            min_expert_layers_in_ram: 0,
         }
     }
 }
@@ -148,6 +159,9 @@ pub struct Plan {
     pub min_ctx_tokens: u64,
     pub reasons: Vec<String>,
     pub warnings: Vec<String>,
+    /// Tensor placement as llama.cpp arguments: the user's `-ot` / `--cpu-moe` / `--n-cpu-moe`, then
+    /// the planner's `--n-cpu-moe N` (experts of layers 0..N in RAM).
+    pub tensor_args: Vec<String>,
 }
 
 impl Plan {
@@ -173,6 +187,7 @@ impl Plan {
         if c.n_ubatch_tokens != DEFAULT_UBATCH_TOKENS {
             args.extend(["-ub".into(), c.n_ubatch_tokens.to_string()]);
         }
+        args.extend(self.tensor_args.iter().cloned());
         args
     }
 }
@@ -216,6 +231,11 @@ struct Ctx<'a> {
     op_offload: bool,
     /// Whether a refusal may re-plan to find what would fit (not when it is itself such a re-plan).
     suggest: bool,
+    /// The user's tensor pins, resolved; they come before the planner's.
+    pinned: Vec<Override>,
+    /// Per layer, its routed experts in RAM (the planner's overrides, the first `experts_in_ram`).
+    layer_experts: Vec<Override>,
+    experts_in_ram: u32,
 }
 
 impl Ctx<'_> {
@@ -233,7 +253,13 @@ impl Ctx<'_> {
             cpu_repack: self.hw.host.cpu_repack,
             use_mmap: self.policy.use_mmap,
             use_mlock: self.policy.use_mlock,
+            overrides: self.overrides(),
         }
+    }
+
+    fn overrides(&self) -> Vec<Override> {
+        let planned = self.layer_experts.iter().take(self.experts_in_ram as usize).cloned();
+        self.pinned.iter().cloned().chain(planned).collect()
     }
 
     fn n_total(&self) -> u32 {
@@ -403,14 +429,32 @@ fn plan_with(facts: &ModelFacts, hw: &Hardware, policy: &Policy, suggest: bool) 
     // ggml's RPC devices offer no op offload (their `offload_op` is empty): with a remote device first,
     // the CPU layers' batch work stays on the CPU.
     let op_offload = hw.devices.first().is_none_or(|d| d.endpoint.is_none());
-    let mut cx = Ctx { facts, hw, policy, usable, host_usable, cache_k, cache_v, flash_attn, op_offload, suggest };
+    let names: Vec<String> = hw.devices.iter().map(|d| d.name.clone()).collect();
+    let pinned = moe::pinned_overrides(facts, &policy.pins.experts, &names).map_err(PlanError::BadPin)?;
+    let layer_experts = moe::experts_in_ram_by_layer(facts);
+    let mut cx = Ctx {
+        facts,
+        hw,
+        policy,
+        usable,
+        host_usable,
+        cache_k,
+        cache_v,
+        flash_attn,
+        op_offload,
+        suggest,
+        pinned,
+        layer_experts,
+        experts_in_ram: 0,
+    };
     // What the measurement could not trust comes first: the plan rests on what was assumed instead —
     // unless the user gave every device its budget (all the measurement warns of today is free memory).
     let trusted = policy.vram_budget_bytes.is_some();
     let warnings = hw.warnings.iter().filter(|w| !(trusted && w.contains(hardware::ASSUMED_FREE))).cloned().collect();
     let mut notes = Notes { warnings, ..Notes::default() };
     let (min_ctx, target_ctx) = context_bounds(facts, policy)?;
-    // 1. Layers, at the minimum context.
+    // 1. Layers, at the minimum context; for a mixture of experts first which layers' experts stay in RAM.
+    choose_experts(&mut cx, min_ctx, &mut notes);
     let n_gpu = choose_layers(&mut cx, min_ctx, &mut notes)?;
     let split = cx.split(n_gpu, min_ctx).ok_or_else(|| pin_failure(&cx, n_gpu, min_ctx))?;
     check_host(&cx, &split, n_gpu, min_ctx, &mut notes)?;
@@ -543,6 +587,72 @@ fn choose_layers(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) -> Result<u32, P
     Ok(n_gpu)
 }
 
+/// For a mixture of experts that does not fit whole: every layer's attention, norms, router and shared
+/// experts (and its KV cache) on the GPUs, and the routed experts of the fewest layers (the first
+/// ones, as llama.cpp's `--n-cpu-moe` counts them) in RAM. When even the non-expert part does not fit,
+/// whole layers as for a dense model. Not when the user placed tensors or pinned fewer layers.
+fn choose_experts(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) {
+    let n_total = cx.n_total();
+    let pins = &cx.policy.pins;
+    let all_layers_pinned = pins.n_gpu_layers.is_none_or(|n| n >= n_total);
+    let allowed = cx.facts.weights.has_routed_experts()
+        && !cx.hw.devices.is_empty()
+        && cx.policy.split_experts
+        && pins.experts.is_empty()
+        && all_layers_pinned
+        && cx.policy.max_gpu_layers.is_none_or(|cap| cap >= n_total);
+    if !allowed {
+        return;
+    }
+    let at_least = cx.policy.min_expert_layers_in_ram.min(cx.facts.n_layer);
+    let fits = |cx: &mut Ctx, k: u32| {
+        cx.experts_in_ram = k;
+        cx.max_layers(min_ctx) == n_total
+    };
+    if at_least == 0 && fits(cx, 0) {
+        cx.experts_in_ram = 0;
+        return;
+    }
+    if !fits(cx, cx.facts.n_layer) {
+        cx.experts_in_ram = 0;
+        notes.reasons.push(format!(
+            "whole layers: even without their routed experts the {} layers do not fit the GPU at {min_ctx} tokens",
+            cx.facts.n_layer
+        ));
+        return;
+    }
+    // More experts in RAM only frees device memory: the fewest that let every layer's rest fit.
+    let (mut lo, mut hi) = (at_least, cx.facts.n_layer);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if fits(cx, mid) { hi = mid } else { lo = mid + 1 }
+    }
+    cx.experts_in_ram = lo;
+}
+
+/// The reason a plan with experts in RAM gives: where the attention went, which experts are in RAM.
+fn experts_reason(cx: &Ctx, fp: &Footprint) -> Option<String> {
+    let k = cx.experts_in_ram;
+    if k == 0 {
+        return None;
+    }
+    let n_layer = cx.facts.n_layer;
+    let devices: Vec<&str> = cx.hw.devices.iter().map(|d| d.name.as_str()).collect();
+    let shared =
+        if cx.facts.weights.layer_bytes_of(crate::model::facts::TensorKind::SharedExperts).iter().any(|&b| b > 0) {
+            "attention, router and shared experts"
+        } else {
+            "attention and router"
+        };
+    let layers: Vec<u32> = (0..k).collect();
+    let what = if k == n_layer { format!("all {n_layer} layers") } else { format!("layers {}", moe::ranges(&layers)) };
+    Some(format!(
+        "{shared} of all {n_layer} layers on {}; routed experts of {what} in RAM ({}); --n-cpu-moe {k}",
+        devices.join(" + "),
+        human(fp.host.experts)
+    ))
+}
+
 /// The host at the minimum context: fewer GPU layers can only need more RAM, so a miss is final
 /// (unless --allow-swap, which turns it into a warning).
 fn check_host(cx: &Ctx, split: &[u32], n_gpu: u32, min_ctx: u64, notes: &mut Notes) -> Result<(), PlanError> {
@@ -661,6 +771,19 @@ fn assemble(cx: &Ctx, split: Vec<u32>, n_ctx: u64, reserves: &[u64], min_ctx: u6
         usable_bytes: cx.host_usable,
         headroom_bytes: cx.host_usable as i64 - host_need as i64,
     };
+    let pins = &cx.policy.pins.experts;
+    let mut tensor_args = pins.llama_args();
+    if !pins.is_empty() {
+        notes.reasons.push(format!(
+            "tensors placed as pinned ({}): routed experts in RAM {}",
+            tensor_args.join(" "),
+            human(fp.host.experts)
+        ));
+    }
+    notes.reasons.extend(experts_reason(cx, &fp));
+    if cx.experts_in_ram > 0 {
+        tensor_args.extend(["--n-cpu-moe".to_string(), cx.experts_in_ram.to_string()]);
+    }
     if cx.cache_k != F16 || cx.cache_v != F16 {
         notes.reasons.push(format!(
             "KV cache {}/{}, as pinned",
@@ -676,13 +799,49 @@ fn assemble(cx: &Ctx, split: Vec<u32>, n_ctx: u64, reserves: &[u64], min_ctx: u6
         min_ctx_tokens: min_ctx,
         reasons: notes.reasons,
         warnings: notes.warnings,
+        tensor_args,
     }
+}
+
+/// `base` re-costed as `config` (another tool's choice on the same machine, e.g. llama.cpp's fit): the
+/// same devices, reserves and budgets, the bytes and headroom of `config`. No reasons: it is not a
+/// plan run-fit made.
+pub fn as_configured(facts: &ModelFacts, hw: &Hardware, base: &Plan, config: Config) -> Plan {
+    let fp = footprint::footprint(facts, &config);
+    let devices = base
+        .devices
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let bytes = fp.devices.get(i).copied().unwrap_or_default();
+            DeviceUse {
+                layers: config.gpu_layers.get(i).copied().unwrap_or(0),
+                bytes,
+                headroom_bytes: d.usable_bytes as i64 - bytes.total() as i64,
+                ..d.clone()
+            }
+        })
+        .collect();
+    let unified: u64 = if hw.host.unified_memory { fp.devices.iter().map(Bytes::total).sum() } else { 0 };
+    let host = HostUse {
+        layers: base.max_layers - config.n_gpu_layers().min(base.max_layers),
+        bytes: fp.host,
+        headroom_bytes: base.host.usable_bytes as i64 - (fp.host.resident() + unified) as i64,
+        ..base.host.clone()
+    };
+    Plan { config, devices, host, reasons: vec![], warnings: vec![], tensor_args: vec![], ..base.clone() }
 }
 
 fn layer_reason(cx: &Ctx, n: u32, ctx: u64) -> String {
     let n_total = cx.n_total();
     if cx.hw.devices.is_empty() {
         return "no GPU: every layer runs on the CPU".into();
+    }
+    if n == n_total && cx.experts_in_ram > 0 {
+        return format!(
+            "all {n_total} layers ({} + output) fit on the GPU at {ctx} tokens once the routed experts of {} of them stay in RAM",
+            cx.facts.n_layer, cx.experts_in_ram
+        );
     }
     if n == n_total {
         return format!("all {n_total} layers ({} + output) fit on the GPU at {ctx} tokens", cx.facts.n_layer);
@@ -845,11 +1004,16 @@ mod tests {
         assert!(p.config.n_ctx_tokens > 4096 && p.config.n_ctx_tokens < 32768, "{}", p.config.n_ctx_tokens);
         assert_eq!(p.config.n_ctx_tokens % CTX_PAD_TOKENS, 0);
         assert_within_budgets(&p);
-        // 256 more tokens would not fit
-        let mut more = Policy::default();
+        // 256 more tokens would not fit whole layers; a mixture of experts then keeps two layers'
+        // experts in RAM rather than refuse (one frees the KV it needs; the second, what op offload
+        // copies of the first to the GPU for prompts)
+        let mut more = Policy { split_experts: false, ..Policy::default() };
         more.pins.n_ctx_tokens = Some(p.config.n_ctx_tokens + CTX_PAD_TOKENS);
         more.pins.n_gpu_layers = Some(33);
         assert!(plan(&f, &machine(vec![gpu("CUDA0", 30.0)], 64), &more).is_err());
+        let split = plan(&f, &machine(vec![gpu("CUDA0", 30.0)], 64), &Policy { split_experts: true, ..more }).unwrap();
+        assert_eq!(split.tensor_args, vec!["--n-cpu-moe", "2"]);
+        assert_within_budgets(&split);
     }
 
     #[test]
@@ -876,6 +1040,7 @@ mod tests {
                 cache_v: Some(GgmlType::from_name("Q8_0").unwrap()),
                 tensor_split: Some(vec![3.0, 1.0]),
                 flash_attn: None,
+                experts: ExpertPins::default(),
             },
             ..Policy::default()
         };

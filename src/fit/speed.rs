@@ -59,35 +59,39 @@ pub struct Speed {
     pub limited_by: String,
 }
 
-/// Bytes one generated token reads on each device and on the host: the weights placed there (only the
-/// active experts' share of an MoE's expert weights; not the input embedding, of which one row is
-/// read) plus the KV cache of a short context.
+/// Bytes one generated token reads on each device and on the host: the weights placed there (of the
+/// routed experts only the `n_expert_used` of `n_expert` a token is sent to; not the input embedding,
+/// of which one row is read) plus the KV cache of a short context.
 fn bytes_read_per_token(facts: &ModelFacts, plan: &Plan, fill_tokens: u64) -> (Vec<f64>, f64) {
     let w = &facts.weights;
-    let active = moe_active_fraction(facts);
+    let share = routed_share(facts);
     let ctx_share = fill_tokens.min(plan.config.n_ctx_tokens) as f64 / plan.config.n_ctx_tokens.max(1) as f64;
+    let read = |weights: u64, experts: u64| (weights - experts.min(weights)) as f64 + experts as f64 * share;
     let devices =
-        plan.devices.iter().map(|d| d.bytes.weights as f64 * active + d.bytes.kv as f64 * ctx_share).collect();
+        plan.devices.iter().map(|d| read(d.bytes.weights, d.bytes.experts) + d.bytes.kv as f64 * ctx_share).collect();
     // The input embedding stays in RAM and only one row is read — unless it doubles as the output
     // (tied) and the output runs on the CPU.
     let output_on_gpu = plan.config.n_gpu_layers() > facts.n_layer;
     let skip_input = if w.tied_embedding_bytes > 0 && !output_on_gpu { 0 } else { w.input_bytes };
-    let host = plan.host.bytes.weights_read().saturating_sub(skip_input) as f64 * active
-        + plan.host.bytes.kv as f64 * ctx_share;
+    let host_read = plan.host.bytes.weights_read().saturating_sub(skip_input);
+    let host = read(host_read, plan.host.bytes.experts) + plan.host.bytes.kv as f64 * ctx_share;
     (devices, host)
 }
 
-/// The share of an MoE layer's weights one token reads: attention and router always, the experts'
-/// feed-forward weights for `n_expert_used` of `n_expert`.
+/// The share of a stack of routed experts one token reads.
+fn routed_share(f: &ModelFacts) -> f64 {
+    if f.n_expert == 0 { 1.0 } else { f.n_expert_used.min(f.n_expert) as f64 / f.n_expert as f64 }
+}
+
+/// The share of a mixture of experts' weights one token computes with (prompt operations): the
+/// routed experts' bytes at their share, everything else whole. 1 for a dense model.
 fn moe_active_fraction(f: &ModelFacts) -> f64 {
-    if f.n_expert == 0 {
+    let routed: u64 = f.weights.layer_bytes_of(crate::model::facts::TensorKind::RoutedExperts).iter().sum();
+    let all = f.weights.file_bytes().max(1);
+    if routed == 0 {
         return 1.0;
     }
-    let e = f.n_embd as f64;
-    let kv = f.n_head_kv.first().copied().unwrap_or(0) as f64 * f.head_dim_k as f64;
-    let attention = 2.0 * e * e + 2.0 * e * kv;
-    let experts = 3.0 * e * f.n_ff as f64 * f.n_expert as f64;
-    (attention + experts * f.n_expert_used as f64 / f.n_expert as f64) / (attention + experts)
+    ((all - routed) as f64 + routed as f64 * routed_share(f)) / all as f64
 }
 
 /// Predict `plan`'s speed on `hw` in a short chat (`TYPICAL_CONTEXT_TOKENS` in the context). None when
@@ -163,7 +167,8 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
         Some(gpu0) if gpu0.reported_free_bytes.is_none() && (plan.config.op_offload || gpu_layers > 0) => {
             let (_, tflops) = device_rates(gpu0)?;
             let copy = plan.host.bytes.weights_read() as f64 / PCIE_BYTES_PER_S / plan.config.n_ubatch_tokens as f64;
-            let copy = if cpu_layers == 0 { 0.0 } else { copy };
+            // Layers in RAM, or experts of GPU layers kept there (op offload copies those too).
+            let copy = if cpu_layers == 0 && plan.host.bytes.experts == 0 { 0.0 } else { copy };
             let launches = facts.n_layer as f64 * GPU_PROMPT_SECONDS_PER_LAYER_PER_UBATCH
                 / plan.config.n_ubatch_tokens.max(1) as f64;
             flops_per_token / (tflops * 1e12 * GPU_TENSOR_EFFICIENCY) + copy + launches

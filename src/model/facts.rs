@@ -60,9 +60,12 @@ pub enum Owner {
 }
 
 /// One tensor's place in its file: [start, end) in the data region of shard `shard`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Span {
+    /// The tensor's name: `-ot` patterns match it.
+    pub name: String,
     pub owner: Owner,
+    pub kind: TensorKind,
     pub shard: u32,
     pub start: u64,
     pub end: u64,
@@ -70,10 +73,65 @@ pub struct Span {
     pub repacked: bool,
 }
 
+impl Span {
+    pub fn bytes(&self) -> u64 {
+        self.end - self.start
+    }
+
+    /// What the CPU backend's repack buffer takes for it (rounded up to its 32-byte alignment).
+    pub fn repack_bytes(&self) -> u64 {
+        if self.repacked { self.bytes().next_multiple_of(32) } else { 0 }
+    }
+}
+
+/// What a tensor is to a mixture-of-experts placement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TensorKind {
+    /// Attention, norms, the router, dense feed-forward: read by every token.
+    Dense,
+    /// A stack of routed experts (`ffn_{gate,up,down,gate_up}_exps`, `_chexps`): a token reads only
+    /// the `n_expert_used` it is routed to.
+    RoutedExperts,
+    /// Shared experts (`…_shexp`): read by every token.
+    SharedExperts,
+}
+
+impl TensorKind {
+    /// llama.cpp's own test (`LLM_FFN_EXPS_REGEX`, `\.ffn_(up|down|gate_up|gate)_(ch|)exps`), and `_shexp`.
+    pub fn of(name: &str) -> TensorKind {
+        let routed = ["up", "down", "gate_up", "gate"]
+            .iter()
+            .any(|part| ["_exps", "_chexps"].iter().any(|tail| name.contains(&format!(".ffn_{part}{tail}"))));
+        if routed {
+            TensorKind::RoutedExperts
+        } else if name.contains("_shexp") {
+            TensorKind::SharedExperts
+        } else {
+            TensorKind::Dense
+        }
+    }
+}
+
 impl Weights {
     /// Bytes of tensor data in the file (a tied embedding once).
     pub fn file_bytes(&self) -> u64 {
         self.layer_bytes.iter().sum::<u64>() + self.input_bytes + self.output_bytes - self.tied_embedding_bytes
+    }
+
+    /// Bytes of each layer's tensors of `kind`.
+    pub fn layer_bytes_of(&self, kind: TensorKind) -> Vec<u64> {
+        let mut bytes = vec![0; self.layer_bytes.len()];
+        for s in self.spans.iter().filter(|s| s.kind == kind) {
+            if let Owner::Layer(l) = s.owner {
+                bytes[l as usize] += s.bytes();
+            }
+        }
+        bytes
+    }
+
+    /// Whether any layer has routed experts.
+    pub fn has_routed_experts(&self) -> bool {
+        self.spans.iter().any(|s| s.kind == TensorKind::RoutedExperts)
     }
 }
 
@@ -101,6 +159,8 @@ pub struct ModelFacts {
     pub sliding_window: Option<SlidingWindow>,
     pub n_expert: u64,
     pub n_expert_used: u64,
+    /// Width of the shared experts' feed-forward (from `ffn_up_shexp`'s shape); 0: none.
+    pub n_ff_shared: u64,
     pub recurrent: Option<Recurrent>,
     /// The most common weight type of the 2-D tensors, e.g. "Q4_K" for a Q4_K_M file.
     pub dominant_type: String,
@@ -171,6 +231,13 @@ pub fn from_model(model: &Model) -> Result<ModelFacts, FactsError> {
         sliding_window,
         n_expert,
         n_expert_used,
+        n_ff_shared: model
+            .tensors
+            .iter()
+            .filter(|t| t.name.ends_with("ffn_up_shexp.weight"))
+            .filter_map(|t| t.dims.get(1).copied())
+            .max()
+            .unwrap_or(0),
         recurrent,
         dominant_type: dominant_type(&model.tensors),
         file_type: optional_u64(md, "general.file_type").map(file_type_name),
@@ -359,7 +426,15 @@ fn weights(tensors: &[TensorInfo], n_layer: usize) -> Weights {
             None => Owner::Input,
         };
         let end = t.offset_bytes.saturating_add(t.size_bytes);
-        spans.push(Span { owner, shard: t.shard, start: t.offset_bytes, end, repacked: repacked_on_x86(t) });
+        spans.push(Span {
+            name: t.name.clone(),
+            owner,
+            kind: TensorKind::of(&t.name),
+            shard: t.shard,
+            start: t.offset_bytes,
+            end,
+            repacked: repacked_on_x86(t),
+        });
         match owner {
             Owner::Layer(il) => {
                 layer_bytes[il as usize] += t.size_bytes;
@@ -477,6 +552,19 @@ pub fn cache_type(name: &str) -> Option<GgmlType> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn expert_tensors_are_told_apart_as_llama_cpp_does() {
+        for routed in ["blk.3.ffn_gate_exps.weight", "blk.0.ffn_down_exps.bias", "blk.9.ffn_gate_up_exps.weight"] {
+            assert_eq!(TensorKind::of(routed), TensorKind::RoutedExperts, "{routed}");
+        }
+        assert_eq!(TensorKind::of("blk.2.ffn_up_chexps.weight"), TensorKind::RoutedExperts);
+        assert_eq!(TensorKind::of("blk.2.ffn_up_shexp.weight"), TensorKind::SharedExperts);
+        assert_eq!(TensorKind::of("blk.2.ffn_gate_inp_shexp.weight"), TensorKind::SharedExperts);
+        for dense in ["blk.2.ffn_gate_inp.weight", "blk.2.ffn_up.weight", "blk.2.attn_q.weight", "output.weight"] {
+            assert_eq!(TensorKind::of(dense), TensorKind::Dense, "{dense}");
+        }
+    }
 
     #[test]
     fn files_without_a_template_get_their_family_s_template() {

@@ -164,10 +164,27 @@ pub fn parse_name(name: &str) -> Result<NameInfo, NameError> {
             params = Some(p);
         }
     }
+    // A name without a size (`GLM-4.5-Air-Q4_K_M`) that names a known model has that model's size.
+    let params = params.or_else(|| named_shape(stem).map(shapes::params));
     let Some(params) = params else {
         return Err(NameError::NoParams(stem.to_string(), quant.to_string()));
     };
     Ok(NameInfo { params, experts, active_params: active, quant, precision_as_written: written, naive_bits })
+}
+
+/// The real model whose name `stem` contains (ignoring case and punctuation), the longest such name.
+fn named_shape(stem: &str) -> Option<&'static Shape> {
+    let key = |n: &str| n.chars().filter(|c| c.is_ascii_alphanumeric()).collect::<String>().to_ascii_lowercase();
+    let wanted = key(stem);
+    let by_name = SHAPES.iter().filter(|s| s.estimates && wanted.contains(&key(s.name))).max_by_key(|s| s.name.len());
+    // Or the one model of the family it names (`DeepSeek-R1-0528` is DeepSeek-V3's shape).
+    let of_family = || {
+        let f = family(stem)?;
+        let mut members = SHAPES.iter().filter(|s| s.estimates && family(s.name) == Some(f));
+        let first = members.next()?;
+        members.next().is_none().then_some(first)
+    };
+    by_name.or_else(of_family)
 }
 
 /// Split a name on `-`, ` `, `/` and on `.` except between digits (`6.7b`, `v0.1` stay whole).
@@ -211,6 +228,13 @@ pub fn naive_weight_bytes(info: &NameInfo) -> f64 {
 const FAMILIES: &[(&str, &str)] = &[
     ("r1-distill-qwen", "r1-distill-qwen"),
     ("r1-distill-llama", "llama-3.1"),
+    ("deepseek-r1", "deepseek-v3"),
+    ("deepseek-v3", "deepseek-v3"),
+    ("gpt-oss", "gpt-oss"),
+    ("glm-4.5", "glm-4.5"),
+    ("llama-4", "llama-4"),
+    ("llama4", "llama-4"),
+    ("qwen3-next", "qwen3-next"),
     ("qwen2.5", "qwen2.5"),
     ("qwen-2.5", "qwen2.5"),
     ("qwen3", "qwen3"),
@@ -231,6 +255,9 @@ const FAMILIES: &[(&str, &str)] = &[
     ("gemma3", "gemma-3"),
     ("smollm2", "smollm2"),
 ];
+
+/// Families whose every model is a mixture of experts: their names need not say `8x7b` or `a3b`.
+const MOE_FAMILIES: &[&str] = &["deepseek-v3", "gpt-oss", "glm-4.5", "llama-4", "qwen3-next", "mixtral"];
 
 /// The family a model name (or a shape's name) says, if it says one.
 pub fn family(name: &str) -> Option<&'static str> {
@@ -259,9 +286,10 @@ const SAME_FAMILY_SIZE: f64 = 0.15;
 /// Qwen2.5-7B, not a Llama-2-7B) or else any real model, the closest by parameters on a log scale;
 /// scaled in layers to the stated parameter count when no shape is that size.
 pub fn closest_shape(info: &NameInfo, name: &str) -> Chosen {
-    let moe = info.experts.is_some() || info.active_params.is_some();
-    let candidates: Vec<&Shape> = SHAPES.iter().filter(|s| s.estimates && (s.n_expert > 0) == moe).collect();
     let wanted = family(name);
+    let moe =
+        info.experts.is_some() || info.active_params.is_some() || wanted.is_some_and(|f| MOE_FAMILIES.contains(&f));
+    let candidates: Vec<&Shape> = SHAPES.iter().filter(|s| s.estimates && (s.n_expert > 0) == moe).collect();
     let of_family: Vec<&Shape> =
         candidates.iter().copied().filter(|s| wanted.is_some() && family(s.name) == wanted).collect();
     // A name of no known family gets a plain shape: no sliding window, which only its family has.
@@ -344,8 +372,10 @@ mod tests {
 
     #[test]
     fn unreadable_names_say_what_to_pass() {
-        let e = parse_name("Phi-3-mini-4k-instruct-q4").unwrap_err().to_string();
+        let e = parse_name("mystery-4k-instruct-q4").unwrap_err().to_string();
         assert!(e.contains("--params SIZE") && e.contains("--quant Q4_0"), "{e}");
+        // a name without a size that names a known model has its size
+        assert!((parse_name("Phi-3-mini-4k-instruct-q4").unwrap().params / 1e9 - 3.8).abs() < 0.2);
         let e = parse_name("mistral-7b-instruct").unwrap_err().to_string();
         assert!(e.contains("--quant"), "{e}");
         assert!(from_flags("seventy", "Q4_K_M").unwrap_err().to_string().contains("70B"));
@@ -398,6 +428,13 @@ mod tests {
             ("Mixtral-8x7B", 46.70),
             ("Mixtral-8x22B", 140.6),
             ("Qwen3-30B-A3B", 30.53),
+            ("Qwen3-235B-A22B", 235.1),
+            ("gpt-oss-20b", 20.91),
+            ("gpt-oss-120b", 116.83),
+            ("GLM-4.5-Air", 106.0),
+            ("Llama-4-Scout-17B-16E", 109.0),
+            ("Qwen3-Next-80B-A3B", 80.0),
+            ("DeepSeek-V3", 671.0),
         ];
         for s in SHAPES.iter().filter(|s| s.estimates) {
             let (_, billions) =
@@ -410,6 +447,15 @@ mod tests {
         assert_eq!(pick("Llama-2-70b-chat.Q3_K_M"), "Llama-2-70B");
         assert_eq!(pick("Mixtral-8x7B.Q4_K_M"), "Mixtral-8x7B");
         assert_eq!(pick("Qwen3-30B-A3B-Q4_K_M"), "Qwen3-30B-A3B");
+        // mixtures of experts whose names do not say so: their family does
+        assert_eq!(pick("gpt-oss-20b-MXFP4"), "gpt-oss-20b");
+        assert_eq!(pick("gpt-oss-120b-MXFP4.gguf"), "gpt-oss-120b");
+        assert_eq!(pick("GLM-4.5-Air-Q4_K_M"), "GLM-4.5-Air");
+        assert_eq!(pick("Llama-4-Scout-17B-16E-Instruct-Q4_K_M"), "Llama-4-Scout-17B-16E");
+        assert_eq!(pick("DeepSeek-R1-0528-Q2_K"), "DeepSeek-V3");
+        assert_eq!(pick("Qwen3-Next-80B-A3B-Instruct-Q4_K_M"), "Qwen3-Next-80B-A3B");
+        // a dense Qwen3 is not read as one of its family's mixtures
+        assert_eq!(closest_shape(&parse_name("Qwen3-8B-Q4_K_M").unwrap(), "Qwen3-8B-Q4_K_M").shape.n_expert, 0);
         assert_eq!(pick("SmolLM2-135M.Q8_0"), "SmolLM2-135M");
     }
 

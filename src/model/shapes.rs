@@ -22,6 +22,14 @@ pub struct Shape {
     pub sliding_window: u64,
     /// Whether name estimates may pick this shape (a real model's), or only tests and the generator.
     pub estimates: bool,
+    /// llama.cpp's architecture name the generator writes: `llama` (dense, or Mixtral-style experts),
+    /// `gemma3`, `qwen2moe` (routed and shared experts), `gpt-oss` (sliding window on alternate layers),
+    /// `deepseek2` (MLA: a compressed KV cache). Only `llama`, `gemma3` and `qwen2moe` files are
+    /// loaded by tests; the others feed estimates.
+    pub arch: &'static str,
+    /// Width of the shared experts' feed-forward (Qwen-MoE, Llama 4, DeepSeek, GLM); 0: none. For a
+    /// mixture of experts `n_ff` is one routed expert's width.
+    pub n_ff_shared: u64,
 }
 
 impl Shape {
@@ -46,6 +54,8 @@ pub const GEMMA3_1B: Shape = Shape {
     head_dim: 256,
     sliding_window: 512,
     estimates: false,
+    arch: "gemma3",
+    n_ff_shared: 0,
 };
 
 /// A sliding-window model small enough for a test.
@@ -64,6 +74,8 @@ pub const SWA_TINY: Shape = Shape {
     head_dim: 64,
     sliding_window: 128,
     estimates: false,
+    arch: "gemma3",
+    n_ff_shared: 0,
 };
 
 pub const LLAMA3_8B: Shape = Shape {
@@ -81,6 +93,8 @@ pub const LLAMA3_8B: Shape = Shape {
     head_dim: 0,
     sliding_window: 0,
     estimates: true,
+    arch: "llama",
+    n_ff_shared: 0,
 };
 
 pub const LLAMA2_70B: Shape = Shape {
@@ -98,6 +112,8 @@ pub const LLAMA2_70B: Shape = Shape {
     head_dim: 0,
     sliding_window: 0,
     estimates: true,
+    arch: "llama",
+    n_ff_shared: 0,
 };
 
 pub const MIXTRAL_8X7B: Shape = Shape {
@@ -115,6 +131,8 @@ pub const MIXTRAL_8X7B: Shape = Shape {
     head_dim: 0,
     sliding_window: 0,
     estimates: true,
+    arch: "llama",
+    n_ff_shared: 0,
 };
 
 /// A mixture of experts small enough to load and run in a test (Mixtral's layout: 8 experts, 2 used).
@@ -133,6 +151,90 @@ pub const MOE_TINY: Shape = Shape {
     head_dim: 0,
     sliding_window: 0,
     estimates: false,
+    arch: "llama",
+    n_ff_shared: 0,
+};
+
+/// Qwen3-30B-A3B: 48 layers, 128 routed experts of 768, 8 used, no shared expert; 32 heads of 128.
+pub const QWEN3_30B_A3B: Shape = Shape {
+    name: "Qwen3-30B-A3B",
+    n_layer: 48,
+    n_embd: 2048,
+    n_ff: 768,
+    n_head: 32,
+    n_head_kv: 4,
+    n_vocab: 151936,
+    n_ctx_train: 40960,
+    n_expert: 128,
+    n_expert_used: 8,
+    tied_embedding: false,
+    head_dim: 128,
+    sliding_window: 0,
+    estimates: true,
+    arch: "llama",
+    n_ff_shared: 0,
+};
+
+/// gpt-oss's common shape (the 20b and 120b differ in layers and experts).
+const GPT_OSS: Shape = Shape {
+    name: "gpt-oss",
+    n_layer: 24,
+    n_embd: 2880,
+    n_ff: 2880,
+    n_head: 64,
+    n_head_kv: 8,
+    n_vocab: 201088,
+    n_ctx_train: 131072,
+    n_expert: 32,
+    n_expert_used: 4,
+    tied_embedding: false,
+    head_dim: 64,
+    sliding_window: 128,
+    estimates: true,
+    arch: "gpt-oss",
+    n_ff_shared: 0,
+};
+
+/// Mixtral's layout, small enough to generate with random weights and load in a test: 8 experts, 2
+/// used, experts the bulk of every layer.
+pub const MOE_MIXTRAL_MINI: Shape = Shape {
+    name: "moe-mixtral-mini",
+    n_layer: 6,
+    n_embd: 512,
+    n_ff: 1024,
+    n_head: 8,
+    n_head_kv: 2,
+    n_vocab: 512,
+    n_ctx_train: 4096,
+    n_expert: 8,
+    n_expert_used: 2,
+    tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: false,
+    arch: "llama",
+    n_ff_shared: 0,
+};
+
+/// Qwen-MoE's layout (llama.cpp's `qwen2moe`): 16 routed experts, 4 used, and a shared expert every
+/// token reads.
+pub const MOE_QWEN_MINI: Shape = Shape {
+    name: "moe-qwen-mini",
+    n_layer: 6,
+    n_embd: 512,
+    n_ff: 512,
+    n_head: 8,
+    n_head_kv: 2,
+    n_vocab: 512,
+    n_ctx_train: 4096,
+    n_expert: 16,
+    n_expert_used: 4,
+    tied_embedding: false,
+    head_dim: 0,
+    sliding_window: 0,
+    estimates: false,
+    arch: "qwen2moe",
+    n_ff_shared: 1024,
 };
 
 /// Small enough to load and run anywhere in a test.
@@ -151,6 +253,8 @@ pub const TINY: Shape = Shape {
     head_dim: 0,
     sliding_window: 0,
     estimates: false,
+    arch: "llama",
+    n_ff_shared: 0,
 };
 
 /// The smallest shape llama.cpp loads: a seed for the fuzzer and the fastest test model.
@@ -169,6 +273,8 @@ pub const MICRO: Shape = Shape {
     head_dim: 0,
     sliding_window: 0,
     estimates: false,
+    arch: "llama",
+    n_ff_shared: 0,
 };
 
 /// Typical shapes by size (real models' hyperparameters; docs/ESTIMATES.md lists their sources).
@@ -225,26 +331,24 @@ pub const SHAPES: &[Shape] = &[
         head_dim: 0,
         sliding_window: 0,
         estimates: true,
+        arch: "llama",
+        n_ff_shared: 0,
     },
-    Shape {
-        name: "Qwen3-30B-A3B",
-        n_layer: 48,
-        n_embd: 2048,
-        n_ff: 768,
-        n_head: 32,
-        n_head_kv: 4,
-        n_vocab: 151936,
-        n_ctx_train: 40960,
-        n_expert: 128,
-        n_expert_used: 8,
-        tied_embedding: false,
-        head_dim: 0,
-        sliding_window: 0,
-        estimates: true,
-    },
+    QWEN3_30B_A3B,
+    moe("Qwen3-235B-A22B", "llama", 94, 4096, 1536, 0, 64, 4, 128, 8, 151936, 40960),
+    // gpt-oss: 64 heads of 64, sliding window of 128 tokens on every other layer (docs/ESTIMATES.md)
+    Shape { name: "gpt-oss-20b", n_layer: 24, n_expert: 32, n_expert_used: 4, ..GPT_OSS },
+    Shape { name: "gpt-oss-120b", n_layer: 36, n_expert: 128, n_expert_used: 4, ..GPT_OSS },
+    moe("GLM-4.5-Air", "qwen2moe", 46, 4096, 1408, 1408, 96, 8, 128, 8, 151552, 131072),
+    moe("Llama-4-Scout-17B-16E", "qwen2moe", 48, 5120, 8192, 8192, 40, 8, 16, 1, 202048, 131072),
+    moe("Qwen3-Next-80B-A3B", "qwen2moe", 48, 2048, 512, 512, 16, 2, 512, 10, 151936, 262144),
+    // DeepSeek-V3: 61 layers, the first 3 dense; in bytes about 59 MoE layers (MLA: one KV head)
+    moe("DeepSeek-V3", "deepseek2", 59, 7168, 2048, 2048, 128, 1, 256, 8, 129280, 163840),
     // for tests and the generator only
     GEMMA3_1B,
     MOE_TINY,
+    MOE_MIXTRAL_MINI,
+    MOE_QWEN_MINI,
     TINY,
     MICRO,
     SWA_TINY,
@@ -277,6 +381,8 @@ const fn shape(
         head_dim: 0,
         sliding_window: 0,
         estimates: true,
+        arch: "llama",
+        n_ff_shared: 0,
     }
 }
 
@@ -306,6 +412,44 @@ const fn gemma3(
         head_dim,
         sliding_window: 1024,
         estimates: true,
+        arch: "gemma3",
+        n_ff_shared: 0,
+    }
+}
+
+/// A mixture of experts of real hyperparameters (docs/ESTIMATES.md gives the sources).
+#[allow(clippy::too_many_arguments)]
+const fn moe(
+    name: &'static str,
+    arch: &'static str,
+    n_layer: u32,
+    n_embd: u64,
+    n_ff: u64,
+    n_ff_shared: u64,
+    n_head: u64,
+    n_head_kv: u64,
+    n_expert: u64,
+    n_expert_used: u64,
+    n_vocab: u64,
+    n_ctx_train: u64,
+) -> Shape {
+    Shape {
+        name,
+        n_layer,
+        n_embd,
+        n_ff,
+        n_head,
+        n_head_kv,
+        n_vocab,
+        n_ctx_train,
+        n_expert,
+        n_expert_used,
+        tied_embedding: false,
+        head_dim: 128,
+        sliding_window: 0,
+        estimates: true,
+        arch,
+        n_ff_shared,
     }
 }
 
@@ -314,7 +458,7 @@ pub fn params(s: &Shape) -> f64 {
     let (e, f, v) = (s.n_embd as f64, s.n_ff as f64, s.n_vocab as f64);
     let head_dim = s.head_dim() as f64;
     let attn = 2.0 * e * head_dim * s.n_head as f64 + 2.0 * e * head_dim * s.n_head_kv as f64;
-    let ffn = 3.0 * e * f * s.n_expert.max(1) as f64;
+    let ffn = 3.0 * e * f * s.n_expert.max(1) as f64 + 3.0 * e * s.n_ff_shared as f64;
     let embeddings = if s.tied_embedding { v * e } else { 2.0 * v * e };
     s.n_layer as f64 * (attn + ffn) + embeddings
 }

@@ -66,8 +66,8 @@ fn use_more_bits(i: u32, n: u32) -> bool {
 
 /// Metadata and tensor list of `shape` at `quant`.
 pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
-    let gemma = shape.sliding_window > 0;
-    let arch = if gemma { "gemma3" } else { "llama" };
+    let arch = shape.arch;
+    let gemma = arch == "gemma3";
     let head_dim = shape.head_dim();
     let k = |s: &str| format!("{arch}.{s}");
     let mut kvs: Vec<(String, Kv)> = vec![
@@ -85,14 +85,27 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
         (k("attention.layer_norm_rms_epsilon"), Kv::F32(1e-5)),
         (k("vocab_size"), Kv::U32(shape.n_vocab as u32)),
     ];
-    if gemma {
+    if gemma || shape.head_dim > 0 {
         kvs.push((k("attention.key_length"), Kv::U32(head_dim as u32)));
         kvs.push((k("attention.value_length"), Kv::U32(head_dim as u32)));
+    }
+    if shape.sliding_window > 0 {
         kvs.push((k("attention.sliding_window"), Kv::U32(shape.sliding_window as u32)));
     }
     if shape.n_expert > 0 {
         kvs.push((k("expert_count"), Kv::U32(shape.n_expert as u32)));
         kvs.push((k("expert_used_count"), Kv::U32(shape.n_expert_used as u32)));
+        kvs.push((k("expert_feed_forward_length"), Kv::U32(shape.n_ff as u32)));
+    }
+    if shape.n_ff_shared > 0 {
+        kvs.push((k("expert_shared_feed_forward_length"), Kv::U32(shape.n_ff_shared as u32)));
+    }
+    if arch == "deepseek2" {
+        // MLA (DeepSeek-V3's config): the cache holds a 512-wide latent and a 64-wide rope part.
+        kvs.push((k("attention.kv_lora_rank"), Kv::U32(512)));
+        kvs.push((k("attention.key_length_mla"), Kv::U32(192)));
+        kvs.retain(|(key, _)| key != &k("rope.dimension_count"));
+        kvs.push((k("rope.dimension_count"), Kv::U32(64)));
     }
     kvs.extend(vocabulary(shape.n_vocab));
 
@@ -130,6 +143,13 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
             tensors.push(t(b("ffn_gate_exps.weight"), vec![e, ff, x], q.base));
             tensors.push(t(b("ffn_up_exps.weight"), vec![e, ff, x], q.base));
             tensors.push(t(b("ffn_down_exps.weight"), vec![ff, e, x], more));
+            let sh = shape.n_ff_shared;
+            if sh > 0 {
+                tensors.push(t(b("ffn_gate_inp_shexp.weight"), vec![e], F32));
+                tensors.push(t(b("ffn_gate_shexp.weight"), vec![e, sh], q.base));
+                tensors.push(t(b("ffn_up_shexp.weight"), vec![e, sh], q.base));
+                tensors.push(t(b("ffn_down_shexp.weight"), vec![sh, e], more));
+            }
         } else {
             tensors.push(t(b("ffn_gate.weight"), vec![e, ff], q.base));
             tensors.push(t(b("ffn_up.weight"), vec![e, ff], q.base));

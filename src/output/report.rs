@@ -15,6 +15,23 @@ use crate::fit::plan::{Plan, human};
 use crate::fit::speed::Speed;
 use crate::model::facts::ModelFacts;
 
+/// Two placements of the same model on the same machine, costed alike: weights other than routed
+/// experts on the devices (what a token reads from fast memory every time) and predicted speed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compared {
+    pub llama_non_expert_device_bytes: u64,
+    pub ours_non_expert_device_bytes: u64,
+    pub llama_generation_tok_per_s: Option<f64>,
+    pub ours_generation_tok_per_s: Option<f64>,
+    /// Whether run-fit's model puts llama.cpp's choice over a device's usable memory.
+    pub llama_over_budget: bool,
+}
+
+/// Weights on the devices that are not routed experts.
+pub fn non_expert_device_bytes(plan: &Plan) -> u64 {
+    plan.devices.iter().map(|d| d.bytes.weights - d.bytes.experts.min(d.bytes.weights)).sum()
+}
+
 /// Everything `run-fit plan --json` prints.
 #[derive(Debug, Serialize)]
 pub struct PlanReport<'a> {
@@ -24,6 +41,9 @@ pub struct PlanReport<'a> {
     pub llama_args: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub llama_fit: Option<&'a LlamaFit>,
+    /// llama.cpp's choice costed by run-fit's model, beside run-fit's own (`--compare-llama`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub llama_fit_costed: Option<Compared>,
     /// Set when the model is a name, not a file: the numbers are an estimate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub estimate: Option<Estimate>,
@@ -178,10 +198,25 @@ pub fn plan_text(report: &PlanReport) -> String {
             n if n < 0 => format!("{n} (all that the GPUs take; none here, so the CPU)"),
             n => n.to_string(),
         };
+        let overrides = match fit.tensor_overrides.len() {
+            0 => String::new(),
+            n => format!(" and {n} tensor override{} to the CPU", if n == 1 { "" } else { "s" }),
+        };
         out += &format!(
-            "llama.cpp's own fit chose  -ngl {ngl} -c {}{}\n",
+            "llama.cpp's own fit chose  -ngl {ngl} -c {}{overrides}{}\n",
             fit.n_ctx_tokens,
             if fit.fitted { "" } else { " (it reported that nothing fits and would load anyway)" }
+        );
+    }
+    if let Some(c) = &report.llama_fit_costed {
+        let tok = |t: Option<f64>| t.map_or("speed unknown".to_string(), |t| format!("~{t:.0} tok/s"));
+        out += &format!(
+            "  costed by run-fit: {} of non-expert weights on the devices, {} (run-fit's plan: {}, {}){}\n",
+            human(c.llama_non_expert_device_bytes),
+            tok(c.llama_generation_tok_per_s),
+            human(c.ours_non_expert_device_bytes),
+            tok(c.ours_generation_tok_per_s),
+            if c.llama_over_budget { "; over a device's usable memory by run-fit's model" } else { "" }
         );
     }
     out

@@ -304,6 +304,14 @@ impl<'a> Launcher<'a> {
             verbose: self.printer.verbose(),
             fallback_chat_template: facts::fallback_chat_template(&self.facts.architecture).to_string(),
             rpc: self.rpc.clone(),
+            tensor_overrides: c
+                .overrides
+                .iter()
+                .map(|o| {
+                    let device = o.place.and_then(|d| plan.devices.get(d)).map_or("CPU", |d| d.name.as_str());
+                    (o.pattern.clone(), device.to_string())
+                })
+                .collect(),
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct LoadSpec {
     /// in llama.cpp's device order, so `tensor_split` starts with them.
     #[serde(default)]
     pub rpc: Vec<String>,
+    /// Tensor buffer-type overrides, in order: (pattern, device name — "CPU" for host memory).
+    #[serde(default)]
+    pub tensor_overrides: Vec<(String, String)>,
 }
 
 impl LoadSpec {
@@ -55,6 +58,7 @@ impl LoadSpec {
             self.use_mmap,
             self.use_mlock,
             &self.rpc,
+            &self.tensor_overrides,
         ) == (
             &other.model,
             other.n_gpu_layers,
@@ -64,6 +68,7 @@ impl LoadSpec {
             other.use_mmap,
             other.use_mlock,
             &other.rpc,
+            &other.tensor_overrides,
         )
     }
 }

@@ -141,6 +141,24 @@ fn bad_input_table() {
             message: "numbered from 0",
         },
         Case { what: "a split without GPUs", args: plan(&smol, &["-ts", "1,1"]), exit_code: 2, message: "no GPU" },
+        Case {
+            what: "a malformed -ot pattern",
+            args: plan(&smol, &["-ot", r"blk\.(1=CPU"]),
+            exit_code: 2,
+            message: "is not a regular expression",
+        },
+        Case {
+            what: "an -ot entry without a device",
+            args: plan(&smol, &["-ot", "ffn_.*_exps"]),
+            exit_code: 2,
+            message: "PATTERN=DEVICE",
+        },
+        Case {
+            what: "an -ot device the machine does not have",
+            args: plan(&smol, &["-ot", "exps=CUDA3"]),
+            exit_code: 2,
+            message: "does not have; use one of CPU",
+        },
         Case { what: "an all-zero split", args: plan(&smol, &["-ts", "0,0"]), exit_code: 2, message: "not all zero" },
         Case {
             what: "bench: a chart that cannot be written",
@@ -203,7 +221,7 @@ fn bad_input_table() {
         },
         Case {
             what: "neither a file nor a name",
-            args: vec!["plan".into(), "Phi-3-mini-4k-instruct-q4".into()],
+            args: vec!["plan".into(), "mystery-4k-instruct-q4".into()],
             exit_code: 3,
             message: "pass --params SIZE",
         },

@@ -10,6 +10,7 @@ mod fuzz_corpus;
 mod generated_model;
 mod gpus;
 mod house;
+mod moe;
 mod output;
 mod plan_output;
 mod rpc;

@@ -146,7 +146,7 @@ fn a_model_answers_from_two_remote_devices_whose_buffers_llama_cpp_logs() {
 
 /// Predicted vs logged bytes per device (`run-fit-dev rpc-accuracy`): weights and KV within 0.5 %,
 /// compute within 10 %, total within 2 % — on the remote devices and on the host beside them.
-fn assert_accurate(model: &std::path::Path, rpc: &str, configs: &[&str]) -> usize {
+pub fn assert_accurate(model: &std::path::Path, rpc: &str, configs: &[&str]) -> usize {
     let o = Command::new(env!("CARGO_BIN_EXE_run-fit-dev"))
         .arg("rpc-accuracy")
         .arg(model)
