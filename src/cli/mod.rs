@@ -289,6 +289,10 @@ pub struct BenchArgs {
     /// -ub: physical batch sizes to try.
     #[arg(long = "ubatch-size", value_name = "TOKENS,…", value_delimiter = ',', value_parser = positive, default_value = "512")]
     pub ubatch_size: Vec<u64>,
+    /// -ncmoe: for a mixture of experts, how many layers' routed experts to keep in RAM, e.g. 0,8,16
+    /// [default: as planned].
+    #[arg(long = "n-cpu-moe", value_name = "N,…", value_delimiter = ',')]
+    pub n_cpu_moe: Option<Vec<u32>>,
     /// Prompt tokens per measurement.
     #[arg(short = 'p', long = "n-prompt", value_name = "TOKENS", default_value_t = 512)]
     pub n_prompt: u32,
@@ -325,6 +329,8 @@ pub struct BenchRequest {
     pub cache_types: Vec<(Option<GgmlType>, Option<GgmlType>)>,
     pub flash_attn: Vec<bool>,
     pub ubatch_tokens: Vec<u64>,
+    /// `--n-cpu-moe` values; `[None]`: as planned.
+    pub n_cpu_moe: Vec<Option<u32>>,
     pub prompt_tokens: u32,
     pub gen_tokens: u32,
     pub repetitions: u32,
@@ -368,6 +374,7 @@ impl BenchArgs {
             cache_types,
             flash_attn: self.flash_attn.clone(),
             ubatch_tokens: self.ubatch_size.clone(),
+            n_cpu_moe: self.n_cpu_moe.as_ref().map_or(vec![None], |l| l.iter().copied().map(Some).collect()),
             prompt_tokens: self.n_prompt,
             gen_tokens: self.n_gen,
             repetitions: self.repetitions,
@@ -514,6 +521,10 @@ pub struct FitArgs {
     /// -ncmoe: keep the routed experts of the first N layers in RAM.
     #[arg(long = "n-cpu-moe", value_name = "N")]
     pub n_cpu_moe: Option<u32>,
+    /// Place a mixture of experts in whole layers, as -ngl alone does (to compare with the default:
+    /// every layer's attention on the GPU, routed experts overflowing to RAM).
+    #[arg(long)]
+    pub whole_layers: bool,
     /// VRAM kept free on each GPU, one value or one per GPU [default: 512MiB].
     #[arg(long, value_name = "SIZE[,SIZE…]", value_delimiter = ',', value_parser = size)]
     pub reserve: Option<Vec<u64>>,
@@ -649,6 +660,7 @@ impl FitArgs {
                     n_cpu_moe: self.n_cpu_moe,
                 },
             },
+            split_experts: !self.whole_layers,
             ..Policy::default()
         };
         if let Some(r) = &self.reserve {

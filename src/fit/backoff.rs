@@ -120,10 +120,14 @@ fn without_dirs(line: &str) -> String {
 }
 
 /// The configuration that failed, in the planner's terms.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Tried {
     pub n_gpu_layers: u32,
     pub n_ctx_tokens: u64,
+    /// A mixture of experts planned with the routed experts of this many layers in RAM…
+    pub experts_in_ram: u32,
+    /// …of this many layers whose experts could go there (0: not such a plan, or the user placed them).
+    pub expert_layers: u32,
 }
 
 /// What the user pinned; backoff never changes those.
@@ -139,6 +143,9 @@ pub enum Step {
     Context { from: u64, to: u64 },
     /// Plan again with at most this many GPU layers.
     Layers { from: u32, to: u32 },
+    /// Plan again with the routed experts of at least this many layers in RAM (a mixture of experts:
+    /// experts move before any layer's attention leaves a GPU).
+    Experts { from: u32, to: u32 },
 }
 
 impl Step {
@@ -146,6 +153,7 @@ impl Step {
         match self {
             Step::Context { from, to } => format!("context {from} → {to} tokens"),
             Step::Layers { from, to } => format!("GPU layers {from} → {to}"),
+            Step::Experts { from, to } => format!("routed experts of {from} → {to} layers in RAM (--n-cpu-moe)"),
         }
     }
 }
@@ -185,10 +193,16 @@ pub fn next_step(stage: Stage, tried: Tried, fixed: Fixed, min_ctx_tokens: u64) 
         let n = tried.n_gpu_layers;
         (!fixed.n_gpu_layers && n > 0).then(|| Step::Layers { from: n, to: n - n.div_ceil(8) })
     };
+    // Experts to RAM first: a token reads only its experts' share of them, all of its attention.
+    let more_experts = || -> Option<Step> {
+        let (k, n) = (tried.experts_in_ram, tried.expert_layers);
+        (k < n).then(|| Step::Experts { from: k, to: (k + n.div_ceil(8)).min(n) })
+    };
+    let smaller_weights = || more_experts().or_else(fewer_layers);
     match stage {
-        Stage::Load => fewer_layers(),
+        Stage::Load => smaller_weights(),
         Stage::Context | Stage::Warmup | Stage::Decode => {
-            halve_ctx(min_ctx_tokens).or_else(fewer_layers).or_else(|| halve_ctx(CTX_FLOOR_TOKENS))
+            halve_ctx(min_ctx_tokens).or_else(smaller_weights).or_else(|| halve_ctx(CTX_FLOOR_TOKENS))
         }
     }
 }
@@ -307,26 +321,36 @@ mod tests {
 
     #[test]
     fn what_failed_shrinks_first() {
-        let tried = Tried { n_gpu_layers: 20, n_ctx_tokens: 8192 };
+        let tried = Tried { n_gpu_layers: 20, n_ctx_tokens: 8192, ..Tried::default() };
         let free = Fixed::default();
         assert_eq!(next_step(Stage::Load, tried, free, 4096), Some(Step::Layers { from: 20, to: 17 }));
         assert_eq!(next_step(Stage::Context, tried, free, 4096), Some(Step::Context { from: 8192, to: 4096 }));
         // at the minimum context: layers, then the context below the minimum, then nothing
-        let at_min = Tried { n_gpu_layers: 20, n_ctx_tokens: 4096 };
+        let at_min = Tried { n_gpu_layers: 20, n_ctx_tokens: 4096, ..Tried::default() };
         assert_eq!(next_step(Stage::Warmup, at_min, free, 4096), Some(Step::Layers { from: 20, to: 17 }));
-        let cpu = Tried { n_gpu_layers: 0, n_ctx_tokens: 4096 };
+        let cpu = Tried { n_gpu_layers: 0, n_ctx_tokens: 4096, ..Tried::default() };
         assert_eq!(next_step(Stage::Decode, cpu, free, 4096), Some(Step::Context { from: 4096, to: 2048 }));
-        let floor = Tried { n_gpu_layers: 0, n_ctx_tokens: 512 };
+        let floor = Tried { n_gpu_layers: 0, n_ctx_tokens: 512, ..Tried::default() };
         assert_eq!(next_step(Stage::Decode, floor, free, 4096), None);
         assert_eq!(next_step(Stage::Load, cpu, free, 4096), None);
         // one layer still goes
-        let one = Tried { n_gpu_layers: 1, n_ctx_tokens: 512 };
+        let one = Tried { n_gpu_layers: 1, n_ctx_tokens: 512, ..Tried::default() };
         assert_eq!(next_step(Stage::Load, one, free, 4096), Some(Step::Layers { from: 1, to: 0 }));
     }
 
     #[test]
+    fn a_mixture_of_experts_moves_experts_to_ram_before_attention_leaves_the_gpu() {
+        let free = Fixed::default();
+        let moe = Tried { n_gpu_layers: 49, n_ctx_tokens: 4096, experts_in_ram: 21, expert_layers: 48 };
+        assert_eq!(next_step(Stage::Load, moe, free, 4096), Some(Step::Experts { from: 21, to: 27 }));
+        assert_eq!(next_step(Stage::Warmup, moe, free, 4096), Some(Step::Experts { from: 21, to: 27 }));
+        let all = Tried { experts_in_ram: 48, ..moe };
+        assert_eq!(next_step(Stage::Load, all, free, 4096), Some(Step::Layers { from: 49, to: 42 }));
+    }
+
+    #[test]
     fn pins_are_never_shrunk() {
-        let tried = Tried { n_gpu_layers: 20, n_ctx_tokens: 8192 };
+        let tried = Tried { n_gpu_layers: 20, n_ctx_tokens: 8192, ..Tried::default() };
         let ctx_pinned = Fixed { n_ctx_tokens: true, n_gpu_layers: false };
         assert_eq!(next_step(Stage::Context, tried, ctx_pinned, 4096), Some(Step::Layers { from: 20, to: 17 }));
         let both = Fixed { n_ctx_tokens: true, n_gpu_layers: true };
@@ -346,7 +370,7 @@ mod tests {
 
     #[test]
     fn the_last_attempt_gives_up_with_the_count() {
-        let tried = Tried { n_gpu_layers: 0, n_ctx_tokens: 8192 };
+        let tried = Tried { n_gpu_layers: 0, n_ctx_tokens: 8192, ..Tried::default() };
         let limits = Limits { attempts: 8, max_attempts: 8, min_ctx_tokens: 4096 };
         let refusal = decide(&oom_at_context(), tried, Fixed::default(), limits).unwrap_err();
         let Refusal::NothingSmaller(message) = refusal else { panic!("{refusal:?}") };
@@ -361,7 +385,7 @@ mod tests {
 
     #[test]
     fn pinned_values_are_refused_not_shrunk_and_other_deaths_are_not_retried() {
-        let tried = Tried { n_gpu_layers: 0, n_ctx_tokens: 8192 };
+        let tried = Tried { n_gpu_layers: 0, n_ctx_tokens: 8192, ..Tried::default() };
         let limits = Limits { attempts: 1, max_attempts: 8, min_ctx_tokens: 4096 };
         let pinned = Fixed { n_gpu_layers: true, n_ctx_tokens: true };
         let Err(Refusal::NothingSmaller(message)) = decide(&oom_at_context(), tried, pinned, limits) else { panic!() };

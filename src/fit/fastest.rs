@@ -61,7 +61,9 @@ fn experts_or_whole_layers(facts: &ModelFacts, hw: &Hardware, policy: &Policy) -
     }
     let whole_policy = Policy { split_experts: false, ..policy.clone() };
     let Ok(whole) = plan::plan(facts, hw, &whole_policy) else { return Ok((split, policy.clone())) };
-    let (Some(a), Some(b)) = (speed::predict(facts, &split, hw), speed::predict(facts, &whole, hw)) else {
+    // As if each server were a machine of its own (see `speed::predict_apart`): loopback servers that
+    // share this machine's cores are there to test placement, not to be avoided.
+    let (Some(a), Some(b)) = (speed::predict_apart(facts, &split, hw), speed::predict_apart(facts, &whole, hw)) else {
         return Ok((split, policy.clone()));
     };
     if b.generation_tok_per_s > a.generation_tok_per_s * BETTER_BY {

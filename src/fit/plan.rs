@@ -162,6 +162,8 @@ pub struct Plan {
     /// Tensor placement as llama.cpp arguments: the user's `-ot` / `--cpu-moe` / `--n-cpu-moe`, then
     /// the planner's `--n-cpu-moe N` (experts of layers 0..N in RAM).
     pub tensor_args: Vec<String>,
+    /// The planner's N of `--n-cpu-moe N`; 0 when it kept no experts apart from their layers.
+    pub experts_in_ram_layers: u32,
 }
 
 impl Plan {
@@ -615,6 +617,10 @@ fn choose_experts(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) {
     }
     if !fits(cx, cx.facts.n_layer) {
         cx.experts_in_ram = 0;
+        // (A device left out by a cap says why itself.)
+        if !cx.policy.device_layer_caps.is_empty() {
+            return;
+        }
         notes.reasons.push(format!(
             "whole layers: even without their routed experts the {} layers do not fit the GPU at {min_ctx} tokens",
             cx.facts.n_layer
@@ -628,6 +634,11 @@ fn choose_experts(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) {
         if fits(cx, mid) { hi = mid } else { lo = mid + 1 }
     }
     cx.experts_in_ram = lo;
+    if at_least > 0 {
+        notes.reasons.push(format!(
+            "the routed experts of at least {at_least} layers in RAM: a real allocation failed with fewer"
+        ));
+    }
 }
 
 /// The reason a plan with experts in RAM gives: where the attention went, which experts are in RAM.
@@ -800,6 +811,7 @@ fn assemble(cx: &Ctx, split: Vec<u32>, n_ctx: u64, reserves: &[u64], min_ctx: u6
         reasons: notes.reasons,
         warnings: notes.warnings,
         tensor_args,
+        experts_in_ram_layers: cx.experts_in_ram,
     }
 }
 
@@ -829,7 +841,16 @@ pub fn as_configured(facts: &ModelFacts, hw: &Hardware, base: &Plan, config: Con
         headroom_bytes: base.host.usable_bytes as i64 - (fp.host.resident() + unified) as i64,
         ..base.host.clone()
     };
-    Plan { config, devices, host, reasons: vec![], warnings: vec![], tensor_args: vec![], ..base.clone() }
+    Plan {
+        config,
+        devices,
+        host,
+        reasons: vec![],
+        warnings: vec![],
+        tensor_args: vec![],
+        experts_in_ram_layers: 0,
+        ..base.clone()
+    }
 }
 
 fn layer_reason(cx: &Ctx, n: u32, ctx: u64) -> String {

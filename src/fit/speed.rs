@@ -78,6 +78,15 @@ fn bytes_read_per_token(facts: &ModelFacts, plan: &Plan, fill_tokens: u64) -> (V
     (devices, host)
 }
 
+/// The share of a token's prompt operations that multiply routed experts held in host memory.
+fn host_expert_flop_share(facts: &ModelFacts, plan: &Plan) -> f64 {
+    let active = facts.weights.file_bytes() as f64 * moe_active_fraction(facts);
+    if active <= 0.0 || plan.config.n_gpu_layers() == 0 {
+        return 0.0;
+    }
+    (plan.host.bytes.experts as f64 * routed_share(facts) / active).min(1.0)
+}
+
 /// The share of a stack of routed experts one token reads.
 fn routed_share(f: &ModelFacts) -> f64 {
     if f.n_expert == 0 { 1.0 } else { f.n_expert_used.min(f.n_expert) as f64 / f.n_expert as f64 }
@@ -141,10 +150,14 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
         let seconds = device_bytes[i] / (bw * 1e9 * eff) + plan.devices[i].layers as f64 * GPU_SECONDS_PER_LAYER;
         parts.push((format!("{} memory", d.name), seconds, false));
     }
+    // The host runs its own layers, and the expert products of device layers whose experts it holds.
+    let switches = expert_switches(facts, plan);
+    let expert_layers = switches.iter().map(|s| s.1 / 2).sum::<u32>();
     let host_seconds = host_bytes / host_bw
-        + cpu_layers as f64 * (CPU_SECONDS_PER_LAYER + fill * CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN);
+        + cpu_layers as f64 * (CPU_SECONDS_PER_LAYER + fill * CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN)
+        + expert_layers as f64 * CPU_SECONDS_PER_LAYER;
     if host_bytes > 0.0 {
-        parts.push(("RAM bandwidth".into(), host_seconds, cpu_layers > 0));
+        parts.push(("RAM bandwidth".into(), host_seconds, cpu_layers > 0 || expert_layers > 0));
     }
     // Parts on the same cores (the host's layers, CPU servers on loopback), each with as many threads
     // as there are cores, while llama.cpp's threads wait by spinning: they run at about half speed
@@ -155,6 +168,10 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
     let network = network_seconds(facts, plan, hw, 1);
     if network > 0.0 {
         parts.push(("the network".into(), network, false));
+    }
+    let switching = switch_seconds(&switches, hw, facts.n_embd as f64 * 4.0, shared_cores);
+    if switching > 0.0 {
+        parts.push(("experts in RAM (a device round trip per layer)".into(), switching, false));
     }
     let token_seconds: f64 = parts.iter().map(|p| p.1).sum();
     let limited_by = parts.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|p| p.0.clone()).unwrap_or_default();
@@ -174,8 +191,14 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
             flops_per_token / (tflops * 1e12 * GPU_TENSOR_EFFICIENCY) + copy + launches
         }
         // A CPU-backed server's device, measured: its own matrix rate.
+        // Experts the host holds are multiplied by the host's CPU (no op offload to a remote device),
+        // on cores it shares with a loopback server.
         Some(gpu0) if gpu0.measured.is_some() && (plan.config.op_offload || gpu_layers > 0) => {
-            flops_per_token / (gpu0.measured.map_or(1.0, |m| m.matmul_tflops) * 1e12 * CPU_MATMUL_EFFICIENCY)
+            let on_host = host_expert_flop_share(facts, plan);
+            let shared = if shared_cores && gpu0.endpoint.as_deref().is_some_and(is_loopback) { 2.0 } else { 1.0 };
+            let device_rate = gpu0.measured.map_or(1.0, |m| m.matmul_tflops) * 1e12 * CPU_MATMUL_EFFICIENCY;
+            let host_rate = hw.host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD / shared;
+            flops_per_token * (1.0 - on_host) / device_rate + flops_per_token * on_host / host_rate
         }
         _ => flops_per_token / (hw.host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD),
     };
@@ -202,6 +225,59 @@ fn cpu_server_seconds(
     };
     Some(bytes / bw + layers as f64 * (CPU_SECONDS_PER_LAYER + fill * CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN))
 }
+
+/// Per device: how many times a generated token's computation moves between it and the host inside its
+/// layers, because the host holds those layers' routed experts (two per such layer: out and back).
+fn expert_switches(facts: &ModelFacts, plan: &Plan) -> Vec<(usize, u32)> {
+    if plan.config.overrides.is_empty() {
+        return Vec::new();
+    }
+    let owners = crate::fit::footprint::placement(facts.n_layer, &plan.config.gpu_layers);
+    let places = crate::fit::footprint::span_places(facts, &plan.config, &owners);
+    let mut per_layer: Vec<bool> = vec![false; facts.n_layer as usize];
+    for (s, place) in facts.weights.spans.iter().zip(&places) {
+        if let (crate::model::facts::Owner::Layer(l), None) = (s.owner, place)
+            && s.kind == crate::model::facts::TensorKind::RoutedExperts
+            && owners[l as usize].is_some()
+        {
+            per_layer[l as usize] = true;
+        }
+    }
+    let mut out: Vec<(usize, u32)> = Vec::new();
+    for (l, _) in per_layer.iter().enumerate().filter(|(_, moved)| **moved) {
+        let Some(d) = owners[l] else { continue };
+        match out.iter_mut().find(|(dev, _)| *dev == d) {
+            Some(entry) => entry.1 += 2,
+            None => out.push((d, 2)),
+        }
+    }
+    out
+}
+
+/// What those moves cost a token: over a remote device's link, a one-way trip with the activations
+/// each time; on a CPU server sharing this machine's cores, the cores' hand-over as well (llama.cpp's
+/// threads on the waiting side spin before they sleep: ~2 ms each time, measured on loopback with
+/// moe-qwen-mini, docs/SPEED.md).
+fn switch_seconds(switches: &[(usize, u32)], hw: &Hardware, activation_bytes: f64, shared_cores: bool) -> f64 {
+    let mut seconds = 0.0;
+    for &(d, n) in switches {
+        let Some(dev) = hw.devices.get(d) else { continue };
+        if let Some(link) = dev.link {
+            seconds += n as f64 * (link.round_trip_s / 2.0 + activation_bytes / link.bytes_per_s);
+        }
+        let here = dev.reported_free_bytes.is_some() && dev.endpoint.as_deref().is_some_and(is_loopback);
+        if shared_cores && here {
+            seconds += n.min(SHARED_CORE_SWITCHES_MAX) as f64 * SHARED_CORE_SWITCH_S;
+        }
+    }
+    seconds
+}
+
+/// The hand-over of this machine's cores between a loopback CPU server and the host (see above): 2.6 ms
+/// each, up to five a token; beyond, both sides keep spinning and it costs no more (measured: ~130
+/// tok/s with one layer's experts on the host, 60–70 with two to six).
+const SHARED_CORE_SWITCH_S: f64 = 2.6e-3;
+const SHARED_CORE_SWITCHES_MAX: u32 = 5;
 
 /// Whether an RPC endpoint is this machine.
 pub fn is_loopback(endpoint: &str) -> bool {

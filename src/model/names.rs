@@ -157,6 +157,15 @@ pub fn parse_name(name: &str) -> Result<NameInfo, NameError> {
             active = Some(a);
             continue;
         }
+        // `17B-16E` (Llama 4): 16 experts, and the size before it is the active count.
+        if let Some(n) = lower.strip_suffix('e').and_then(|n| n.parse::<u32>().ok())
+            && n > 1
+            && let Some(p) = params
+        {
+            active = Some(p);
+            params = Some(named_shape(stem).map_or(p * n as f64, shapes::params));
+            continue;
+        }
         if params.is_none()
             && precision(&lower).is_none()
             && let Some(p) = parse_params(&lower)
@@ -452,6 +461,8 @@ mod tests {
         assert_eq!(pick("gpt-oss-120b-MXFP4.gguf"), "gpt-oss-120b");
         assert_eq!(pick("GLM-4.5-Air-Q4_K_M"), "GLM-4.5-Air");
         assert_eq!(pick("Llama-4-Scout-17B-16E-Instruct-Q4_K_M"), "Llama-4-Scout-17B-16E");
+        let scout = closest_shape(&parse_name("Llama-4-Scout-17B-16E-Q4_K_M").unwrap(), "Llama-4-Scout-17B-16E");
+        assert_eq!(scout.shape.n_layer, 48, "{}", scout.description);
         assert_eq!(pick("DeepSeek-R1-0528-Q2_K"), "DeepSeek-V3");
         assert_eq!(pick("Qwen3-Next-80B-A3B-Instruct-Q4_K_M"), "Qwen3-Next-80B-A3B");
         // a dense Qwen3 is not read as one of its family's mixtures

@@ -341,9 +341,11 @@ fn device_table(p: &Plan) -> String {
     table.load_preset(ASCII_MARKDOWN);
     table.set_header(["", "layers", "weights", "KV cache", "compute", "= total", "reserve", "free", "headroom"]);
     let row = |name: &str, layers: u32, b: &Bytes, reserve: u64, free: u64, headroom: i64| {
+        // RAM that holds routed experts of layers placed on a device says so.
+        let experts = if name == "RAM" && b.experts > 0 { " + experts" } else { "" };
         [
             name.to_string(),
-            layers.to_string(),
+            format!("{layers}{experts}"),
             human(b.weights + b.repack),
             human(b.kv),
             human(b.compute),
@@ -439,7 +441,12 @@ pub fn run_summary(model: &ModelSummary, plan: &Plan) -> String {
         let on: Vec<String> =
             plan.devices.iter().filter(|d| d.layers > 0).map(|d| format!("{} {}", d.layers, d.name)).collect();
         let gpu = if on.is_empty() { "none".to_string() } else { on.join(" + ") };
-        format!("{}/{} layers on GPU ({gpu})", c.n_gpu_layers(), plan.max_layers)
+        let experts = if plan.host.bytes.experts > 0 {
+            format!(", routed experts {} in RAM ({})", human(plan.host.bytes.experts), plan.tensor_args.join(" "))
+        } else {
+            String::new()
+        };
+        format!("{}/{} layers on GPU ({gpu}{experts})", c.n_gpu_layers(), plan.max_layers)
     };
     let vram: u64 = plan.devices.iter().map(|d| d.bytes.total()).sum();
     let vram = if plan.devices.is_empty() { String::new() } else { format!(" · VRAM {}", human(vram)) };

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::cli::{BenchRequest, LayerChoice, LoadRequest};
 use crate::error::Failure;
 use crate::fit::hardware::Hardware;
+use crate::fit::moe::ExpertPins;
 use crate::fit::plan::{self, Pins, Policy};
 use crate::fit::speed::{self, Speed};
 use crate::model::facts::ModelFacts;
@@ -28,6 +29,8 @@ pub struct Setting {
     pub cache_v: String,
     pub flash_attn: bool,
     pub n_ubatch_tokens: u64,
+    /// `--n-cpu-moe`; None: as the planner places experts.
+    pub n_cpu_moe: Option<u32>,
 }
 
 impl Setting {
@@ -39,6 +42,9 @@ impl Setting {
         l += if self.flash_attn { " fa on" } else { " fa off" };
         if self.n_ubatch_tokens != plan::DEFAULT_UBATCH_TOKENS {
             l += &format!(" ub {}", self.n_ubatch_tokens);
+        }
+        if let Some(n) = self.n_cpu_moe {
+            l += &format!(" ncmoe {n}");
         }
         l
     }
@@ -55,6 +61,9 @@ impl Setting {
         c += if self.flash_attn { " -fa on" } else { " -fa off" };
         if self.n_ubatch_tokens != plan::DEFAULT_UBATCH_TOKENS {
             c += &format!(" -ub {}", self.n_ubatch_tokens);
+        }
+        if let Some(n) = self.n_cpu_moe {
+            c += &format!(" --n-cpu-moe {n}");
         }
         c
     }
@@ -116,7 +125,9 @@ fn settings(req: &BenchRequest, facts: &ModelFacts, hardware: &Hardware) -> Resu
         for &ctx in &ctxs {
             for &(k, v) in &req.cache_types {
                 for &fa in &req.flash_attn {
-                    for &ub in &req.ubatch_tokens {
+                    for (&ub, &n_cpu_moe) in
+                        req.ubatch_tokens.iter().flat_map(|ub| req.n_cpu_moe.iter().map(move |m| (ub, m)))
+                    {
                         out.push(Setting {
                             n_gpu_layers: ngl,
                             n_ctx_tokens: ctx,
@@ -124,6 +135,7 @@ fn settings(req: &BenchRequest, facts: &ModelFacts, hardware: &Hardware) -> Resu
                             cache_v: v.unwrap_or(f16).name.to_lowercase(),
                             flash_attn: fa,
                             n_ubatch_tokens: ub,
+                            n_cpu_moe,
                         });
                     }
                 }
@@ -194,6 +206,7 @@ fn pinned(policy: &Policy, setting: &Setting) -> Policy {
             cache_k: GgmlType::from_name(&setting.cache_k.to_uppercase()),
             cache_v: GgmlType::from_name(&setting.cache_v.to_uppercase()),
             flash_attn: Some(setting.flash_attn),
+            experts: ExpertPins { n_cpu_moe: setting.n_cpu_moe, ..policy.pins.experts.clone() },
             ..policy.pins.clone()
         },
         n_ubatch_tokens: setting.n_ubatch_tokens,

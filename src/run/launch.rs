@@ -179,7 +179,20 @@ impl<'a> Launcher<'a> {
         }
         let pins = &self.req.policy.pins;
         let fixed = Fixed { n_gpu_layers: pins.n_gpu_layers.is_some(), n_ctx_tokens: pins.n_ctx_tokens.is_some() };
-        let tried = Tried { n_gpu_layers: plan.config.n_gpu_layers(), n_ctx_tokens: plan.config.n_ctx_tokens };
+        let tried = Tried {
+            n_gpu_layers: plan.config.n_gpu_layers(),
+            n_ctx_tokens: plan.config.n_ctx_tokens,
+            experts_in_ram: plan.experts_in_ram_layers,
+            // Only the planner's own experts move (every layer offloaded); the user's placement is theirs.
+            expert_layers: if self.facts.weights.has_routed_experts()
+                && pins.experts.is_empty()
+                && plan.config.n_gpu_layers() > self.facts.n_layer
+            {
+                self.facts.n_layer
+            } else {
+                0
+            },
+        };
         let limits = backoff::Limits {
             attempts: self.attempts,
             max_attempts: MAX_ATTEMPTS,
@@ -219,6 +232,7 @@ impl<'a> Launcher<'a> {
                 self.policy.min_ctx_tokens = self.policy.min_ctx_tokens.min(to);
             }
             Step::Layers { to, .. } => self.policy.max_gpu_layers = Some(to),
+            Step::Experts { to, .. } => self.policy.min_expert_layers_in_ram = to,
         }
         Ok(())
     }

@@ -223,3 +223,15 @@ fn gpus_are_found_in_the_catalogue_by_the_names_drivers_report() {
     let given = profile("Acme Tensor 9000", "bandwidth_gb_per_s = 672\nfp16_tflops = 88\n");
     assert!((speed(&given).unwrap() / sup - 1.0).abs() < 1e-9, "the same rates give the same speed");
 }
+
+#[test]
+fn a_mixture_of_experts_keeps_attention_on_the_gpu_and_experts_in_ram() {
+    // The issue's own example: Qwen3-30B-A3B on an RTX 3060 was 29 of 49 whole layers.
+    let text = plan_text(&["plan", "Qwen3-30B-A3B-Q4_K_M", "--profile", "rtx3060-12g"]);
+    insta::assert_snapshot!("qwen3-30b-a3b_rtx3060-12g", text);
+    let whole = plan_text(&["plan", "Qwen3-30B-A3B-Q4_K_M", "--profile", "rtx3060-12g", "--whole-layers"]);
+    assert!(whole.contains("29 of 49 layers on CUDA0"), "{whole}");
+    // gpt-oss is read as gpt-oss, not as the dense model of its size
+    let oss = plan_text(&["plan", "gpt-oss-20b-MXFP4", "--profile", "rtx3060-12g"]);
+    assert!(oss.contains("shape of gpt-oss-20b") && oss.contains("gpt-oss MoE (32 experts), 24 layers"), "{oss}");
+}
