@@ -3,7 +3,7 @@
 # several sizes, and for each: run-fit's choice (and what llama.cpp really allocated for it), llama.cpp's
 # own fit on the same devices and margins, and the true maximum — the most layers whose real
 # allocation on both devices stays inside the budgets, each count and split loaded in its own process.
-# Writes docs/FIT-QUALITY.md. About 3 minutes here.
+# Writes its section of docs/FIT-QUALITY.md (scripts/bench-moe.sh writes the MoE one). About 3 minutes here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh >/dev/null
@@ -22,7 +22,7 @@ rows=$(
   done
 )
 
-cat > docs/FIT-QUALITY.md <<DOC
+python3 scripts/doc-section.py docs/FIT-QUALITY.md dense <<DOC
 # Fit quality on devices that are not the host
 
 Two loopback \`run-fit rpc-server\`s (llama.cpp's RPC server, CPU-backed) make a real three-device
