@@ -325,14 +325,31 @@ mod tests {
     }
 
     #[test]
-    fn when_even_the_non_expert_part_does_not_fit_whole_layers_are_placed() {
+    fn when_the_non_expert_part_does_not_fit_the_top_layers_go_without_experts_the_rest_whole() {
         let f = synth::facts(&QWEN3_30B_A3B, "Q4_K_M");
-        let hw = machine(&[1.0], 32);
+        // 2 GiB: not every layer's attention fits, so the top layers go there without their experts
+        // and the rest stay whole in RAM, as llama.cpp's fit does
+        let hw = machine(&[2.0], 32);
         let p = plan(&f, &hw, &Policy::default()).unwrap();
         within_budgets(&p);
-        assert!(p.tensor_args.is_empty(), "{:?}", p.tensor_args);
         assert!(p.config.n_gpu_layers() < 49);
-        assert!(p.reasons[0].starts_with("whole layers: even without their routed experts"), "{:?}", p.reasons);
+        assert_eq!(n_cpu_moe(&p), Some(48), "{:?}", p.tensor_args);
+        assert!(
+            p.reasons.iter().any(|r| r.contains("without their routed experts, the rest stay whole")),
+            "{:?}",
+            p.reasons
+        );
+        let whole = plan(&f, &hw, &Policy { split_experts: false, ..Policy::default() }).unwrap();
+        assert!(p.config.n_gpu_layers() > whole.config.n_gpu_layers(), "more layers' attention than whole layers");
+        assert_eq!(footprint(&f, &p.config).devices[0].experts, 0);
+        // -ngl 49 asks for every layer: that is whole layers or nothing, and here it is refused
+        let mut pinned = Policy::default();
+        pinned.pins.n_gpu_layers = Some(49);
+        assert!(plan(&f, &hw, &pinned).is_err());
+        // and fastest keeps whichever is predicted faster
+        let (best, _) = fastest::plan(&f, &hw, &Policy::default()).unwrap();
+        let speed_of = |p: &Plan| speed::predict_apart(&f, p, &hw).unwrap().generation_tok_per_s;
+        assert!(speed_of(&best) >= speed_of(&p).min(speed_of(&whole)));
     }
 
     #[test]

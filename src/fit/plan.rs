@@ -616,7 +616,20 @@ fn choose_experts(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) {
         return;
     }
     if !fits(cx, cx.facts.n_layer) {
+        // Not every layer's non-expert part fits: as llama.cpp's fit does, the top layers that do go to
+        // the GPUs without their experts and the rest stay whole in RAM — when that puts more layers'
+        // attention on the GPUs than whole layers would (fastest then compares the two by speed).
+        let dense_only = cx.max_layers(min_ctx);
         cx.experts_in_ram = 0;
+        let whole = cx.max_layers(min_ctx);
+        if pins.n_gpu_layers.is_none() && dense_only > whole && dense_only > 1 {
+            cx.experts_in_ram = cx.facts.n_layer;
+            notes.reasons.push(format!(
+                "the non-expert part of all {} layers does not fit the GPU at {min_ctx} tokens: {dense_only} go there without their routed experts, the rest stay whole in RAM",
+                cx.facts.n_layer
+            ));
+            return;
+        }
         // (A device left out by a cap says why itself.)
         if !cx.policy.device_layer_caps.is_empty() {
             return;
@@ -642,12 +655,15 @@ fn choose_experts(cx: &mut Ctx, min_ctx: u64, notes: &mut Notes) {
 }
 
 /// The reason a plan with experts in RAM gives: where the attention went, which experts are in RAM.
-fn experts_reason(cx: &Ctx, fp: &Footprint) -> Option<String> {
+fn experts_reason(cx: &Ctx, config: &Config, fp: &Footprint) -> Option<String> {
     let k = cx.experts_in_ram;
     if k == 0 {
         return None;
     }
     let n_layer = cx.facts.n_layer;
+    let on_gpus = config.n_gpu_layers().min(n_layer);
+    let whose =
+        if on_gpus == n_layer { format!("all {n_layer} layers") } else { format!("{on_gpus} of {n_layer} layers") };
     let devices: Vec<&str> = cx.hw.devices.iter().map(|d| d.name.as_str()).collect();
     let shared =
         if cx.facts.weights.layer_bytes_of(crate::model::facts::TensorKind::SharedExperts).iter().any(|&b| b > 0) {
@@ -658,7 +674,7 @@ fn experts_reason(cx: &Ctx, fp: &Footprint) -> Option<String> {
     let layers: Vec<u32> = (0..k).collect();
     let what = if k == n_layer { format!("all {n_layer} layers") } else { format!("layers {}", moe::ranges(&layers)) };
     Some(format!(
-        "{shared} of all {n_layer} layers on {}; routed experts of {what} in RAM ({}); --n-cpu-moe {k}",
+        "{shared} of {whose} on {}; routed experts of {what} in RAM ({}); --n-cpu-moe {k}",
         devices.join(" + "),
         human(fp.host.experts)
     ))
@@ -791,7 +807,7 @@ fn assemble(cx: &Ctx, split: Vec<u32>, n_ctx: u64, reserves: &[u64], min_ctx: u6
             human(fp.host.experts)
         ));
     }
-    notes.reasons.extend(experts_reason(cx, &fp));
+    notes.reasons.extend(experts_reason(cx, &config, &fp));
     if cx.experts_in_ram > 0 {
         tensor_args.extend(["--n-cpu-moe".to_string(), cx.experts_in_ram.to_string()]);
     }
