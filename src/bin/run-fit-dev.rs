@@ -209,11 +209,11 @@ fn direct(args: &[String]) -> Result<()> {
 }
 
 fn speed_published() -> Result<()> {
-    use run_fit::dev::speed::{PUBLISHED, predict_published, published_median_error};
+    use run_fit::dev::speed::{PUBLISHED, Published, predict_published, published_median_error_of};
     println!(
-        "| source | hardware | model | measured tg tok/s | predicted | error | measured pp512 tok/s | predicted | error |"
+        "| source | hardware | model | set | measured tg tok/s | predicted | error | measured pp tok/s | predicted | error |"
     );
-    println!("|---|---|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---|---|---|---:|---:|---:|---:|---:|---:|");
     let cell = |m: Option<f64>, p: f64| match m {
         Some(m) => (format!("{m:.1}"), format!("{p:.1}"), format!("{:+.0} %", (p / m - 1.0) * 100.0)),
         None => ("-".into(), "-".into(), "-".into()),
@@ -223,17 +223,52 @@ fn speed_published() -> Result<()> {
         let (tg, tgp, tge) = cell(row.generation_tok_per_s, p.generation_tok_per_s);
         let (pp, ppp, ppe) = cell(row.prompt_tok_per_s, p.prompt_tok_per_s);
         let hw = if row.gpu.is_empty() { format!("CPU, {} threads", row.threads) } else { row.gpu.to_string() };
+        let set = if row.held_out { "held out" } else { "fit" };
         println!(
-            "| {} | {hw} | {} {} | {tg} | {tgp} | {tge} | {pp} | {ppp} | {ppe} |",
+            "| {} | {hw} | {} {} | {set} | {tg} | {tgp} | {tge} | {pp} | {ppp} | {ppe} |",
             row.source, row.shape.name, row.quant
         );
     }
     println!();
-    println!(
-        "Median absolute error: generation {:.0} %, prompt processing {:.0} %.",
-        published_median_error(true) * 100.0,
-        published_median_error(false) * 100.0
-    );
+    // Device classes, as the misses differ between them.
+    let class = |r: &Published| -> &'static str {
+        let g = r.gpu;
+        if g.is_empty() {
+            "CPU"
+        } else if g.starts_with("Apple") {
+            "Apple"
+        } else if g.starts_with("RX") || g.starts_with("Radeon") {
+            "AMD"
+        } else if g.starts_with("Arc") {
+            "Intel"
+        } else if ["A100", "H100", "A40", "L40", "RTX A", "RTX 4000 Ada", "RTX 5000 Ada", "RTX 6000 Ada"]
+            .iter()
+            .any(|p| g.starts_with(p))
+        {
+            "NVIDIA datacenter/workstation"
+        } else {
+            "NVIDIA consumer"
+        }
+    };
+    println!("| rows | n | median generation error | median prompt error |");
+    println!("|---|---:|---:|---:|");
+    let line = |label: &str, keep: &dyn Fn(&Published) -> bool| {
+        let n = PUBLISHED.iter().filter(|r| keep(r)).count();
+        let pct = |e: f64| if e.is_nan() { "-".to_string() } else { format!("{:.0} %", e * 100.0) };
+        println!(
+            "| {label} | {n} | {} | {} |",
+            pct(published_median_error_of(true, keep)),
+            pct(published_median_error_of(false, keep))
+        );
+    };
+    line("fit (two thirds)", &|r| !r.held_out);
+    line("**held out (one third)**", &|r| r.held_out);
+    for c in ["NVIDIA consumer", "NVIDIA datacenter/workstation", "Apple", "AMD", "Intel", "CPU"] {
+        line(&format!("held out: {c}"), &|r| r.held_out && class(r) == c);
+        line(&format!("all: {c}"), &|r| class(r) == c);
+    }
+    let devices: std::collections::BTreeSet<&str> = PUBLISHED.iter().map(|r| r.gpu).collect();
+    println!("\n{} rows over {} devices.", PUBLISHED.len(), devices.len());
     Ok(())
 }
 

@@ -7,12 +7,19 @@ use serde::Serialize;
 use crate::fit::hardware::{DeviceKind, Hardware};
 use crate::fit::plan::Plan;
 use crate::model::facts::ModelFacts;
-use crate::model::shapes::{LLAMA2_7B, LLAMA3_8B, LLAMA32_3B, TINYLLAMA_1B};
+use crate::model::shapes::{LLAMA2_7B, LLAMA3_8B, LLAMA3_70B, LLAMA31_8B, LLAMA32_3B, MISTRAL_7B, TINYLLAMA_1B};
 
 /// Fraction of a device's memory bandwidth generation reaches (FIELD-NOTES §6: 0.6–0.87 consumer GPUs,
 /// ~0.5 datacenter GPUs and Apple's big chips, 0.5–0.7 CPU RAM).
 const GPU_BANDWIDTH_EFFICIENCY: f64 = 0.7;
 const BIG_GPU_BANDWIDTH_EFFICIENCY: f64 = 0.5;
+/// Apple's chips (and other unified-memory GPUs) read weights at ~0.7 of their bandwidth, when the
+/// arithmetic keeps up (fitted on the published M2 Ultra and M3 Max F16 rows).
+const UNIFIED_BANDWIDTH_EFFICIENCY: f64 = 0.7;
+/// Operations a generated token spends per quantized weight (unpacking and the product), against the
+/// GPU's fp16 rate: fitted on the published Q4_K_M rows of the M1, M2 Ultra and M3 Max, whose 8B
+/// generation is slower than their bandwidth allows.
+const DEQUANT_OPS_PER_WEIGHT: f64 = 40.0;
 const HOST_BANDWIDTH_EFFICIENCY: f64 = 0.68;
 /// Fixed cost per layer and token: kernel launches on a GPU, thread barriers on the CPU (calibrated on
 /// this project's 2-core machine: SmolLM2 and Gemma 3 at 2 threads, docs/SPEED.md).
@@ -78,6 +85,16 @@ fn bytes_read_per_token(facts: &ModelFacts, plan: &Plan, fill_tokens: u64) -> (V
     (devices, host)
 }
 
+/// Quantized weights a token multiplies out of `device_weight_bytes` of the model's weights (none for a
+/// float file; for a mixture of experts, the active share).
+fn quantized_weights(facts: &ModelFacts, device_weight_bytes: u64) -> f64 {
+    if matches!(facts.dominant_type.as_str(), "F32" | "F16" | "BF16") {
+        return 0.0;
+    }
+    let share = device_weight_bytes as f64 / facts.weights.file_bytes().max(1) as f64;
+    facts.params as f64 * share.min(1.0) * moe_active_fraction(facts)
+}
+
 /// The share of a token's prompt operations that multiply routed experts held in host memory.
 fn host_expert_flop_share(facts: &ModelFacts, plan: &Plan) -> f64 {
     let active = facts.weights.file_bytes() as f64 * moe_active_fraction(facts);
@@ -141,13 +158,20 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
             parts.push((format!("{} memory", d.name), seconds, here));
             continue;
         }
-        let (bw, _) = device_rates(d)?;
-        let eff = if bw >= 1500.0 || d.kind == DeviceKind::IntegratedGpu {
+        let (bw, tflops) = device_rates(d)?;
+        let eff = if d.kind == DeviceKind::IntegratedGpu {
+            UNIFIED_BANDWIDTH_EFFICIENCY
+        } else if bw >= 1500.0 {
             BIG_GPU_BANDWIDTH_EFFICIENCY
         } else {
             GPU_BANDWIDTH_EFFICIENCY
         };
-        let seconds = device_bytes[i] / (bw * 1e9 * eff) + plan.devices[i].layers as f64 * GPU_SECONDS_PER_LAYER;
+        let reading = device_bytes[i] / (bw * 1e9 * eff);
+        // Unpacking quantized weights costs operations per weight: on a GPU of little arithmetic for its
+        // bandwidth (Apple's smaller chips) that, not the memory, sets the pace.
+        let unpacking =
+            quantized_weights(facts, plan.devices[i].bytes.weights) * DEQUANT_OPS_PER_WEIGHT / (tflops * 1e12);
+        let seconds = reading.max(unpacking) + plan.devices[i].layers as f64 * GPU_SECONDS_PER_LAYER;
         parts.push((format!("{} memory", d.name), seconds, false));
     }
     // The host runs its own layers, and the expert products of device layers whose experts it holds.
@@ -182,13 +206,13 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
     let prompt_seconds = match hw.devices.first() {
         // A CPU-backed server's device multiplies as a CPU like this one does (the `_` arm).
         Some(gpu0) if gpu0.reported_free_bytes.is_none() && (plan.config.op_offload || gpu_layers > 0) => {
-            let (_, tflops) = device_rates(gpu0)?;
+            let (bandwidth, tflops) = device_rates(gpu0)?;
             let copy = plan.host.bytes.weights_read() as f64 / PCIE_BYTES_PER_S / plan.config.n_ubatch_tokens as f64;
             // Layers in RAM, or experts of GPU layers kept there (op offload copies those too).
             let copy = if cpu_layers == 0 && plan.host.bytes.experts == 0 { 0.0 } else { copy };
             let launches = facts.n_layer as f64 * GPU_PROMPT_SECONDS_PER_LAYER_PER_UBATCH
                 / plan.config.n_ubatch_tokens.max(1) as f64;
-            flops_per_token / (tflops * 1e12 * GPU_TENSOR_EFFICIENCY) + copy + launches
+            flops_per_token / (prompt_tflops(gpu0, bandwidth, tflops) * 1e12) + copy + launches
         }
         // A CPU-backed server's device, measured: its own matrix rate.
         // Experts the host holds are multiplied by the host's CPU (no op offload to a remote device),
@@ -206,6 +230,30 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
     let prompt_seconds = prompt_seconds + network_seconds(facts, plan, hw, ub) / ub as f64;
     Some(Speed { generation_tok_per_s: 1.0 / token_seconds, prompt_tok_per_s: 1.0 / prompt_seconds, limited_by })
 }
+
+/// The matrix rate a prompt reaches on a GPU: a share of its dense fp16 tensor rate, but no more than
+/// its memory feeds. Fitted on the published rows marked fit (docs/SPEED.md): llama.cpp's quantized
+/// products (MMQ) reach ~0.09 TFLOPS per GB/s of bandwidth on GDDR cards whatever their tensor rate
+/// (an RTX 6000 Ada and an A6000 read an 8B prompt at 5,561 and 3,622 tok/s, not 364 : 155), and
+/// ~0.055 on HBM datacenter cards (A100, H100), whose tensor rates they are far from.
+fn prompt_tflops(d: &crate::fit::hardware::Device, bandwidth_gb_per_s: f64, tflops: f64) -> f64 {
+    let fed = if d.kind == DeviceKind::IntegratedGpu {
+        f64::INFINITY
+    } else if bandwidth_gb_per_s >= 1500.0 {
+        HBM_PROMPT_TFLOPS_PER_GB_S * bandwidth_gb_per_s
+    } else {
+        PROMPT_TFLOPS_PER_GB_S * bandwidth_gb_per_s
+    };
+    let efficiency =
+        if d.kind == DeviceKind::IntegratedGpu { UNIFIED_TENSOR_EFFICIENCY } else { GPU_TENSOR_EFFICIENCY };
+    (tflops * efficiency).min(fed)
+}
+
+/// Apple's chips reach ~0.58 of their fp16 rate on a prompt (the fit rows: M1, M2 Ultra, M3 Max, M4).
+const UNIFIED_TENSOR_EFFICIENCY: f64 = 0.58;
+
+const PROMPT_TFLOPS_PER_GB_S: f64 = 0.09;
+const HBM_PROMPT_TFLOPS_PER_GB_S: f64 = 0.055;
 
 /// A CPU-backed RPC server's device (it reports all its RAM as free) runs its layers as this machine's
 /// CPU does: its RAM's bandwidth is taken as this machine's, its per-layer cost the CPU's. None for
@@ -362,6 +410,11 @@ pub struct Published {
     pub quant: &'static str,
     pub generation_tok_per_s: Option<f64>,
     pub prompt_tok_per_s: Option<f64>,
+    /// Tokens in the context, on average, while it generated (llama-bench's tg128: 64).
+    pub fill_tokens: u64,
+    /// In the third kept out of every fit of the constants (fixed here, row by row): the errors
+    /// reported on it are the prediction's honest ones.
+    pub held_out: bool,
 }
 
 const fn gpu_row(
@@ -382,17 +435,67 @@ const fn gpu_row(
         quant: "Q4_K_M",
         generation_tok_per_s: tg,
         prompt_tok_per_s: pp,
+        fill_tokens: 64,
+        held_out: false,
     }
 }
+
+/// A row of XiongjieDai/GPU-Benchmarks-on-LLM-Inference (README, LLaMA 3 tables): llama.cpp's own
+/// timings generating 1024 tokens after a short prompt (on average ~600 in the context) and reading a
+/// 1024-token prompt, every layer on one GPU (CUDA) or Apple chip (Metal).
+const fn xd(
+    gpu: &'static str,
+    shape: &'static crate::model::shapes::Shape,
+    quant: &'static str,
+    tg: f64,
+    pp: f64,
+    held_out: bool,
+) -> Published {
+    Published {
+        source: "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (README)",
+        gpu,
+        unified_memory: is_apple(gpu),
+        threads: 8,
+        host_bandwidth_gb_per_s: 90.0,
+        shape,
+        quant,
+        generation_tok_per_s: Some(tg),
+        prompt_tok_per_s: Some(pp),
+        fill_tokens: 600,
+        held_out,
+    }
+}
+
+/// Apple chips share their memory with the CPU.
+const fn is_apple(gpu: &str) -> bool {
+    let b = gpu.as_bytes();
+    b.len() > 5 && b[0] == b'A' && b[1] == b'p' && b[2] == b'p' && b[3] == b'l' && b[4] == b'e'
+}
+
+const H: bool = true;
+const F: bool = false;
 
 pub const PUBLISHED: &[Published] = &[
     gpu_row("geerlingguy/ai-benchmarks#43 (Vulkan)", "RTX 4090", false, &TINYLLAMA_1B, Some(762.37), None),
     gpu_row("geerlingguy/ai-benchmarks#43 (Vulkan)", "RTX 4090", false, &LLAMA32_3B, None, Some(20323.29)),
-    gpu_row("geerlingguy/ai-benchmarks#40 (Vulkan)", "RTX 3060", false, &TINYLLAMA_1B, Some(279.05), Some(6744.18)),
+    Published {
+        held_out: true,
+        ..gpu_row(
+            "geerlingguy/ai-benchmarks#40 (Vulkan)",
+            "RTX 3060",
+            false,
+            &TINYLLAMA_1B,
+            Some(279.05),
+            Some(6744.18),
+        )
+    },
     gpu_row("geerlingguy/ai-benchmarks#46 (Vulkan)", "RTX 2080 Ti", false, &TINYLLAMA_1B, Some(424.32), Some(7094.19)),
     gpu_row("geerlingguy/ai-benchmarks#46 (Vulkan)", "RTX 2080 Ti", false, &LLAMA32_3B, None, Some(4418.37)),
     gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, &TINYLLAMA_1B, Some(242.56), Some(5587.84)),
-    gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, &LLAMA32_3B, None, Some(2142.59)),
+    Published {
+        held_out: true,
+        ..gpu_row("geerlingguy/ai-benchmarks#48 (Metal)", "Apple M1 Ultra", true, &LLAMA32_3B, None, Some(2142.59))
+    },
     gpu_row(
         "dmatora/LLM-inference-speed-benchmarks#12 (CUDA)",
         "RTX 3080",
@@ -411,7 +514,76 @@ pub const PUBLISHED: &[Published] = &[
         quant: "Q4_0",
         generation_tok_per_s: Some(18.27),
         prompt_tok_per_s: Some(33.67),
+        fill_tokens: 64,
+        held_out: true,
     },
+    Published {
+        source: "brand-o/normiebench#3 (llama-bench, Metal)",
+        held_out: false,
+        ..gpu_row("", "Apple M4", true, &LLAMA31_8B, Some(20.87), Some(224.81))
+    },
+    Published {
+        source: "maeddesg/vulkanforge wiki, Benchmarks (llama.cpp Vulkan, -fa 1)",
+        ..gpu_row("", "RX 9070 XT", false, &LLAMA31_8B, Some(119.6), Some(4802.0))
+    },
+    Published {
+        source: "maeddesg/vulkanforge wiki, Benchmarks (llama.cpp Vulkan, -fa 1)",
+        held_out: true,
+        ..gpu_row("", "RX 9070 XT", false, &MISTRAL_7B, Some(127.5), Some(4826.0))
+    },
+    Published {
+        source: "geerlingguy/ai-benchmarks#29 (Vulkan)",
+        ..gpu_row("", "Arc A310", false, &LLAMA32_3B, Some(13.36), Some(88.71))
+    },
+    // Llama 3 8B, Q4_K_M
+    xd("RTX 3070", &LLAMA3_8B, "Q4_K_M", 70.94, 2283.62, F),
+    xd("RTX 3080", &LLAMA3_8B, "Q4_K_M", 106.40, 3557.02, F),
+    xd("RTX 3080 Ti", &LLAMA3_8B, "Q4_K_M", 106.71, 3556.67, H),
+    xd("RTX 4070 Ti", &LLAMA3_8B, "Q4_K_M", 82.21, 3653.07, F),
+    xd("RTX 4080", &LLAMA3_8B, "Q4_K_M", 106.22, 5064.99, F),
+    xd("RTX 4000 Ada", &LLAMA3_8B, "Q4_K_M", 58.59, 2310.53, H),
+    xd("RTX 3090", &LLAMA3_8B, "Q4_K_M", 111.74, 3865.39, F),
+    xd("RTX 4090", &LLAMA3_8B, "Q4_K_M", 127.74, 6898.71, F),
+    xd("RTX 5000 Ada", &LLAMA3_8B, "Q4_K_M", 89.87, 4467.46, H),
+    xd("RTX A6000", &LLAMA3_8B, "Q4_K_M", 102.22, 3621.81, F),
+    xd("RTX 6000 Ada", &LLAMA3_8B, "Q4_K_M", 130.99, 5560.94, F),
+    xd("A40", &LLAMA3_8B, "Q4_K_M", 88.95, 3240.95, H),
+    xd("L40S", &LLAMA3_8B, "Q4_K_M", 113.60, 5908.52, F),
+    xd("A100 80GB PCIe", &LLAMA3_8B, "Q4_K_M", 138.31, 5800.48, F),
+    xd("A100-SXM4-80GB", &LLAMA3_8B, "Q4_K_M", 133.38, 5863.92, H),
+    xd("H100 PCIe", &LLAMA3_8B, "Q4_K_M", 144.49, 7760.16, F),
+    xd("Apple M1", &LLAMA3_8B, "Q4_K_M", 9.72, 87.26, F),
+    xd("Apple M1 Max", &LLAMA3_8B, "Q4_K_M", 34.49, 355.45, H),
+    xd("Apple M2 Ultra", &LLAMA3_8B, "Q4_K_M", 76.28, 1023.89, F),
+    xd("Apple M3 Max", &LLAMA3_8B, "Q4_K_M", 50.74, 678.04, F),
+    // Llama 3 8B, F16
+    xd("RTX 4080", &LLAMA3_8B, "F16", 40.29, 6758.90, H),
+    xd("RTX 4000 Ada", &LLAMA3_8B, "F16", 20.85, 2951.87, F),
+    xd("RTX 3090", &LLAMA3_8B, "F16", 46.51, 4239.64, F),
+    xd("RTX 4090", &LLAMA3_8B, "F16", 54.34, 9056.26, H),
+    xd("RTX 5000 Ada", &LLAMA3_8B, "F16", 32.67, 5835.41, F),
+    xd("RTX A6000", &LLAMA3_8B, "F16", 40.25, 4315.18, F),
+    xd("RTX 6000 Ada", &LLAMA3_8B, "F16", 51.97, 6205.44, H),
+    xd("A40", &LLAMA3_8B, "F16", 33.95, 4043.05, F),
+    xd("L40S", &LLAMA3_8B, "F16", 43.42, 2491.65, F),
+    xd("A100 80GB PCIe", &LLAMA3_8B, "F16", 54.56, 7504.24, H),
+    xd("A100-SXM4-80GB", &LLAMA3_8B, "F16", 53.18, 681.47, F),
+    xd("H100 PCIe", &LLAMA3_8B, "F16", 67.79, 10342.63, F),
+    xd("Apple M1 Max", &LLAMA3_8B, "F16", 18.43, 418.77, H),
+    xd("Apple M2 Ultra", &LLAMA3_8B, "F16", 36.25, 1202.74, F),
+    xd("Apple M3 Max", &LLAMA3_8B, "F16", 22.39, 751.49, F),
+    // Llama 3 70B, Q4_K_M (and F16) where it fits one device
+    xd("RTX A6000", &LLAMA3_70B, "Q4_K_M", 14.58, 466.82, H),
+    xd("RTX 6000 Ada", &LLAMA3_70B, "Q4_K_M", 18.36, 547.03, F),
+    xd("A40", &LLAMA3_70B, "Q4_K_M", 12.08, 239.92, F),
+    xd("L40S", &LLAMA3_70B, "Q4_K_M", 15.31, 649.08, H),
+    xd("A100 80GB PCIe", &LLAMA3_70B, "Q4_K_M", 22.11, 726.65, F),
+    xd("A100-SXM4-80GB", &LLAMA3_70B, "Q4_K_M", 24.33, 796.81, F),
+    xd("H100 PCIe", &LLAMA3_70B, "Q4_K_M", 25.01, 984.06, H),
+    xd("Apple M1 Max", &LLAMA3_70B, "Q4_K_M", 4.09, 33.01, F),
+    xd("Apple M2 Ultra", &LLAMA3_70B, "Q4_K_M", 12.13, 117.76, F),
+    xd("Apple M3 Max", &LLAMA3_70B, "Q4_K_M", 7.53, 62.88, H),
+    xd("Apple M2 Ultra", &LLAMA3_70B, "F16", 4.71, 145.82, F),
 ];
 
 /// The prediction for a published row: the row's model shape on a machine with that GPU (all layers
@@ -423,15 +595,15 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
         vec![]
     } else {
         let kind = if row.unified_memory { DeviceKind::IntegratedGpu } else { DeviceKind::Gpu };
-        vec![Device::new("GPU0", row.gpu, "GPU", kind, 64 << 30, 64 << 30)]
+        vec![Device::new("GPU0", row.gpu, "GPU", kind, 256 << 30, 256 << 30)]
     };
     let hw = Hardware {
         warnings: vec![],
         source: row.source.into(),
         devices,
         host: Host {
-            total_bytes: 128 << 30,
-            available_bytes: 120 << 30,
+            total_bytes: 512 << 30,
+            available_bytes: 500 << 30,
             swap_free_bytes: 0,
             threads: row.threads,
             bandwidth_gb_per_s: Some(row.host_bandwidth_gb_per_s),
@@ -445,13 +617,19 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
         ..Default::default()
     };
     let plan = crate::fit::plan::plan(&facts, &hw, &policy).ok()?;
-    predict_at(&facts, &plan, &hw, 64)
+    predict_at(&facts, &plan, &hw, row.fill_tokens)
 }
 
 /// Median of |predicted / measured − 1| over the rows that have a measurement of the kind.
 pub fn published_median_error(generation: bool) -> f64 {
+    published_median_error_of(generation, |_| true)
+}
+
+/// The same over the rows `keep` keeps (the held-out third, one device class).
+pub fn published_median_error_of(generation: bool, keep: impl Fn(&Published) -> bool) -> f64 {
     let mut errors: Vec<f64> = PUBLISHED
         .iter()
+        .filter(|row| keep(row))
         .filter_map(|row| {
             let measured = if generation { row.generation_tok_per_s } else { row.prompt_tok_per_s }?;
             let p = predict_published(row)?;
@@ -512,13 +690,20 @@ mod tests {
     }
 
     #[test]
-    fn published_results_are_predicted_within_a_third() {
+    fn published_results_are_predicted_within_the_targets_on_the_rows_kept_out_of_the_fit() {
         for row in PUBLISHED {
             assert!(predict_published(row).is_some(), "{}", row.source);
+            assert!(!row.source.is_empty() && row.generation_tok_per_s.or(row.prompt_tok_per_s).is_some());
         }
-        let (tg, pp) = (published_median_error(true), published_median_error(false));
-        assert!(tg < 0.33, "generation: median error {tg:.2}");
-        assert!(pp < 0.33, "prompt: median error {pp:.2}");
+        let devices: std::collections::BTreeSet<&str> = PUBLISHED.iter().map(|r| r.gpu).collect();
+        assert!(devices.len() >= 25, "{} devices", devices.len());
+        let held = PUBLISHED.iter().filter(|r| r.held_out).count();
+        assert!(held * 4 >= PUBLISHED.len() && held * 2 <= PUBLISHED.len(), "{held} of {} held out", PUBLISHED.len());
+        // docs/SPEED.md's targets, on the third the constants were not fitted on
+        let (tg, pp) =
+            (published_median_error_of(true, |r| r.held_out), published_median_error_of(false, |r| r.held_out));
+        assert!(tg <= 0.15, "generation: held-out median error {tg:.2}");
+        assert!(pp <= 0.20, "prompt: held-out median error {pp:.2}");
     }
 
     #[test]

@@ -277,6 +277,13 @@ pub const MICRO: Shape = Shape {
     n_ff_shared: 0,
 };
 
+pub const MISTRAL_7B: Shape = shape("Mistral-7B", 32, 4096, 14336, 32, 8, 32768, 32768, false);
+pub const LLAMA31_8B: Shape = shape("Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128256, 131072, false);
+
+/// Llama-3-70B (8,192 tokens trained), for published speed results; names pick Llama-3.3-70B.
+pub const LLAMA3_70B: Shape = Shape { name: "Llama-3-70B", n_ctx_train: 8192, estimates: false, ..LLAMA33_70B };
+const LLAMA33_70B: Shape = shape("Llama-3.3-70B", 80, 8192, 28672, 64, 8, 128256, 131072, false);
+
 /// Typical shapes by size (real models' hyperparameters; docs/ESTIMATES.md lists their sources).
 pub const TINYLLAMA_1B: Shape = shape("TinyLlama-1.1B", 22, 2048, 5632, 32, 4, 32000, 2048, false);
 pub const LLAMA32_3B: Shape = shape("Llama-3.2-3B", 28, 3072, 8192, 24, 8, 128256, 131072, true);
@@ -296,19 +303,20 @@ pub const SHAPES: &[Shape] = &[
     LLAMA32_3B,
     shape("Phi-3-mini", 32, 3072, 8192, 32, 32, 32064, 4096, false),
     LLAMA2_7B,
-    shape("Mistral-7B", 32, 4096, 14336, 32, 8, 32768, 32768, false),
+    MISTRAL_7B,
     shape("Qwen2.5-7B", 28, 3584, 18944, 28, 4, 152064, 32768, false),
     // Qwen2.5-Math-7B's shape with its 131,072-token context
     shape("DeepSeek-R1-Distill-Qwen-7B", 28, 3584, 18944, 28, 4, 152064, 131072, false),
     LLAMA3_8B,
-    shape("Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128256, 131072, false),
+    LLAMA31_8B,
     shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false),
     shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false),
     shape("Phi-4", 40, 5120, 17920, 40, 10, 100352, 16384, false),
     shape("Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, 32768, false),
     shape("CodeLlama-34B", 48, 8192, 22016, 64, 8, 32000, 16384, false),
     LLAMA2_70B,
-    shape("Llama-3.3-70B", 80, 8192, 28672, 64, 8, 128256, 131072, false),
+    LLAMA33_70B,
+    LLAMA3_70B,
     shape("Falcon-180B-like", 80, 14848, 39680, 232, 8, 65024, 2048, false),
     shape("Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, 131072, false),
     gemma3("Gemma-3-4B", 34, 2560, 10240, 8, 4, 256),
