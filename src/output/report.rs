@@ -11,7 +11,7 @@ use crate::fit::advice::{QuantAdvice, QuantOption};
 use crate::fit::footprint::{Bytes, kv_bytes_per_token};
 use crate::fit::hardware::Hardware;
 use crate::fit::levers::Lever;
-use crate::fit::plan::{Plan, human};
+use crate::fit::plan::{MIB, Plan, human};
 use crate::fit::speed::Speed;
 use crate::model::facts::ModelFacts;
 
@@ -183,7 +183,14 @@ pub fn plan_text(report: &PlanReport) -> String {
     out += &device_table(report.plan);
     out += "\n";
     let host = &report.plan.host.bytes;
-    if host.evictable > 0 {
+    if host.evictable > 0 && host.repack < MIB {
+        out += &format!(
+            "RAM maps {} of weights it does not read (tensors of the devices inside the mapped range): their\n\
+             pages can be dropped, so {} stays resident (the headroom counts that)\n",
+            human(host.evictable),
+            human(host.resident())
+        );
+    } else if host.evictable > 0 {
         out += &format!(
             "RAM keeps {} of weights twice: llama.cpp repacks them for its AVX2 kernels (CPU_REPACK), and their\n\
              mapped pages then go unused and can be dropped, so {} stays resident (the headroom counts that)\n",
