@@ -197,44 +197,19 @@ const GPT_OSS: Shape = Shape {
 
 /// Mixtral's layout, small enough to generate with random weights and load in a test: 8 experts, 2
 /// used, experts the bulk of every layer.
-pub const MOE_MIXTRAL_MINI: Shape = Shape {
-    name: "moe-mixtral-mini",
-    n_layer: 6,
-    n_embd: 512,
-    n_ff: 1024,
-    n_head: 8,
-    n_head_kv: 2,
-    n_vocab: 512,
-    n_ctx_train: 4096,
-    n_expert: 8,
-    n_expert_used: 2,
-    tied_embedding: false,
-    head_dim: 0,
-    sliding_window: 0,
-    estimates: false,
-    arch: "llama",
-    n_ff_shared: 0,
-};
+pub const MOE_MIXTRAL_MINI: Shape =
+    Shape { name: "moe-mixtral-mini", n_layer: 6, n_embd: 512, n_ff: 1024, n_head: 8, ..MOE_TINY };
 
 /// Qwen-MoE's layout (llama.cpp's `qwen2moe`): 16 routed experts, 4 used, and a shared expert every
 /// token reads.
 pub const MOE_QWEN_MINI: Shape = Shape {
     name: "moe-qwen-mini",
-    n_layer: 6,
-    n_embd: 512,
     n_ff: 512,
-    n_head: 8,
-    n_head_kv: 2,
-    n_vocab: 512,
-    n_ctx_train: 4096,
     n_expert: 16,
     n_expert_used: 4,
-    tied_embedding: false,
-    head_dim: 0,
-    sliding_window: 0,
-    estimates: false,
     arch: "qwen2moe",
     n_ff_shared: 1024,
+    ..MOE_MIXTRAL_MINI
 };
 
 /// Small enough to load and run anywhere in a test.
