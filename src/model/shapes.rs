@@ -417,22 +417,12 @@ const fn moe(
     n_ctx_train: u64,
 ) -> Shape {
     Shape {
-        name,
-        n_layer,
-        n_embd,
-        n_ff,
-        n_head,
-        n_head_kv,
-        n_vocab,
-        n_ctx_train,
         n_expert,
         n_expert_used,
-        tied_embedding: false,
         head_dim: 128,
-        sliding_window: 0,
-        estimates: true,
         arch,
         n_ff_shared,
+        ..shape(name, n_layer, n_embd, n_ff, n_head, n_head_kv, n_vocab, n_ctx_train, false)
     }
 }
 
