@@ -158,20 +158,7 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
             parts.push((format!("{} memory", d.name), seconds, here));
             continue;
         }
-        let (bw, tflops) = device_rates(d)?;
-        let eff = if d.kind == DeviceKind::IntegratedGpu {
-            UNIFIED_BANDWIDTH_EFFICIENCY
-        } else if bw >= 1500.0 {
-            BIG_GPU_BANDWIDTH_EFFICIENCY
-        } else {
-            GPU_BANDWIDTH_EFFICIENCY
-        };
-        let reading = device_bytes[i] / (bw * 1e9 * eff);
-        // Unpacking quantized weights costs operations per weight: on a GPU of little arithmetic for its
-        // bandwidth (Apple's smaller chips) that, not the memory, sets the pace.
-        let unpacking =
-            quantized_weights(facts, plan.devices[i].bytes.weights) * DEQUANT_OPS_PER_WEIGHT / (tflops * 1e12);
-        let seconds = reading.max(unpacking) + plan.devices[i].layers as f64 * GPU_SECONDS_PER_LAYER;
+        let seconds = gpu_token_seconds(facts, d, &plan.devices[i], device_bytes[i])?;
         parts.push((format!("{} memory", d.name), seconds, false));
     }
     // The host runs its own layers, and the expert products of device layers whose experts it holds.
@@ -229,6 +216,28 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
     let ub = plan.config.n_ubatch_tokens.max(1);
     let prompt_seconds = prompt_seconds + network_seconds(facts, plan, hw, ub) / ub as f64;
     Some(Speed { generation_tok_per_s: 1.0 / token_seconds, prompt_tok_per_s: 1.0 / prompt_seconds, limited_by })
+}
+
+/// One generated token's time on a GPU holding `used`: reading `bytes` at its bandwidth, or unpacking
+/// its quantized weights where that is slower (on a GPU of little arithmetic for its bandwidth, as
+/// Apple's smaller chips), plus a fixed cost per layer. None when its bandwidth is unknown.
+fn gpu_token_seconds(
+    facts: &ModelFacts,
+    d: &crate::fit::hardware::Device,
+    used: &crate::fit::plan::DeviceUse,
+    bytes: f64,
+) -> Option<f64> {
+    let (bw, tflops) = device_rates(d)?;
+    let eff = if d.kind == DeviceKind::IntegratedGpu {
+        UNIFIED_BANDWIDTH_EFFICIENCY
+    } else if bw >= 1500.0 {
+        BIG_GPU_BANDWIDTH_EFFICIENCY
+    } else {
+        GPU_BANDWIDTH_EFFICIENCY
+    };
+    let reading = bytes / (bw * 1e9 * eff);
+    let unpacking = quantized_weights(facts, used.bytes.weights) * DEQUANT_OPS_PER_WEIGHT / (tflops * 1e12);
+    Some(reading.max(unpacking) + used.layers as f64 * GPU_SECONDS_PER_LAYER)
 }
 
 /// The matrix rate a prompt reaches on a GPU: a share of its dense fp16 tensor rate, but no more than

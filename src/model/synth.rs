@@ -69,44 +69,7 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
     let arch = shape.arch;
     let gemma = arch == "gemma3";
     let head_dim = shape.head_dim();
-    let k = |s: &str| format!("{arch}.{s}");
-    let mut kvs: Vec<(String, Kv)> = vec![
-        ("general.architecture".into(), Kv::Str(arch.into())),
-        ("general.name".into(), Kv::Str(format!("synthetic {} {}", shape.name, q.name))),
-        ("general.file_type".into(), Kv::U32(q.file_type)),
-        (k("block_count"), Kv::U32(shape.n_layer)),
-        (k("context_length"), Kv::U32(shape.n_ctx_train as u32)),
-        (k("embedding_length"), Kv::U32(shape.n_embd as u32)),
-        (k("feed_forward_length"), Kv::U32(shape.n_ff as u32)),
-        (k("attention.head_count"), Kv::U32(shape.n_head as u32)),
-        (k("attention.head_count_kv"), Kv::U32(shape.n_head_kv as u32)),
-        (k("rope.dimension_count"), Kv::U32(head_dim as u32)),
-        (k("rope.freq_base"), Kv::F32(500000.0)),
-        (k("attention.layer_norm_rms_epsilon"), Kv::F32(1e-5)),
-        (k("vocab_size"), Kv::U32(shape.n_vocab as u32)),
-    ];
-    if gemma || shape.head_dim > 0 {
-        kvs.push((k("attention.key_length"), Kv::U32(head_dim as u32)));
-        kvs.push((k("attention.value_length"), Kv::U32(head_dim as u32)));
-    }
-    if shape.sliding_window > 0 {
-        kvs.push((k("attention.sliding_window"), Kv::U32(shape.sliding_window as u32)));
-    }
-    if shape.n_expert > 0 {
-        kvs.push((k("expert_count"), Kv::U32(shape.n_expert as u32)));
-        kvs.push((k("expert_used_count"), Kv::U32(shape.n_expert_used as u32)));
-        kvs.push((k("expert_feed_forward_length"), Kv::U32(shape.n_ff as u32)));
-    }
-    if shape.n_ff_shared > 0 {
-        kvs.push((k("expert_shared_feed_forward_length"), Kv::U32(shape.n_ff_shared as u32)));
-    }
-    if arch == "deepseek2" {
-        // MLA (DeepSeek-V3's config): the cache holds a 512-wide latent and a 64-wide rope part.
-        kvs.push((k("attention.kv_lora_rank"), Kv::U32(512)));
-        kvs.push((k("attention.key_length_mla"), Kv::U32(192)));
-        kvs.retain(|(key, _)| key != &k("rope.dimension_count"));
-        kvs.push((k("rope.dimension_count"), Kv::U32(64)));
-    }
+    let mut kvs = hyperparameters(shape, q);
     kvs.extend(vocabulary(shape.n_vocab));
 
     // A row that is not a whole number of the type's blocks cannot use it; llama.cpp's quantizer then
@@ -161,6 +124,52 @@ pub fn model(shape: &Shape, q: Quant) -> (Vec<(String, Kv)>, Vec<TensorSpec>) {
         tensors.push(t("output.weight".into(), vec![e, shape.n_vocab], q.more_bits));
     }
     (kvs, tensors)
+}
+
+/// The header's `{arch}.*` keys (and `general.*`) for `shape` at `q`.
+fn hyperparameters(shape: &Shape, q: Quant) -> Vec<(String, Kv)> {
+    let arch = shape.arch;
+    let gemma = arch == "gemma3";
+    let head_dim = shape.head_dim();
+    let k = |s: &str| format!("{arch}.{s}");
+    let mut kvs: Vec<(String, Kv)> = vec![
+        ("general.architecture".into(), Kv::Str(arch.into())),
+        ("general.name".into(), Kv::Str(format!("synthetic {} {}", shape.name, q.name))),
+        ("general.file_type".into(), Kv::U32(q.file_type)),
+        (k("block_count"), Kv::U32(shape.n_layer)),
+        (k("context_length"), Kv::U32(shape.n_ctx_train as u32)),
+        (k("embedding_length"), Kv::U32(shape.n_embd as u32)),
+        (k("feed_forward_length"), Kv::U32(shape.n_ff as u32)),
+        (k("attention.head_count"), Kv::U32(shape.n_head as u32)),
+        (k("attention.head_count_kv"), Kv::U32(shape.n_head_kv as u32)),
+        (k("rope.dimension_count"), Kv::U32(head_dim as u32)),
+        (k("rope.freq_base"), Kv::F32(500000.0)),
+        (k("attention.layer_norm_rms_epsilon"), Kv::F32(1e-5)),
+        (k("vocab_size"), Kv::U32(shape.n_vocab as u32)),
+    ];
+    if gemma || shape.head_dim > 0 {
+        kvs.push((k("attention.key_length"), Kv::U32(head_dim as u32)));
+        kvs.push((k("attention.value_length"), Kv::U32(head_dim as u32)));
+    }
+    if shape.sliding_window > 0 {
+        kvs.push((k("attention.sliding_window"), Kv::U32(shape.sliding_window as u32)));
+    }
+    if shape.n_expert > 0 {
+        kvs.push((k("expert_count"), Kv::U32(shape.n_expert as u32)));
+        kvs.push((k("expert_used_count"), Kv::U32(shape.n_expert_used as u32)));
+        kvs.push((k("expert_feed_forward_length"), Kv::U32(shape.n_ff as u32)));
+    }
+    if shape.n_ff_shared > 0 {
+        kvs.push((k("expert_shared_feed_forward_length"), Kv::U32(shape.n_ff_shared as u32)));
+    }
+    if arch == "deepseek2" {
+        // MLA (DeepSeek-V3's config): the cache holds a 512-wide latent and a 64-wide rope part.
+        kvs.push((k("attention.kv_lora_rank"), Kv::U32(512)));
+        kvs.push((k("attention.key_length_mla"), Kv::U32(192)));
+        kvs.retain(|(key, _)| key != &k("rope.dimension_count"));
+        kvs.push((k("rope.dimension_count"), Kv::U32(64)));
+    }
+    kvs
 }
 
 /// A SentencePiece-style vocabulary llama.cpp accepts: <unk>, <s>, </s>, 256 byte tokens, then filler.

@@ -182,7 +182,16 @@ pub fn plan_text(report: &PlanReport) -> String {
     out += "\n";
     out += &device_table(report.plan);
     out += "\n";
-    let host = &report.plan.host.bytes;
+    out += &mapping_note(&report.plan.host.bytes);
+    out += "\n";
+    out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
+    out += &llama_fit_lines(report);
+    out
+}
+
+/// Why RAM's resident bytes are fewer than its total: mapped pages nothing reads.
+fn mapping_note(host: &Bytes) -> String {
+    let mut out = String::new();
     if host.evictable > 0 && host.repack < MIB {
         out += &format!(
             "RAM maps {} of weights it does not read (tensors of the devices inside the mapped range): their\n\
@@ -198,8 +207,12 @@ pub fn plan_text(report: &PlanReport) -> String {
             human(host.resident())
         );
     }
-    out += "\n";
-    out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
+    out
+}
+
+/// llama.cpp's own fit (`--compare-llama`), and how run-fit's model costs it.
+fn llama_fit_lines(report: &PlanReport) -> String {
+    let mut out = String::new();
     if let Some(fit) = report.llama_fit {
         let ngl = match fit.n_gpu_layers {
             n if n < 0 => format!("{n} (all that the GPUs take; none here, so the CPU)"),
