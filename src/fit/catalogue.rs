@@ -10,8 +10,9 @@
 const CSV: &str = include_str!("devices.csv");
 
 /// Words that, following a row's words, make it another part.
-const VARIANTS: &[&str] =
-    &["SUPER", "TI", "XT", "XTX", "GRE", "MAX", "PRO", "ULTRA", "NVL", "PCIE", "LAPTOP", "MOBILE", "MAX-Q", "S"];
+const VARIANTS: &[&str] = &[
+    "SUPER", "TI", "XT", "XTX", "GRE", "MAX", "PRO", "ULTRA", "NVL", "PCIE", "LAPTOP", "MOBILE", "MAX-Q", "S", "WITH",
+];
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Entry {
@@ -45,6 +46,36 @@ fn words(text: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_ascii_uppercase)
         .collect()
+}
+
+/// Who made a device, read from its name: the speed model's efficiencies differ by vendor (their
+/// backends' kernels do). NVIDIA where nothing says otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Vendor {
+    Nvidia,
+    Amd,
+    Intel,
+    Apple,
+}
+
+pub fn vendor(reported: &str) -> Vendor {
+    let text = words(reported);
+    let has = |w: &str| text.iter().any(|t| t == w);
+    let first = text.first().map(String::as_str);
+    if has("APPLE") {
+        Vendor::Apple
+    } else if has("AMD")
+        || has("RADEON")
+        || has("INSTINCT")
+        || first == Some("RX")
+        || first.is_some_and(|w| w.starts_with("MI"))
+    {
+        Vendor::Amd
+    } else if has("INTEL") || has("ARC") {
+        Vendor::Intel
+    } else {
+        Vendor::Nvidia
+    }
 }
 
 /// The catalogue's row for a device as its driver names it, if there is one.
@@ -81,6 +112,19 @@ mod tests {
     }
 
     #[test]
+    fn the_vendor_is_read_from_the_name() {
+        assert_eq!(vendor("AMD Radeon RX 7900 XTX"), Vendor::Amd);
+        assert_eq!(vendor("RX 6700 XT"), Vendor::Amd);
+        assert_eq!(vendor("MI300X"), Vendor::Amd);
+        assert_eq!(vendor("Radeon 780M"), Vendor::Amd);
+        assert_eq!(vendor("Intel(R) Arc(TM) A770 Graphics"), Vendor::Intel);
+        assert_eq!(vendor("Arc Pro B50"), Vendor::Intel);
+        assert_eq!(vendor("Apple M3 Max"), Vendor::Apple);
+        assert_eq!(vendor("NVIDIA GeForce RTX 4090"), Vendor::Nvidia);
+        assert_eq!(vendor("H100 PCIe"), Vendor::Nvidia);
+    }
+
+    #[test]
     fn names_drivers_report_find_the_right_row() {
         let bw = |text: &str| find(text).map(|e| e.bandwidth_gb_per_s);
         assert_eq!(bw("NVIDIA GeForce RTX 4070 Ti SUPER"), Some(672.0));
@@ -100,6 +144,17 @@ mod tests {
         assert_eq!(bw("Tesla P40"), Some(346.0));
         assert_eq!(bw("Intel(R) Arc(TM) A770 Graphics"), Some(560.0));
         assert_eq!(bw("NVIDIA GeForce RTX 3090 Ti"), Some(1008.0));
+        // Apple parts by GPU core count; the chip's name alone is its largest GPU
+        assert_eq!(bw("Apple M3 Max 30-core"), Some(300.0));
+        assert_eq!(bw("Apple M3 Max (30-core GPU)"), Some(300.0));
+        assert_eq!(bw("Apple M4 Max 32-core"), Some(410.0));
+        assert_eq!(bw("Apple M4 Max"), Some(546.0));
+        assert_eq!(find("Apple M2 Ultra 60-core").unwrap().fp16_tflops, 21.5);
+        assert_eq!(bw("Apple M3 8-core"), Some(100.0));
+        // laptop parts by the names their drivers give
+        assert_eq!(bw("NVIDIA GeForce RTX 4070 Laptop GPU"), Some(256.0));
+        assert_eq!(bw("NVIDIA GeForce RTX 2070 with Max-Q Design"), Some(384.0));
+        assert_eq!(bw("AMD Radeon 780M Graphics"), Some(102.4));
         // a laptop part is another device: unknown rather than wrong
         assert_eq!(bw("NVIDIA GeForce RTX 3060 Laptop GPU"), None);
         assert_eq!(bw("Some Future GPU"), None);
