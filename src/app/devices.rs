@@ -12,7 +12,7 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
     // With `--rpc`, this process never talks to a server itself (llama.cpp's client aborts on a lost
     // one): a child does (`--probe-child`), after each endpoint was seen to accept connections.
     let isolated = !req.rpc.is_empty() && !req.probe_child;
-    let engine = if !isolated && (CAN_OFFLOAD || !req.rpc.is_empty()) {
+    let engine = if !isolated && (CAN_OFFLOAD || !req.rpc.is_empty() || req.measure_host) {
         let engine = Engine::init(printer.verbose())?;
         engine.add_rpc_servers(&req.rpc)?;
         Some(engine)
@@ -25,6 +25,10 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
             return probe::measure_isolated_with(&req.rpc, req.rpc_link, true);
         }
         let mut hw = probe::measure(engine.as_ref())?;
+        if let (Some(engine), true) = (&engine, req.measure_host) {
+            hw.host.matmul_tflops = engine.measure_matmul_tflops("CPU", hw.host.threads).ok();
+            return Ok(hw);
+        }
         if let (Some(engine), true) = (&engine, req.probe_child) {
             if req.rpc_link.is_none() {
                 measure_links(engine, &mut hw, &req.known_links);
@@ -38,7 +42,10 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
         Ok(hw)
     };
     let Some(interval) = req.watch else {
-        let hw = measure()?;
+        let mut hw = measure()?;
+        if !req.measure_host && !req.probe_child {
+            super::cached_host_rates(&mut hw);
+        }
         if !req.json {
             hw.warnings.iter().for_each(|w| printer.warn(w));
         }

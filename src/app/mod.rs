@@ -123,24 +123,7 @@ pub(crate) fn learn_from_earlier_runs(
     let (mut cache, warning) = cache::load();
     notes.extend(warning.map(|w| format!("warning: {w}")));
     let machine = probe::fingerprint(hardware);
-    let host = probe::host_fingerprint(hardware);
-    let bandwidth = match cache.host_bandwidth_gb_per_s.get(&host) {
-        Some(&bw) if !fresh => Some(bw),
-        _ => {
-            let bw = probe::host_bandwidth_gb_per_s(hardware.host.threads);
-            if let Some(bw) = bw {
-                cache.version = calibration::VERSION;
-                cache.host_bandwidth_gb_per_s.insert(host.clone(), bw);
-                if let Some(w) = cache::save(&cache) {
-                    notes.push(format!("warning: {w}"));
-                }
-            }
-            bw
-        }
-    };
-    if hardware.host.bandwidth_gb_per_s.is_none() {
-        hardware.host.bandwidth_gb_per_s = bandwidth;
-    }
+    host_rates(hardware, &mut cache, fresh, notes);
     let model_key = cache::model_key(model?);
     if !fresh && let Some(run) = cache.latest(&model_key, &machine) {
         let names: Vec<String> = hardware.devices.iter().map(|d| d.name.clone()).collect();
@@ -155,6 +138,54 @@ pub(crate) fn learn_from_earlier_runs(
         }
     }
     Some(Learn { cache, model_key, machine })
+}
+
+/// The host's memory bandwidth and CPU matrix rate: measured once per machine and cached; measured
+/// again with `fresh`, or when the last readings were taken on a busy machine — a lower reading then
+/// never replaces a higher one (unless `fresh`). What a profile or the user gave stays.
+fn host_rates(hardware: &mut Hardware, cache: &mut calibration::Cache, fresh: bool, notes: &mut Vec<String>) {
+    let host = probe::host_fingerprint(hardware);
+    let kept_bw = cache.host_bandwidth_gb_per_s.get(&host).copied();
+    let kept_mm = cache.host_matmul_tflops.get(&host).copied();
+    let busy_before = cache.host_busy.get(&host).copied().unwrap_or(false);
+    let (bandwidth, matmul) = if fresh || busy_before || kept_bw.is_none() || kept_mm.is_none() {
+        let reading = probe::measure_host_rates(hardware.host.threads);
+        let bandwidth = calibration::keep_best(kept_bw, reading.bandwidth_gb_per_s, fresh);
+        let matmul = calibration::keep_best(kept_mm, reading.matmul_tflops, fresh);
+        let busy = reading.others_busy_share.filter(|&s| s > calibration::BUSY_SHARE);
+        if let Some(share) = busy {
+            notes.push(format!(
+                "warning: other programs used {:.0} % of the CPU while run-fit measured this machine ({} GB/s \
+                 memory, {} TFLOPS matrix): speeds predicted from it may be low; the next run measures again \
+                 and keeps the better reading, --fresh takes the new one",
+                share * 100.0,
+                reading.bandwidth_gb_per_s.map_or("?".into(), |b| format!("{b:.0}")),
+                reading.matmul_tflops.map_or("?".into(), |t| format!("{t:.2}")),
+            ));
+        }
+        cache.version = calibration::VERSION;
+        bandwidth.map(|b| cache.host_bandwidth_gb_per_s.insert(host.clone(), b));
+        matmul.map(|t| cache.host_matmul_tflops.insert(host.clone(), t));
+        cache.host_busy.insert(host, busy.is_some());
+        if let Some(w) = cache::save(cache) {
+            notes.push(format!("warning: {w}"));
+        }
+        (bandwidth, matmul)
+    } else {
+        (kept_bw, kept_mm)
+    };
+    hardware.host.bandwidth_gb_per_s = hardware.host.bandwidth_gb_per_s.or(bandwidth);
+    hardware.host.matmul_tflops = hardware.host.matmul_tflops.or(matmul);
+}
+
+/// What the calibration cache knows of this machine's rates, for `run-fit devices` (which measures
+/// nothing it need not).
+pub(crate) fn cached_host_rates(hardware: &mut Hardware) {
+    let (cache, _) = cache::load();
+    let host = probe::host_fingerprint(hardware);
+    let h = &mut hardware.host;
+    h.bandwidth_gb_per_s = h.bandwidth_gb_per_s.or(cache.host_bandwidth_gb_per_s.get(&host).copied());
+    h.matmul_tflops = h.matmul_tflops.or(cache.host_matmul_tflops.get(&host).copied());
 }
 
 fn ago(when: u64) -> String {

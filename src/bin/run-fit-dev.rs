@@ -222,7 +222,11 @@ fn speed_published() -> Result<()> {
         let p = predict_published(row).context("no prediction")?;
         let (tg, tgp, tge) = cell(row.generation_tok_per_s, p.generation_tok_per_s);
         let (pp, ppp, ppe) = cell(row.prompt_tok_per_s, p.prompt_tok_per_s);
-        let hw = if row.gpu.is_empty() { format!("CPU, {} threads", row.threads) } else { row.gpu.to_string() };
+        let hw = match (row.gpu, row.n_gpu_layers) {
+            ("", _) => format!("{}, {} threads", row.cpu, row.threads),
+            (gpu, Some(ngl)) => format!("{gpu} + {}, -ngl {ngl}", row.cpu),
+            (gpu, None) => gpu.to_string(),
+        };
         let set = if row.held_out { "held out" } else { "fit" };
         println!(
             "| {} | {hw} | {} {} | {set} | {tg} | {tgp} | {tge} | {pp} | {ppp} | {ppe} |",
@@ -235,6 +239,8 @@ fn speed_published() -> Result<()> {
         let g = r.gpu;
         if g.is_empty() {
             "CPU"
+        } else if r.n_gpu_layers.is_some() {
+            "partial offload"
         } else if g.starts_with("Apple") {
             "Apple"
         } else if g.starts_with("RX") || g.starts_with("Radeon") {
@@ -263,11 +269,11 @@ fn speed_published() -> Result<()> {
     };
     line("fit (two thirds)", &|r| !r.held_out);
     line("**held out (one third)**", &|r| r.held_out);
-    for c in ["NVIDIA consumer", "NVIDIA datacenter/workstation", "Apple", "AMD", "Intel", "CPU"] {
+    for c in ["NVIDIA consumer", "NVIDIA datacenter/workstation", "Apple", "AMD", "Intel", "CPU", "partial offload"] {
         line(&format!("held out: {c}"), &|r| r.held_out && class(r) == c);
         line(&format!("all: {c}"), &|r| class(r) == c);
     }
-    let devices: std::collections::BTreeSet<&str> = PUBLISHED.iter().map(|r| r.gpu).collect();
+    let devices: std::collections::BTreeSet<&str> = PUBLISHED.iter().map(Published::device).collect();
     println!("\n{} rows over {} devices.", PUBLISHED.len(), devices.len());
     Ok(())
 }

@@ -169,6 +169,8 @@ pub struct DevicesRequest {
     pub probe_child: bool,
     /// Servers whose link need not be measured.
     pub known_links: Vec<String>,
+    /// This process is run-fit's own child measuring the host CPU's matrix rate.
+    pub measure_host: bool,
     pub rpc_link: Option<crate::fit::hardware::Link>,
     /// `--watch`: read again at this interval, at most `count` times.
     pub watch: Option<std::time::Duration>,
@@ -221,6 +223,7 @@ impl DevicesArgs {
             rpc_link: self.rpc.rpc_link,
             probe_child: self.probe_child,
             known_links: self.known_links.clone(),
+            measure_host: self.measure_host,
         })
     }
 }
@@ -444,6 +447,9 @@ pub struct DevicesArgs {
     /// With --probe-child: servers whose link run-fit already measured (not measured again).
     #[arg(long, hide = true, value_delimiter = ',', requires = "probe_child")]
     pub known_links: Vec<String>,
+    /// Set by run-fit to measure this machine's CPU matrix rate through ggml in a child of its own.
+    #[arg(long, hide = true, requires = "json")]
+    pub measure_host: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

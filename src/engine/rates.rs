@@ -25,19 +25,36 @@ impl Engine {
     /// threads where the backend takes a thread count. A device that cannot hold the ~200 MiB the
     /// measurement needs, or a backend that fails, is an error (the device then stays unmeasured).
     pub fn measure_rates(&self, device: &str, threads: u32) -> Result<Rates> {
-        let name = CString::new(device).context("a device name contains a NUL byte")?;
-        // SAFETY: ggml objects made here are freed before returning, in reverse order; every pointer
-        // is checked for null first.
-        unsafe {
-            let dev = sys::ggml_backend_dev_by_name(name.as_ptr());
-            ensure!(!dev.is_null(), "no device {device}");
-            let backend = sys::ggml_backend_dev_init(dev, std::ptr::null());
-            ensure!(!backend.is_null(), "{device}: its backend did not start");
-            set_threads(dev, backend, threads);
-            let result = measure_on(dev, backend);
-            sys::ggml_backend_free(backend);
-            result
-        }
+        // SAFETY: the backend is valid for the call (`on_device`).
+        on_device(device, threads, |dev, backend| unsafe { measure_on(dev, backend) })
+    }
+
+    /// The matrix rate alone (TFLOPS of the Q4_0 product), for the host's CPU: its memory bandwidth is
+    /// `probe`'s, the read-only sum the CPU constants were calibrated on.
+    pub fn measure_matmul_tflops(&self, device: &str, threads: u32) -> Result<f64> {
+        // SAFETY: as above.
+        on_device(device, threads, |dev, backend| unsafe { product_tflops(dev, backend) })
+    }
+}
+
+/// Start `device`'s backend with `threads` threads, run `f` on it, free it.
+fn on_device<T>(
+    device: &str,
+    threads: u32,
+    f: impl FnOnce(sys::ggml_backend_dev_t, sys::ggml_backend_t) -> Result<T>,
+) -> Result<T> {
+    let name = CString::new(device).context("a device name contains a NUL byte")?;
+    // SAFETY: ggml objects made here are freed before returning, in reverse order; every pointer
+    // is checked for null first.
+    unsafe {
+        let dev = sys::ggml_backend_dev_by_name(name.as_ptr());
+        ensure!(!dev.is_null(), "no device {device}");
+        let backend = sys::ggml_backend_dev_init(dev, std::ptr::null());
+        ensure!(!backend.is_null(), "{device}: its backend did not start");
+        set_threads(dev, backend, threads);
+        let result = f(dev, backend);
+        sys::ggml_backend_free(backend);
+        result
     }
 }
 
@@ -65,17 +82,21 @@ unsafe fn measure_on(dev: sys::ggml_backend_dev_t, backend: sys::ggml_backend_t)
             let b = sys::ggml_new_tensor_1d(ctx, sys::GGML_TYPE_F32, COPY_ELEMENTS);
             sys::ggml_cpy(ctx, a, b)
         })?;
-        let product_seconds = time_graph(dev, backend, |ctx| {
+        let moved_bytes = 2.0 * COPY_ELEMENTS as f64 * 4.0;
+        Ok(Rates { bandwidth_gb_per_s: moved_bytes / copy_seconds / 1e9, matmul_tflops: product_tflops(dev, backend)? })
+    }
+}
+
+/// The Q4_0 product's rate on the device, in TFLOPS.
+unsafe fn product_tflops(dev: sys::ggml_backend_dev_t, backend: sys::ggml_backend_t) -> Result<f64> {
+    // SAFETY: as in `measure_rates`.
+    unsafe {
+        let seconds = time_graph(dev, backend, |ctx| {
             let w = sys::ggml_new_tensor_2d(ctx, sys::GGML_TYPE_Q4_0, MATRIX_DIM, MATRIX_DIM);
             let x = sys::ggml_new_tensor_2d(ctx, sys::GGML_TYPE_F32, MATRIX_DIM, BATCH_TOKENS);
             sys::ggml_mul_mat(ctx, w, x)
         })?;
-        let moved_bytes = 2.0 * COPY_ELEMENTS as f64 * 4.0;
-        let flops = 2.0 * (MATRIX_DIM * MATRIX_DIM * BATCH_TOKENS) as f64;
-        Ok(Rates {
-            bandwidth_gb_per_s: moved_bytes / copy_seconds / 1e9,
-            matmul_tflops: flops / product_seconds / 1e12,
-        })
+        Ok(2.0 * (MATRIX_DIM * MATRIX_DIM * BATCH_TOKENS) as f64 / seconds / 1e12)
     }
 }
 

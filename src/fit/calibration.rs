@@ -26,6 +26,27 @@ pub struct Cache {
     /// Remote devices' rates as ggml measured them, by "endpoint#index on that server".
     #[serde(default)]
     pub device_rates: BTreeMap<String, crate::fit::hardware::Rates>,
+    /// The host CPU's Q4_0 matrix rate (ggml's CPU backend), by machine fingerprint.
+    #[serde(default)]
+    pub host_matmul_tflops: BTreeMap<String, f64>,
+    /// Machines whose last readings were taken while other programs kept the CPU busy: the next run
+    /// measures again (and keeps the better reading).
+    #[serde(default)]
+    pub host_busy: BTreeMap<String, bool>,
+}
+
+/// Another program's share of the machine's CPU time above which a measurement is not trusted as
+/// the machine's own (on this project's shared 2-core machine the bandwidth read 7–19 GB/s).
+pub const BUSY_SHARE: f64 = 0.25;
+
+/// A new reading against the one kept: the better of the two (a lower one is a busy machine's, not
+/// a slower machine's), unless `fresh` asks for the new one.
+pub fn keep_best(kept: Option<f64>, new: Option<f64>, fresh: bool) -> Option<f64> {
+    match (kept, new) {
+        (Some(k), Some(n)) if !fresh => Some(k.max(n)),
+        (k, None) => k,
+        (_, n) => n,
+    }
 }
 
 /// One successful load.
@@ -68,6 +89,8 @@ impl Cache {
         self.host_bandwidth_gb_per_s.extend(newer.host_bandwidth_gb_per_s);
         self.rpc_links.extend(newer.rpc_links);
         self.device_rates.extend(newer.device_rates);
+        self.host_matmul_tflops.extend(newer.host_matmul_tflops);
+        self.host_busy.extend(newer.host_busy);
         for run in newer.runs {
             if self.latest(&run.model, &run.machine).is_none_or(|r| r.when <= run.when) {
                 self.record(run);
@@ -80,6 +103,7 @@ impl Cache {
     pub fn validated(mut self) -> Cache {
         const MAX_BYTES: u64 = 1 << 50;
         self.host_bandwidth_gb_per_s.retain(|_, bw| bw.is_finite() && (0.1..100_000.0).contains(bw));
+        self.host_matmul_tflops.retain(|_, t| (1e-4..10_000.0).contains(t));
         // A round trip under a minute, a rate between 1 kB/s and 1 TB/s.
         self.rpc_links.retain(|_, l| (0.0..60.0).contains(&l.round_trip_s) && (1e3..1e12).contains(&l.bytes_per_s));
         self.device_rates.retain(|_, r| {
@@ -215,6 +239,16 @@ mod tests {
         assert_eq!(c.runs.len(), 1);
         assert_eq!(c.latest("m", "x").unwrap().when, 5);
         assert!(c.latest("m", "other machine").is_none());
+    }
+
+    #[test]
+    fn a_lower_reading_does_not_replace_a_higher_one_unless_fresh() {
+        assert_eq!(keep_best(Some(19.0), Some(7.0), false), Some(19.0));
+        assert_eq!(keep_best(Some(7.0), Some(19.0), false), Some(19.0));
+        assert_eq!(keep_best(Some(19.0), Some(7.0), true), Some(7.0));
+        assert_eq!(keep_best(None, Some(7.0), false), Some(7.0));
+        // a measurement that failed keeps what was known
+        assert_eq!(keep_best(Some(19.0), None, true), Some(19.0));
     }
 
     #[test]

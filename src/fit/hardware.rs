@@ -98,6 +98,10 @@ pub struct Host {
     /// rearranged copy of each such tensor. Other CPUs repack by other rules, not modelled here.
     #[serde(default = "yes")]
     pub cpu_repack: bool,
+    /// The CPU's rate on a prompt-sized Q4_0 matrix product, measured through ggml's CPU backend
+    /// (`engine::rates`) or given by a profile; None: estimated from the thread count.
+    #[serde(default)]
+    pub matmul_tflops: Option<f64>,
 }
 
 fn yes() -> bool {
@@ -191,6 +195,9 @@ struct HostSpec {
     /// Default: an x86 machine (AVX2 repacking), unless unified memory says Apple silicon.
     #[serde(default)]
     cpu_repack: Option<bool>,
+    /// The CPU's prompt-sized Q4_0 matrix rate (`run-fit devices` shows this machine's).
+    #[serde(default)]
+    matmul_tflops: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +282,12 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
     if available > h.ram {
         return Err(invalid(key_line(text, "[host]", "available"), "host: available is larger than ram".into()));
     }
+    for (key, value) in [("bandwidth_gb_per_s", h.bandwidth_gb_per_s), ("matmul_tflops", h.matmul_tflops)] {
+        if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
+            let message = format!("host: {key} must be a positive number, like {key} = 40");
+            return Err(invalid(key_line(text, "[host]", key), message));
+        }
+    }
     Ok(Hardware {
         warnings: vec![],
         source: format!("profile {}", spec.name),
@@ -287,6 +300,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
             bandwidth_gb_per_s: h.bandwidth_gb_per_s,
             unified_memory: h.unified_memory,
             cpu_repack: h.cpu_repack.unwrap_or(!h.unified_memory),
+            matmul_tflops: h.matmul_tflops,
         },
     })
 }
@@ -322,6 +336,7 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
             bandwidth_gb_per_s: None,
             unified_memory: false,
             cpu_repack: true,
+            matmul_tflops: None,
         },
     }
 }
@@ -363,5 +378,15 @@ mod tests {
             "name = \"x\"\n[host]\nram = \"32GiB\"\n[[gpu]]\nname = \"a\"\ntotal = \"12GiB\"\nfree = \"13GiB\"\n";
         let err = parse_profile(text, "p.toml").unwrap_err().to_string();
         assert!(err.starts_with("p.toml:7: gpu 'a': free is larger"), "{err}");
+        let text = "name = \"x\"\n[host]\nram = \"32GiB\"\nmatmul_tflops = -1\n";
+        let err = parse_profile(text, "p.toml").unwrap_err().to_string();
+        assert!(err.starts_with("p.toml:4: host: matmul_tflops must be a positive number"), "{err}");
+    }
+
+    #[test]
+    fn a_profile_gives_the_hosts_matrix_rate() {
+        let text = "name = \"x\"\n[host]\nram = \"32GiB\"\nbandwidth_gb_per_s = 60\nmatmul_tflops = 1.5\n";
+        let hw = parse_profile(text, "p.toml").unwrap();
+        assert_eq!((hw.host.bandwidth_gb_per_s, hw.host.matmul_tflops), (Some(60.0), Some(1.5)));
     }
 }

@@ -956,6 +956,7 @@ mod tests {
                 bandwidth_gb_per_s: None,
                 unified_memory: false,
                 cpu_repack: true,
+                matmul_tflops: None,
             },
         }
     }

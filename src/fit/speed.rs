@@ -4,10 +4,14 @@
 
 use serde::Serialize;
 
+use crate::fit::catalogue::{self, Vendor};
 use crate::fit::hardware::{DeviceKind, Hardware};
 use crate::fit::plan::Plan;
 use crate::model::facts::ModelFacts;
-use crate::model::shapes::{LLAMA2_7B, LLAMA3_8B, LLAMA3_70B, LLAMA31_8B, LLAMA32_3B, MISTRAL_7B, TINYLLAMA_1B};
+use crate::model::shapes::{
+    GEMMA3_12B, LLAMA2_7B, LLAMA2_13B, LLAMA3_8B, LLAMA3_70B, LLAMA31_8B, LLAMA32_3B, MISTRAL_7B, PHI4, QWEN25_14B,
+    TINYLLAMA_1B,
+};
 
 /// Fraction of a device's memory bandwidth generation reaches (FIELD-NOTES §6: 0.6–0.87 consumer GPUs,
 /// ~0.5 datacenter GPUs and Apple's big chips, 0.5–0.7 CPU RAM).
@@ -21,6 +25,9 @@ const UNIFIED_BANDWIDTH_EFFICIENCY: f64 = 0.7;
 /// generation is slower than their bandwidth allows.
 const DEQUANT_OPS_PER_WEIGHT: f64 = 40.0;
 const HOST_BANDWIDTH_EFFICIENCY: f64 = 0.68;
+/// What one CPU thread reads at most while generating (fitted on the published i9-13900K row at 4
+/// threads: 48 GB/s of a 102 GB/s memory).
+const CPU_BYTES_PER_S_PER_THREAD: f64 = 12e9;
 /// Fixed cost per layer and token: kernel launches on a GPU, thread barriers on the CPU (calibrated on
 /// this project's 2-core machine: SmolLM2 and Gemma 3 at 2 threads, docs/SPEED.md).
 const GPU_SECONDS_PER_LAYER: f64 = 20e-6;
@@ -29,9 +36,12 @@ const CPU_SECONDS_PER_LAYER: f64 = 86e-6;
 /// the two above from runs at ~150 and ~576 tokens of context, docs/SPEED.md). On a GPU it is
 /// negligible at the contexts predicted.
 const CPU_SECONDS_PER_LAYER_PER_CONTEXT_TOKEN: f64 = 0.2e-6;
-/// Prompt processing: effective operations per second per CPU thread for quantized matrix products
-/// (AVX2; calibrated here), and the fraction of a GPU's dense fp16 tensor rate llama.cpp reaches.
-const CPU_FLOPS_PER_THREAD: f64 = 50e9;
+/// Prompt processing on a CPU whose matrix rate was not measured: effective operations per second per
+/// thread, fitted on the published CPU rows marked fit (73–96 GFLOP/s a thread on Zen 2–4, Kaby and
+/// Coffee Lake, Tiger Lake); the held-out rows spread from 25 (an N100's E-cores) to 81, which is why
+/// this machine's CPU is measured instead (`Host::matmul_tflops`). And the fraction of a GPU's dense
+/// fp16 tensor rate llama.cpp reaches.
+const CPU_FLOPS_PER_THREAD: f64 = 85e9;
 const GPU_TENSOR_EFFICIENCY: f64 = 0.8;
 /// Fixed cost per layer and micro-batch of a prompt on a GPU (kernel launches, synchronisation): it is
 /// what keeps small models far below the GPU's arithmetic rate (fitted to the published results in
@@ -88,11 +98,16 @@ fn bytes_read_per_token(facts: &ModelFacts, plan: &Plan, fill_tokens: u64) -> (V
 /// Quantized weights a token multiplies out of `device_weight_bytes` of the model's weights (none for a
 /// float file; for a mixture of experts, the active share).
 fn quantized_weights(facts: &ModelFacts, device_weight_bytes: u64) -> f64 {
-    if matches!(facts.dominant_type.as_str(), "F32" | "F16" | "BF16") {
+    if unquantized(facts) {
         return 0.0;
     }
     let share = device_weight_bytes as f64 / facts.weights.file_bytes().max(1) as f64;
     facts.params as f64 * share.min(1.0) * moe_active_fraction(facts)
+}
+
+/// A float file: its matrix products unpack nothing.
+fn unquantized(facts: &ModelFacts) -> bool {
+    matches!(facts.dominant_type.as_str(), "F32" | "F16" | "BF16")
 }
 
 /// The share of a token's prompt operations that multiply routed experts held in host memory.
@@ -140,7 +155,9 @@ pub fn predict_apart(facts: &ModelFacts, plan: &Plan, hw: &Hardware) -> Option<S
 }
 
 fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64, shared_cores: bool) -> Option<Speed> {
-    let host_bw = hw.host.bandwidth_gb_per_s? * 1e9 * HOST_BANDWIDTH_EFFICIENCY;
+    // A core pulls only so much: with few threads on a wide memory, the threads are the limit.
+    let host_bw = (hw.host.bandwidth_gb_per_s? * 1e9 * HOST_BANDWIDTH_EFFICIENCY)
+        .min(hw.host.threads.max(1) as f64 * CPU_BYTES_PER_S_PER_THREAD);
     let (device_bytes, host_bytes) = bytes_read_per_token(facts, plan, fill_tokens);
     let fill = fill_tokens.min(plan.config.n_ctx_tokens) as f64;
     let gpu_layers = plan.config.n_gpu_layers().min(facts.n_layer);
@@ -199,7 +216,8 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
             let copy = if cpu_layers == 0 && plan.host.bytes.experts == 0 { 0.0 } else { copy };
             let launches = facts.n_layer as f64 * GPU_PROMPT_SECONDS_PER_LAYER_PER_UBATCH
                 / plan.config.n_ubatch_tokens.max(1) as f64;
-            flops_per_token / (prompt_tflops(gpu0, bandwidth, tflops) * 1e12) + copy + launches
+            let unpacked = if unquantized(facts) { UNQUANTIZED_PROMPT_SPEEDUP } else { 1.0 };
+            flops_per_token / (prompt_tflops(gpu0, bandwidth, tflops) * unpacked * 1e12) + copy + launches
         }
         // A CPU-backed server's device, measured: its own matrix rate.
         // Experts the host holds are multiplied by the host's CPU (no op offload to a remote device),
@@ -208,14 +226,23 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
             let on_host = host_expert_flop_share(facts, plan);
             let shared = if shared_cores && gpu0.endpoint.as_deref().is_some_and(is_loopback) { 2.0 } else { 1.0 };
             let device_rate = gpu0.measured.map_or(1.0, |m| m.matmul_tflops) * 1e12 * CPU_MATMUL_EFFICIENCY;
-            let host_rate = hw.host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD / shared;
+            let host_rate = cpu_flops_per_s(&hw.host) / shared;
             flops_per_token * (1.0 - on_host) / device_rate + flops_per_token * on_host / host_rate
         }
-        _ => flops_per_token / (hw.host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD),
+        _ => flops_per_token / cpu_flops_per_s(&hw.host),
     };
     let ub = plan.config.n_ubatch_tokens.max(1);
     let prompt_seconds = prompt_seconds + network_seconds(facts, plan, hw, ub) / ub as f64;
     Some(Speed { generation_tok_per_s: 1.0 / token_seconds, prompt_tok_per_s: 1.0 / prompt_seconds, limited_by })
+}
+
+/// The host CPU's rate on a prompt: its measured matrix rate where there is one, else an estimate
+/// from its threads.
+fn cpu_flops_per_s(host: &crate::fit::hardware::Host) -> f64 {
+    match host.matmul_tflops {
+        Some(tflops) => tflops * 1e12 * CPU_MATMUL_EFFICIENCY,
+        None => host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD,
+    }
 }
 
 /// One generated token's time on a GPU holding `used`: reading `bytes` at its bandwidth, or unpacking
@@ -228,7 +255,9 @@ fn gpu_token_seconds(
     bytes: f64,
 ) -> Option<f64> {
     let (bw, tflops) = device_rates(d)?;
-    let eff = if d.kind == DeviceKind::IntegratedGpu {
+    let eff = if vendor_of(d) == Vendor::Intel {
+        INTEL_BANDWIDTH_EFFICIENCY
+    } else if d.kind == DeviceKind::IntegratedGpu {
         UNIFIED_BANDWIDTH_EFFICIENCY
     } else if bw >= 1500.0 {
         BIG_GPU_BANDWIDTH_EFFICIENCY
@@ -246,6 +275,12 @@ fn gpu_token_seconds(
 /// (an RTX 6000 Ada and an A6000 read an 8B prompt at 5,561 and 3,622 tok/s, not 364 : 155), and
 /// ~0.055 on HBM datacenter cards (A100, H100), whose tensor rates they are far from.
 fn prompt_tflops(d: &crate::fit::hardware::Device, bandwidth_gb_per_s: f64, tflops: f64) -> f64 {
+    // AMD's and Intel's kernels are held by their arithmetic, not by the bandwidth rule fitted on NVIDIA.
+    match vendor_of(d) {
+        Vendor::Amd => return tflops * AMD_TENSOR_EFFICIENCY,
+        Vendor::Intel => return tflops * INTEL_TENSOR_EFFICIENCY,
+        Vendor::Nvidia | Vendor::Apple => {}
+    }
     let fed = if d.kind == DeviceKind::IntegratedGpu {
         f64::INFINITY
     } else if bandwidth_gb_per_s >= 1500.0 {
@@ -260,6 +295,21 @@ fn prompt_tflops(d: &crate::fit::hardware::Device, bandwidth_gb_per_s: f64, tflo
 
 /// Apple's chips reach ~0.58 of their fp16 rate on a prompt (the fit rows: M1, M2 Ultra, M3 Max, M4).
 const UNIFIED_TENSOR_EFFICIENCY: f64 = 0.58;
+/// AMD through ROCm or Vulkan reaches ~0.4 of its fp16 matrix rate on a prompt (the fit rows: RX 7900
+/// XTX 0.39, RX 9070 XT 0.37).
+const AMD_TENSOR_EFFICIENCY: f64 = 0.4;
+/// Intel Arc through Vulkan: generation reads at ~0.21 of the bandwidth (the fit rows: A310 0.22,
+/// B580 0.21, A770 0.05) and a prompt reaches ~0.04 of the XMX rate (A310 0.02, A770 0.06).
+const INTEL_BANDWIDTH_EFFICIENCY: f64 = 0.21;
+const INTEL_TENSOR_EFFICIENCY: f64 = 0.04;
+/// Unquantized weights (F16, BF16) skip the unpacking: a prompt runs ~1.2× faster than on a quantized
+/// file of the same model (the fit rows' F16 : Q4_K_M ratios, median of ten: 1.18).
+const UNQUANTIZED_PROMPT_SPEEDUP: f64 = 1.2;
+
+/// The vendor of a device, by its driver's name or else its llama.cpp name.
+fn vendor_of(d: &crate::fit::hardware::Device) -> Vendor {
+    if d.description.is_empty() { catalogue::vendor(&d.name) } else { catalogue::vendor(&d.description) }
+}
 
 const PROMPT_TFLOPS_PER_GB_S: f64 = 0.09;
 const HBM_PROMPT_TFLOPS_PER_GB_S: f64 = 0.055;
@@ -411,8 +461,11 @@ pub struct Published {
     pub source: &'static str,
     /// GPU description as `known_gpu` knows it; "" for a CPU-only run.
     pub gpu: &'static str,
+    /// The CPU, where the row depends on it (CPU-only and partial offload); "" elsewhere.
+    pub cpu: &'static str,
     pub unified_memory: bool,
-    /// CPU-only rows: threads and the memory's theoretical bandwidth.
+    /// Threads and the host memory's theoretical bandwidth (what matters for CPU-only and partial
+    /// offload rows).
     pub threads: u32,
     pub host_bandwidth_gb_per_s: f64,
     pub shape: &'static crate::model::shapes::Shape,
@@ -421,9 +474,19 @@ pub struct Published {
     pub prompt_tok_per_s: Option<f64>,
     /// Tokens in the context, on average, while it generated (llama-bench's tg128: 64).
     pub fill_tokens: u64,
+    /// `-ngl` of a partial offload; None: every layer on the GPU (or none without one).
+    pub n_gpu_layers: Option<u32>,
+    pub n_ctx_tokens: u64,
     /// In the third kept out of every fit of the constants (fixed here, row by row): the errors
     /// reported on it are the prediction's honest ones.
     pub held_out: bool,
+}
+
+impl Published {
+    /// The device the row measured: its GPU, or its CPU for a CPU-only run.
+    pub fn device(&self) -> &'static str {
+        if self.gpu.is_empty() { self.cpu } else { self.gpu }
+    }
 }
 
 const fn gpu_row(
@@ -437,6 +500,7 @@ const fn gpu_row(
     Published {
         source,
         gpu,
+        cpu: "",
         unified_memory,
         threads: 8,
         host_bandwidth_gb_per_s: 90.0,
@@ -445,6 +509,8 @@ const fn gpu_row(
         generation_tok_per_s: tg,
         prompt_tok_per_s: pp,
         fill_tokens: 64,
+        n_gpu_layers: None,
+        n_ctx_tokens: 1024,
         held_out: false,
     }
 }
@@ -462,16 +528,10 @@ const fn xd(
 ) -> Published {
     Published {
         source: "XiongjieDai/GPU-Benchmarks-on-LLM-Inference (README)",
-        gpu,
-        unified_memory: is_apple(gpu),
-        threads: 8,
-        host_bandwidth_gb_per_s: 90.0,
-        shape,
         quant,
-        generation_tok_per_s: Some(tg),
-        prompt_tok_per_s: Some(pp),
         fill_tokens: 600,
         held_out,
+        ..gpu_row("", gpu, is_apple(gpu), shape, Some(tg), Some(pp))
     }
 }
 
@@ -479,6 +539,79 @@ const fn xd(
 const fn is_apple(gpu: &str) -> bool {
     let b = gpu.as_bytes();
     b.len() > 5 && b[0] == b'A' && b[1] == b'p' && b[2] == b'p' && b[3] == b'l' && b[4] == b'e'
+}
+
+/// A row of every layer on one GPU or Apple chip, from `source`.
+const fn at(
+    source: &'static str,
+    gpu: &'static str,
+    shape: &'static crate::model::shapes::Shape,
+    tg: Option<f64>,
+    pp: Option<f64>,
+    held_out: bool,
+) -> Published {
+    Published { source, held_out, ..gpu_row(source, gpu, is_apple(gpu), shape, tg, pp) }
+}
+
+/// A CPU-only llama-bench row (tg128 from an empty context, pp512): `threads` threads, memory of
+/// `bandwidth` GB/s by its datasheet (channels × transfer rate × 8 bytes).
+#[allow(clippy::too_many_arguments)]
+const fn cpu_row(
+    source: &'static str,
+    cpu: &'static str,
+    threads: u32,
+    bandwidth: f64,
+    shape: &'static crate::model::shapes::Shape,
+    quant: &'static str,
+    tg: f64,
+    pp: f64,
+    held_out: bool,
+) -> Published {
+    Published {
+        source,
+        cpu,
+        threads,
+        host_bandwidth_gb_per_s: bandwidth,
+        quant,
+        prompt_tok_per_s: Some(pp),
+        held_out,
+        ..gpu_row(source, "", false, shape, Some(tg), None)
+    }
+}
+
+/// normiebench (brand-o/normiebench issues: llama-bench, Llama 3.1 8B Q4_K_M, pp512 and tg128) on a
+/// CPU with its physical cores as threads (llama-bench's default).
+const fn nb_cpu(
+    issue: &'static str,
+    cpu: &'static str,
+    threads: u32,
+    bw: f64,
+    tg: f64,
+    pp: f64,
+    held: bool,
+) -> Published {
+    cpu_row(issue, cpu, threads, bw, &LLAMA31_8B, "Q4_K_M", tg, pp, held)
+}
+
+/// A partial offload measured by llmfit's bench (llama.cpp, context 4096, warmed; generation only) on
+/// an RTX 2080 (8 GB) beside an i9-10900X (four channels of DDR4-2933, 10 cores).
+const fn rtx2080(
+    source: &'static str,
+    shape: &'static crate::model::shapes::Shape,
+    ngl: u32,
+    tg: f64,
+    held: bool,
+) -> Published {
+    Published {
+        cpu: "i9-10900X, 4 × DDR4-2933",
+        threads: 10,
+        host_bandwidth_gb_per_s: 93.9,
+        fill_tokens: 256,
+        n_gpu_layers: if ngl >= 99 { None } else { Some(ngl) },
+        n_ctx_tokens: 4096,
+        held_out: held,
+        ..gpu_row(source, "RTX 2080", false, shape, Some(tg), None)
+    }
 }
 
 const H: bool = true;
@@ -513,37 +646,71 @@ pub const PUBLISHED: &[Published] = &[
         Some(111.95),
         Some(3806.89),
     ),
+    cpu_row("ggml-org/llama.cpp#34", "i9-13900K, DDR5-6400", 8, 102.4, &LLAMA2_7B, "Q4_0", 18.27, 33.67, H),
+    at("brand-o/normiebench#3 (llama-bench, Metal)", "Apple M4", &LLAMA31_8B, Some(20.87), Some(224.81), F),
+    at(
+        "maeddesg/vulkanforge wiki, Benchmarks (llama.cpp Vulkan, -fa 1)",
+        "RX 9070 XT",
+        &LLAMA31_8B,
+        Some(119.6),
+        Some(4802.0),
+        F,
+    ),
+    at(
+        "maeddesg/vulkanforge wiki, Benchmarks (llama.cpp Vulkan, -fa 1)",
+        "RX 9070 XT",
+        &MISTRAL_7B,
+        Some(127.5),
+        Some(4826.0),
+        H,
+    ),
+    at("geerlingguy/ai-benchmarks#29 (Vulkan)", "Arc A310", &LLAMA32_3B, Some(13.36), Some(88.71), F),
+    // CPU only (memory bandwidth from the parts' datasheets: channels × MT/s × 8 bytes)
+    cpu_row("ggml-org/llama.cpp#34", "i9-13900K, DDR5-6400", 4, 102.4, &LLAMA2_7B, "Q4_0", 12.65, 22.44, F),
+    cpu_row("geerlingguy/ai-benchmarks#53", "i5-4278U, 2 × DDR3L-1600", 2, 25.6, &LLAMA32_3B, "Q4_K_M", 7.68, 17.70, H),
+    cpu_row("geerlingguy/sbc-reviews#107", "i3-1315U, 2 × DDR5-5200", 2, 83.2, &LLAMA32_3B, "Q4_K_M", 11.05, 28.67, H),
+    nb_cpu("brand-o/normiebench#52", "Threadripper 3970X, 4 × DDR4-3200", 32, 102.4, 16.78, 155.5, F),
+    nb_cpu("brand-o/normiebench#38", "N100, 1 × DDR4-3200", 4, 25.6, 3.01, 6.53, H),
+    nb_cpu("brand-o/normiebench#34", "i5-9500, 2 × DDR4-2666", 6, 42.7, 6.51, 35.43, F),
+    nb_cpu("brand-o/normiebench#46", "i5-1135G7, 2 × DDR4-3200", 4, 51.2, 6.86, 25.52, F),
+    nb_cpu("brand-o/normiebench#41", "i7-8550U, 2 × DDR4-2400", 4, 38.4, 4.42, 13.07, H),
+    nb_cpu("brand-o/normiebench#42", "i7-7820HQ, 2 × DDR4-2400", 4, 38.4, 5.62, 22.53, F),
+    nb_cpu("brand-o/normiebench#8", "Ryzen 7 8840U, LPDDR5x-6400", 8, 102.4, 9.63, 49.75, F),
+    // AMD
     Published {
-        source: "ggml-org/llama.cpp#34 (i9-13900K, DDR5-6400, 8 threads)",
-        gpu: "",
-        unified_memory: false,
-        threads: 8,
-        host_bandwidth_gb_per_s: 102.4,
-        shape: &LLAMA2_7B,
+        source: "ggml-org/llama.cpp#26284 (ROCm; tg64, pp2048)",
+        fill_tokens: 32,
+        ..gpu_row("", "RX 7900 XTX", false, &LLAMA31_8B, Some(105.75), Some(3189.36))
+    },
+    Published {
+        source: "ggml-org/llama.cpp#5835 (ROCm)",
         quant: "Q4_0",
-        generation_tok_per_s: Some(18.27),
-        prompt_tok_per_s: Some(33.67),
-        fill_tokens: 64,
         held_out: true,
+        ..gpu_row("", "RX 6700 XT", false, &MISTRAL_7B, Some(58.97), Some(1017.28))
     },
     Published {
-        source: "brand-o/normiebench#3 (llama-bench, Metal)",
-        held_out: false,
-        ..gpu_row("", "Apple M4", true, &LLAMA31_8B, Some(20.87), Some(224.81))
-    },
-    Published {
-        source: "maeddesg/vulkanforge wiki, Benchmarks (llama.cpp Vulkan, -fa 1)",
-        ..gpu_row("", "RX 9070 XT", false, &LLAMA31_8B, Some(119.6), Some(4802.0))
-    },
-    Published {
-        source: "maeddesg/vulkanforge wiki, Benchmarks (llama.cpp Vulkan, -fa 1)",
+        source: "ggml-org/llama.cpp#2059 (ROCm)",
+        quant: "Q6_K",
         held_out: true,
-        ..gpu_row("", "RX 9070 XT", false, &MISTRAL_7B, Some(127.5), Some(4826.0))
+        ..gpu_row("", "RX 6800 XT", false, &LLAMA2_13B, None, Some(684.11))
     },
     Published {
-        source: "geerlingguy/ai-benchmarks#29 (Vulkan)",
-        ..gpu_row("", "Arc A310", false, &LLAMA32_3B, Some(13.36), Some(88.71))
+        source: "brand-o/normiebench#10 (Vulkan)",
+        cpu: "Ryzen 7 8840U",
+        ..gpu_row("", "Radeon 780M", true, &LLAMA31_8B, Some(16.31), Some(253.57))
     },
+    // Intel Arc (Vulkan)
+    at("geerlingguy/ai-benchmarks README (Vulkan)", "Arc B580", &LLAMA32_3B, Some(47.38), None, F),
+    at("geerlingguy/ai-benchmarks#27 and README (Vulkan)", "Arc Pro B50", &LLAMA32_3B, Some(29.80), Some(489.15), H),
+    at("brand-o/normiebench#12 (Vulkan)", "Arc A770", &LLAMA31_8B, Some(5.87), Some(562.63), F),
+    // NVIDIA laptops (CUDA)
+    at("brand-o/normiebench#4 (CUDA)", "RTX 4070 Laptop GPU", &LLAMA31_8B, Some(48.12), Some(2365.26), F),
+    at("brand-o/normiebench#39 (CUDA)", "RTX 2070 with Max-Q Design", &LLAMA31_8B, Some(44.84), Some(1193.53), H),
+    // Partial offload: an 8 GB card and the rest in RAM
+    rtx2080("AlexsJones/llmfit#773", &LLAMA31_8B, 99, 71.9, H),
+    rtx2080("AlexsJones/llmfit#774 (-ngl 44)", &GEMMA3_12B, 44, 26.1, F),
+    rtx2080("AlexsJones/llmfit#774 (-ngl 32)", &PHI4, 32, 16.7, H),
+    rtx2080("AlexsJones/llmfit#778 (-ngl 42)", &QWEN25_14B, 42, 20.8, F),
     // Llama 3 8B, Q4_K_M
     xd("RTX 3070", &LLAMA3_8B, "Q4_K_M", 70.94, 2283.62, F),
     xd("RTX 3080", &LLAMA3_8B, "Q4_K_M", 106.40, 3557.02, F),
@@ -618,11 +785,16 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
             bandwidth_gb_per_s: Some(row.host_bandwidth_gb_per_s),
             unified_memory: false,
             cpu_repack: true,
+            matmul_tflops: None,
         },
     };
     // llama-bench's setting: 512-token prompt, 128 generated, everything on the GPU if there is one.
     let policy = crate::fit::plan::Policy {
-        pins: crate::fit::plan::Pins { n_ctx_tokens: Some(1024), ..Default::default() },
+        pins: crate::fit::plan::Pins {
+            n_ctx_tokens: Some(row.n_ctx_tokens),
+            n_gpu_layers: row.n_gpu_layers,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let plan = crate::fit::plan::plan(&facts, &hw, &policy).ok()?;
@@ -704,8 +876,8 @@ mod tests {
             assert!(predict_published(row).is_some(), "{}", row.source);
             assert!(!row.source.is_empty() && row.generation_tok_per_s.or(row.prompt_tok_per_s).is_some());
         }
-        let devices: std::collections::BTreeSet<&str> = PUBLISHED.iter().map(|r| r.gpu).collect();
-        assert!(devices.len() >= 25, "{} devices", devices.len());
+        let devices: std::collections::BTreeSet<&str> = PUBLISHED.iter().map(Published::device).collect();
+        assert!(devices.len() >= 25 && PUBLISHED.len() >= 80, "{} rows, {} devices", PUBLISHED.len(), devices.len());
         let held = PUBLISHED.iter().filter(|r| r.held_out).count();
         assert!(held * 4 >= PUBLISHED.len() && held * 2 <= PUBLISHED.len(), "{held} of {} held out", PUBLISHED.len());
         // docs/SPEED.md's targets, on the third the constants were not fitted on

@@ -40,6 +40,7 @@ pub fn measure_host() -> Result<Host> {
         bandwidth_gb_per_s: None,
         unified_memory: false,
         cpu_repack: cpu_repacks(),
+        matmul_tflops: None,
     })
 }
 
@@ -167,6 +168,68 @@ pub fn host_bandwidth_gb_per_s(threads: u32) -> Option<f64> {
     Some(best)
 }
 
+/// This machine's own rates, and how busy other programs kept it while they were measured.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HostReading {
+    pub bandwidth_gb_per_s: Option<f64>,
+    pub matmul_tflops: Option<f64>,
+    /// Other programs' share of all CPU time during the readings; None where /proc cannot say.
+    pub others_busy_share: Option<f64>,
+}
+
+/// Measure the host's memory bandwidth (here) and its CPU's matrix rate (through ggml's CPU backend, in
+/// a child: this process never starts llama.cpp before it must), each the best of a few short runs,
+/// and how much of the machine other programs took meanwhile. About a second.
+pub fn measure_host_rates(threads: u32) -> HostReading {
+    let before = cpu_ticks();
+    let bandwidth_gb_per_s = host_bandwidth_gb_per_s(threads);
+    let args = ["devices", "--json", "--measure-host"].map(String::from);
+    let matmul_tflops = machine_rpc::run_child(&args, &[], "`run-fit devices --measure-host`")
+        .ok()
+        .and_then(|out| serde_json::from_slice::<Hardware>(&out).ok())
+        .and_then(|hw| hw.host.matmul_tflops);
+    let others_busy_share = before.zip(cpu_ticks()).and_then(|(a, b)| others_share(&a, &b));
+    HostReading { bandwidth_gb_per_s, matmul_tflops, others_busy_share }
+}
+
+/// CPU time in clock ticks: all CPUs busy and in total (/proc/stat), and this process's own with its
+/// waited-for children's (/proc/self/stat).
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct CpuTicks {
+    busy: u64,
+    total: u64,
+    mine: u64,
+}
+
+fn cpu_ticks() -> Option<CpuTicks> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let me = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_ticks(&stat, &me)
+}
+
+fn parse_ticks(proc_stat: &str, self_stat: &str) -> Option<CpuTicks> {
+    // "cpu  user nice system idle iowait irq softirq steal guest guest_nice"; guest time is already
+    // counted in user.
+    let line = proc_stat.lines().find(|l| l.starts_with("cpu "))?;
+    let v: Vec<u64> = line.split_whitespace().skip(1).take(8).map(|x| x.parse().ok()).collect::<Option<_>>()?;
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4)?;
+    // After the command name in parentheses: field 3 (state) first; utime, stime, cutime, cstime
+    // are fields 14–17.
+    let rest = &self_stat[self_stat.rfind(')')? + 1..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let mine = f.get(11..15)?.iter().map(|x| x.parse::<u64>().ok()).sum::<Option<u64>>()?;
+    Some(CpuTicks { busy: total - idle, total, mine })
+}
+
+/// Other programs' share of the machine's CPU time between two readings.
+fn others_share(a: &CpuTicks, b: &CpuTicks) -> Option<f64> {
+    let total = b.total.checked_sub(a.total).filter(|&t| t > 0)?;
+    let busy = b.busy.saturating_sub(a.busy);
+    let mine = b.mine.saturating_sub(a.mine);
+    Some(busy.saturating_sub(mine) as f64 / total as f64)
+}
+
 /// The host alone (RAM size and threads): what its memory bandwidth belongs to. Remote devices and
 /// GPUs come and go without changing it, so they must not make it measured again.
 pub fn host_fingerprint(hw: &Hardware) -> String {
@@ -200,6 +263,28 @@ pub fn oom_kills() -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn other_programs_share_of_the_cpu_is_what_this_process_did_not_use() {
+        let stat = |user: u64, idle: u64| format!("cpu  {user} 0 0 {idle} 0 0 0 0 0 0\ncpu0 1 2 3 4\n");
+        let me = |ticks: u64| format!("42 (run fit) R 1 2 3 4 5 6 7 8 9 10 {ticks} 0 0 0 20 0 1 0");
+        let a = parse_ticks(&stat(1000, 5000), &me(100)).unwrap();
+        assert_eq!(a, CpuTicks { busy: 1000, total: 6000, mine: 100 });
+        // 200 ticks passed: 120 busy, of which this process used 40 → others 80 of 200
+        let b = parse_ticks(&stat(1120, 5080), &me(140)).unwrap();
+        assert_eq!(others_share(&a, &b), Some(0.4));
+        // idle apart from this process
+        let c = parse_ticks(&stat(1040, 5160), &me(140)).unwrap();
+        assert_eq!(others_share(&a, &c), Some(0.0));
+        assert_eq!(others_share(&a, &a), None);
+        assert_eq!(parse_ticks("nonsense", &me(1)), None);
+    }
+
+    #[test]
+    fn this_machine_can_be_read() {
+        let t = cpu_ticks().expect("/proc is there on Linux");
+        assert!(t.total >= t.busy && t.busy >= 1);
+    }
 
     #[test]
     fn the_hosts_bandwidth_belongs_to_the_host_alone() {

@@ -263,6 +263,10 @@ const LLAMA33_70B: Shape = shape("Llama-3.3-70B", 80, 8192, 28672, 64, 8, 128256
 pub const TINYLLAMA_1B: Shape = shape("TinyLlama-1.1B", 22, 2048, 5632, 32, 4, 32000, 2048, false);
 pub const LLAMA32_3B: Shape = shape("Llama-3.2-3B", 28, 3072, 8192, 24, 8, 128256, 131072, true);
 pub const LLAMA2_7B: Shape = shape("Llama-2-7B", 32, 4096, 11008, 32, 32, 32000, 4096, false);
+pub const LLAMA2_13B: Shape = shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false);
+pub const QWEN25_14B: Shape = shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false);
+pub const PHI4: Shape = shape("Phi-4", 40, 5120, 17920, 40, 10, 100352, 16384, false);
+pub const GEMMA3_12B: Shape = gemma3("Gemma-3-12B", 48, 3840, 15360, 16, 8, 256);
 
 /// Every shape run-fit knows, in one table: real models' (name estimates pick among those marked
 /// `estimates`), then the small ones tests and the generator use.
@@ -284,9 +288,9 @@ pub const SHAPES: &[Shape] = &[
     shape("DeepSeek-R1-Distill-Qwen-7B", 28, 3584, 18944, 28, 4, 152064, 131072, false),
     LLAMA3_8B,
     LLAMA31_8B,
-    shape("Llama-2-13B", 40, 5120, 13824, 40, 40, 32000, 4096, false),
-    shape("Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, 32768, false),
-    shape("Phi-4", 40, 5120, 17920, 40, 10, 100352, 16384, false),
+    LLAMA2_13B,
+    QWEN25_14B,
+    PHI4,
     shape("Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, 32768, false),
     shape("CodeLlama-34B", 48, 8192, 22016, 64, 8, 32000, 16384, false),
     LLAMA2_70B,
@@ -295,7 +299,7 @@ pub const SHAPES: &[Shape] = &[
     shape("Falcon-180B-like", 80, 14848, 39680, 232, 8, 65024, 2048, false),
     shape("Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, 131072, false),
     gemma3("Gemma-3-4B", 34, 2560, 10240, 8, 4, 256),
-    gemma3("Gemma-3-12B", 48, 3840, 15360, 16, 8, 256),
+    GEMMA3_12B,
     gemma3("Gemma-3-27B", 62, 5376, 21504, 32, 16, 128),
     // mixtures of experts, chosen when the name says `NxMb` or `…-aNb`
     MIXTRAL_8X7B,

@@ -427,7 +427,12 @@ pub fn devices_text(hw: &Hardware, can_offload: bool, backends: &[&str]) -> Stri
         format!("{} threads, swap free {}", h.threads, human(h.swap_free_bytes)),
         human(h.available_bytes),
         human(h.total_bytes),
-        h.bandwidth_gb_per_s.map_or(String::new(), |b| format!("{b:.0} GB/s read")),
+        match (h.bandwidth_gb_per_s, h.matmul_tflops) {
+            (Some(b), Some(t)) => format!("{b:.0} GB/s read, {t:.2} TFLOPS Q4_0"),
+            (Some(b), None) => format!("{b:.0} GB/s read"),
+            (None, Some(t)) => format!("{t:.2} TFLOPS Q4_0"),
+            (None, None) => "not yet (the first plan measures it)".into(),
+        },
     ]);
     let mut out = table.to_string();
     out.push('\n');

@@ -22,7 +22,9 @@ fn check(case: &Case) {
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(case.exit_code), "{}: {err}", case.what);
     assert!(!err.contains("panicked") && !err.contains("RUST_BACKTRACE"), "{}: {err}", case.what);
-    let lines: Vec<&str> = err.lines().collect();
+    // A machine that other programs keep busy while run-fit measures it is said in a line of its own
+    // (real load: the previous case's processes may still be exiting).
+    let lines: Vec<&str> = err.lines().filter(|l| !l.starts_with("run-fit: warning: other programs used")).collect();
     assert_eq!(lines.len(), 1, "{}: not one line: {err}", case.what);
     assert!(lines[0].starts_with("run-fit: error: "), "{}: {err}", case.what);
     assert!(err.contains(case.message), "{}: expected {:?} in {err}", case.what, case.message);

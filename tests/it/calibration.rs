@@ -38,11 +38,51 @@ fn a_backoff_is_remembered_by_the_next_plan() {
     assert!(plan.contains("context 4096 tokens"), "{plan}");
     // --fresh plans as if nothing had been learned
     let fresh = stdout(&with_cache(dir.path(), &["plan", m, "--fresh"]));
-    assert!(!fresh.contains("learned") && fresh.contains("context 8192 tokens"), "{fresh}");
+    assert!(!fresh.contains("calibrated") && fresh.contains("context 8192 tokens"), "{fresh}");
     // a run without trouble replaces the record: the next plan is back at 8192
     assert!(with_cache(dir.path(), &[m, "-p", "hi", "-n", "2", "--fresh"]).status.success());
     let again = stdout(&with_cache(dir.path(), &["plan", m]));
     assert!(again.contains("used what was predicted") && again.contains("context 8192 tokens"), "{again}");
+}
+
+/// The number before " tok/s reading the prompt" in a plan's text.
+fn prompt_rate(plan: &str) -> f64 {
+    let at = plan.find(" tok/s reading the prompt").expect(plan);
+    let start = plan[..at].rfind('~').expect(plan) + 1;
+    plan[start..at].replace(',', "").parse().expect(plan)
+}
+
+#[test]
+fn the_hosts_rates_are_measured_once_shown_by_devices_and_kept_at_their_best() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = smollm2();
+    let m = model.to_str().unwrap();
+    let first = with_cache(dir.path(), &["plan", m]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let path = dir.path().join("calibration.json");
+    let cache: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let (host, tflops) = cache["host_matmul_tflops"].as_object().unwrap().iter().next().unwrap();
+    let tflops = tflops.as_f64().unwrap();
+    // ggml's Q4_0 product on this machine's CPU: a real measurement, not a default
+    assert!((0.005..50.0).contains(&tflops), "{cache}");
+    assert!(cache["host_bandwidth_gb_per_s"][host].as_f64().unwrap() > 0.5, "{cache}");
+    let devices = stdout(&with_cache(dir.path(), &["devices"]));
+    assert!(devices.contains(&format!("{tflops:.2} TFLOPS Q4_0")) && devices.contains("GB/s read"), "{devices}");
+
+    // A better reading on file (far better than any this machine gives), taken on a busy machine: the next plan measures again, keeps the
+    // better one, and predicts prompts from it.
+    let mut edited = cache.clone();
+    edited["host_matmul_tflops"][host] = (tflops * 1000.0).into();
+    edited["host_busy"][host] = true.into();
+    std::fs::write(&path, edited.to_string()).unwrap();
+    let base = prompt_rate(&stdout(&first));
+    let kept = prompt_rate(&stdout(&with_cache(dir.path(), &["plan", m])));
+    assert!(kept > 5.0 * base, "{kept} vs {base}");
+    let after: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(after["host_matmul_tflops"][host].as_f64(), Some(tflops * 1000.0));
+    // --fresh takes the new reading (a real one, far below the edited)
+    let fresh = prompt_rate(&stdout(&with_cache(dir.path(), &["plan", m, "--fresh"])));
+    assert!(fresh < kept / 5.0, "{fresh} vs {kept}");
 }
 
 #[test]

@@ -412,7 +412,8 @@ fn worker_of(parent: u32) -> String {
     (0..100)
         .find_map(|_| {
             std::thread::sleep(std::time::Duration::from_millis(100));
-            let out = Command::new("pgrep").args(["-P", &parent.to_string()]).output().ok()?;
+            // The worker, not the child that measures the host's rates before it.
+            let out = Command::new("pgrep").args(["-P", &parent.to_string(), "-f", "__worker"]).output().ok()?;
             String::from_utf8_lossy(&out.stdout).lines().next().map(str::to_string)
         })
         .expect("a worker process")
