@@ -204,8 +204,21 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
     let token_seconds: f64 = parts.iter().map(|p| p.1).sum();
     let limited_by = parts.iter().max_by(|a, b| a.1.total_cmp(&b.1)).map(|p| p.0.clone()).unwrap_or_default();
 
-    // Prompt: two operations per weight per token. With a GPU and op offload, llama.cpp runs the whole
-    // batch on the first GPU and copies the weights kept in RAM over PCIe once per micro-batch.
+    let prompt_seconds = prompt_token_seconds(facts, plan, hw, gpu_layers, shared_cores)?;
+    Some(Speed { generation_tok_per_s: 1.0 / token_seconds, prompt_tok_per_s: 1.0 / prompt_seconds, limited_by })
+}
+
+/// Seconds per prompt token: two operations per weight per token, on the device that runs the batch.
+fn prompt_token_seconds(
+    facts: &ModelFacts,
+    plan: &Plan,
+    hw: &Hardware,
+    gpu_layers: u32,
+    shared_cores: bool,
+) -> Option<f64> {
+    let cpu_layers = facts.n_layer - gpu_layers;
+    // With a GPU and op offload, llama.cpp runs the whole batch on the first GPU and copies the weights
+    // kept in RAM over PCIe once per micro-batch.
     let flops_per_token = 2.0 * (facts.params as f64 - embedding_params(facts)) * moe_active_fraction(facts);
     let prompt_seconds = match hw.devices.first() {
         // A CPU-backed server's device multiplies as a CPU like this one does (the `_` arm).
@@ -232,8 +245,7 @@ fn predict_with(facts: &ModelFacts, plan: &Plan, hw: &Hardware, fill_tokens: u64
         _ => flops_per_token / cpu_flops_per_s(&hw.host),
     };
     let ub = plan.config.n_ubatch_tokens.max(1);
-    let prompt_seconds = prompt_seconds + network_seconds(facts, plan, hw, ub) / ub as f64;
-    Some(Speed { generation_tok_per_s: 1.0 / token_seconds, prompt_tok_per_s: 1.0 / prompt_seconds, limited_by })
+    Some(prompt_seconds + network_seconds(facts, plan, hw, ub) / ub as f64)
 }
 
 /// The host CPU's rate on a prompt: its measured matrix rate where there is one, else an estimate

@@ -96,22 +96,19 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
         let key = format!("{endpoint}#{index}");
         *index += 1;
         // A reading taken while the machine was busy must not replace a better one (unless --fresh).
-        match (d.measured, cache.device_rates.get(&key).copied()) {
-            (Some(new), Some(old)) if !fresh => {
-                let best = crate::fit::hardware::Rates {
-                    bandwidth_gb_per_s: new.bandwidth_gb_per_s.max(old.bandwidth_gb_per_s),
-                    matmul_tflops: new.matmul_tflops.max(old.matmul_tflops),
-                };
-                measured |= best != old;
-                d.measured = Some(best);
-                cache.device_rates.insert(key, best);
-            }
-            (Some(new), _) => {
-                measured = true;
-                cache.device_rates.insert(key, new);
-            }
-            (None, old) => d.measured = old,
+        let old = cache.device_rates.get(&key).copied();
+        let best = |f: fn(&crate::fit::hardware::Rates) -> f64| {
+            crate::fit::calibration::keep_best(old.as_ref().map(f), d.measured.as_ref().map(f), fresh)
+        };
+        let kept =
+            best(|r| r.bandwidth_gb_per_s).zip(best(|r| r.matmul_tflops)).map(|(bandwidth_gb_per_s, matmul_tflops)| {
+                crate::fit::hardware::Rates { bandwidth_gb_per_s, matmul_tflops }
+            });
+        if let Some(rates) = kept.filter(|&r| Some(r) != old) {
+            measured = true;
+            cache.device_rates.insert(key, rates);
         }
+        d.measured = kept;
         match (link, d.link) {
             (Some(given), _) => d.link = Some(given),
             (None, Some(new)) => {
