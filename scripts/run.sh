@@ -4,9 +4,10 @@
 # question and prints its speed. Extra arguments go to run-fit, e.g. scripts/run.sh -c 4096 --temp 0
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+# The run-fit setup built: target/release/run-fit, or target-gpu/release/run-fit with GPU modules.
+bin=$(bash scripts/setup.sh)
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ -t 0 ] || [[ " $* " == *" -p "* ]]; then
-  exec target/release/run-fit "$model" "$@"
+  exec "$bin" "$model" "$@"
 fi
-exec target/release/run-fit "$model" -p "What is the capital of France?" "$@"
+exec "$bin" "$model" -p "What is the capital of France?" "$@"

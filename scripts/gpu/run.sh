@@ -7,21 +7,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 backend=${BACKEND:-cuda}
 out=${OUT:-$here/out}
 mkdir -p "$out"
-build="$here/build-$backend"
-flags=(-DGGML_BACKEND_DL=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release
-  -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF)
-case "$backend" in
-  cuda) flags+=(-DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCH:-90}") ;;
-  rpc) flags+=(-DGGML_RPC=ON) ;;
-  cpu) flags+=(-DGGML_CPU=ON) ;;
-  *) echo "BACKEND=$backend: use cuda, rpc or cpu" >&2; exit 2 ;;
-esac
+# The same build as a user's scripts/setup.sh: scripts/build-backend.sh, staged beside this script.
+archs=default
+[ "$backend" = cuda ] && archs=${CUDA_ARCH:-90}
 start=$(date +%s)
-cmake -S "$here/ggml" -B "$build" "${flags[@]}" > "$out/cmake-configure.log" 2>&1
-cmake --build "$build" --target "ggml-$backend" -j "$(nproc)" > "$out/cmake-build.log" 2>&1
+bash "$here/build-backend.sh" "$backend" "$here/ggml" "$here/bin" "$archs" 2>&1 | tee "$out/build.txt"
 echo "built ggml-$backend in $(( $(date +%s) - start )) s" | tee "$out/build-time.txt"
-module=$(find "$build" -name "libggml-$backend.so" | head -1)
-cp "$module" "$here/bin/"
+cp "$here/bin/build-$backend.log" "$out/" 2>/dev/null || true
 export LD_LIBRARY_PATH="$here/bin"
 export RUN_FIT_CACHE_DIR="$out/cache"
 bin="$here/bin"

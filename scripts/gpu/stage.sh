@@ -10,7 +10,8 @@ start=$(date +%s)
 cargo build --release --locked --features dynamic-backends --target-dir target-gpu --bin run-fit --bin run-fit-dev
 echo "build: $(( $(date +%s) - start )) s" >&2
 out=$(dirname "$(ls -d target-gpu/release/build/llama-cpp-sys-2-*/out/lib | head -1)")
-src=$(ls -d "$HOME"/.cargo/registry/src/*/llama-cpp-sys-2-0.1.161/llama.cpp | head -1)
+version=$(awk '/^name = "llama-cpp-sys-2"$/{getline; gsub(/"/, "", $3); print $3}' Cargo.lock)
+src=$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"llama-cpp-sys-2-$version"/llama.cpp | head -1)
 stage=.stage/gpu
 rm -rf "$stage"
 mkdir -p "$stage/bin"
@@ -26,14 +27,12 @@ done
 mkdir -p "$stage/ggml"
 find "$src/ggml" -maxdepth 1 -type f -exec cp {} "$stage/ggml/" \;
 cp -r "$src/ggml/cmake" "$src/ggml/include" "$stage/ggml/"
-# The crate leaves out ggml.pc.in, which a standalone ggml configure expects: a stub serves (the kit
-# installs nothing).
-[ -f "$stage/ggml/ggml.pc.in" ] || printf 'Name: ggml\nDescription: ggml\nVersion: @GGML_VERSION@\nLibs: -lggml\n' > "$stage/ggml/ggml.pc.in"
 mkdir -p "$stage/ggml/src"
 find "$src/ggml/src" -maxdepth 1 -type f -exec cp {} "$stage/ggml/src/" \;
 for d in ggml-cpu ggml-cuda ggml-rpc ggml-blas; do
   [ -d "$src/ggml/src/$d" ] && cp -r "$src/ggml/src/$d" "$stage/ggml/src/"
 done
-cp scripts/gpu/run.sh "$stage/"
+# The one way backend modules are built, the user's (scripts/setup.sh) and the kit's alike.
+cp scripts/gpu/run.sh scripts/build-backend.sh scripts/vulkan-headers.sh "$stage/"
 du -sh "$stage" "$stage/bin" "$stage/ggml" >&2
 echo "staged in $stage" >&2

@@ -50,11 +50,7 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
             hw.warnings.iter().for_each(|w| printer.warn(w));
         }
         let offload = CAN_OFFLOAD || !req.rpc.is_empty();
-        let text = if req.json {
-            report::devices_json(&hw)
-        } else {
-            report::devices_text(&hw, offload, crate::engine::GPU_BACKENDS)
-        };
+        let text = if req.json { report::devices_json(&hw) } else { report::devices_text(&hw, offload) };
         return printer.out(&text);
     };
     // `--watch`: memory in use per device, each reading one block with a time stamp (a terminal gets

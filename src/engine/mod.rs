@@ -20,6 +20,7 @@ use llama_cpp_sys_2 as sys;
 
 use crate::fit::hardware::{Device, DeviceKind};
 
+pub mod modules;
 pub mod rates;
 pub mod rpc;
 pub mod session;
@@ -29,18 +30,6 @@ pub mod session;
 /// enumerate and run-fit skips llama.cpp's start-up (its CPU tables cost ~1.7 ms of a 7 ms plan).
 pub const CAN_OFFLOAD: bool =
     cfg!(any(feature = "cuda", feature = "vulkan", feature = "metal", feature = "dynamic-backends"));
-
-/// The GPU backends this build has ("dynamic": modules loaded at run time, whichever are present).
-pub const GPU_BACKENDS: &[&str] = &[
-    #[cfg(feature = "cuda")]
-    "cuda",
-    #[cfg(feature = "vulkan")]
-    "vulkan",
-    #[cfg(feature = "metal")]
-    "metal",
-    #[cfg(feature = "dynamic-backends")]
-    "dynamic",
-];
 
 /// glibc gives each thread that allocates an arena of its own, reserving 64 MiB of address space for
 /// each; under a `ulimit -v` (or a container's address-space limit) run-fit's supervisor then ran out

@@ -117,6 +117,35 @@ pub struct Hardware {
     /// What the measurement could not trust, and what was assumed instead (the plan repeats it).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
+    /// The ggml backends this run-fit has on this machine, loaded or not (empty for a profile).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub backends: Vec<Backend>,
+}
+
+/// A ggml backend of this run-fit: compiled in, or a module file it found beside itself at start.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Backend {
+    /// ggml's name ("CPU", "CUDA", "Vulkan", "RPC"); for a module that did not load, from its file.
+    pub name: String,
+    /// The module's path; None when compiled into run-fit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub module: Option<String>,
+    pub loaded: bool,
+    /// The devices it registered (a loaded GPU backend with none has no card or driver to run on).
+    pub devices: usize,
+    /// Why it did not load, in words that say what to do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub why_not: Option<String>,
+    /// What the module was built for ("cuda 86;89"), from the note scripts/build-backend.sh leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub built_for: Option<String>,
+}
+
+impl Backend {
+    /// A backend compiled into this binary, loaded.
+    pub fn compiled_in(name: &str, devices: usize) -> Backend {
+        Backend { name: name.into(), module: None, loaded: true, devices, why_not: None, built_for: None }
+    }
 }
 
 /// What a remote device is planned with when it reports all its memory as free: a CPU-backed RPC
@@ -290,6 +319,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
     }
     Ok(Hardware {
         warnings: vec![],
+        backends: vec![],
         source: format!("profile {}", spec.name),
         devices,
         host: Host {
@@ -320,6 +350,7 @@ fn key_line(text: &str, anchor: &str, key: &str) -> usize {
 pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
     Hardware {
         warnings: vec![],
+        backends: vec![],
         source: "hypothetical machine".into(),
         devices: vram_bytes
             .iter()

@@ -946,6 +946,7 @@ mod tests {
     fn machine(gpus: Vec<Device>, ram_gib: u64) -> Hardware {
         Hardware {
             warnings: vec![],
+            backends: vec![],
             source: "test".into(),
             devices: gpus,
             host: Host {

@@ -787,6 +787,7 @@ pub fn predict_published(row: &Published) -> Option<Speed> {
     };
     let hw = Hardware {
         warnings: vec![],
+        backends: vec![],
         source: row.source.into(),
         devices,
         host: Host {

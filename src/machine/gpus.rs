@@ -3,6 +3,8 @@
 
 use std::path::Path;
 
+use crate::fit::hardware::Backend;
+
 /// A GPU the system shows, and how it showed it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Visible {
@@ -51,20 +53,31 @@ fn on_path(name: &str) -> Option<String> {
     })
 }
 
-/// The warning for GPUs this build cannot use (`backends`: the GPU backends compiled in or
-/// loadable), with what to install and run; None when every visible GPU has a backend.
-pub fn unused_warning(visible: &[Visible], backends: &[&str]) -> Option<String> {
-    let usable = |vendor: &str| match vendor {
-        "NVIDIA" => backends.iter().any(|b| matches!(*b, "cuda" | "vulkan" | "dynamic")),
-        _ => backends.iter().any(|b| matches!(*b, "vulkan" | "dynamic")),
+/// The warning for GPUs no loaded backend drives (`backends`: this run-fit's, loaded or not), with
+/// what to do: a module that is there but did not load says why; otherwise what to install and run.
+pub fn unused_warning(visible: &[Visible], backends: &[Backend]) -> Option<String> {
+    let drives = |vendor: &str, b: &Backend| match vendor {
+        "NVIDIA" => matches!(b.name.as_str(), "CUDA" | "Vulkan"),
+        "AMD" => matches!(b.name.as_str(), "Vulkan" | "ROCm"),
+        _ => matches!(b.name.as_str(), "Vulkan" | "SYCL"),
     };
-    let unused: Vec<&Visible> = visible.iter().filter(|v| !usable(v.vendor)).collect();
+    let unused: Vec<&Visible> =
+        visible.iter().filter(|v| !backends.iter().any(|b| b.loaded && b.devices > 0 && drives(v.vendor, b))).collect();
     let first = unused.first()?;
     let what = unused.iter().map(|v| format!("{} ({})", v.vendor, v.evidence)).collect::<Vec<_>>().join(", ");
-    let how = if first.vendor == "NVIDIA" {
-        "install the CUDA toolkit (nvcc) and build with `cargo build --release --features cuda`"
-    } else {
-        "install the Vulkan SDK (glslc, Vulkan headers) and build with `cargo build --release --features vulkan`"
+    // A backend for it that loaded with no device, or a module for it that did not load.
+    let module = backends.iter().find(|b| drives(first.vendor, b) && (b.loaded || b.module.is_some()));
+    let how = match module {
+        Some(b) if b.loaded => format!("its {} backend loaded but found no device: is the driver loaded?", b.name),
+        Some(b) => {
+            format!("{} {}", b.module.as_deref().unwrap_or_default(), b.why_not.as_deref().unwrap_or("did not load"))
+        }
+        None if first.vendor == "NVIDIA" => {
+            "install the CUDA toolkit (nvcc) and run `bash scripts/setup.sh` again: it builds the CUDA backend".into()
+        }
+        None => "install glslc, libvulkan-dev and spirv-headers and run `bash scripts/setup.sh` again: it builds the \
+                 Vulkan backend"
+            .into(),
     };
     Some(format!(
         "a GPU is visible — {what} — but this run-fit has no backend for it, so every layer runs on the CPU: {how}"
@@ -78,12 +91,38 @@ mod tests {
     #[test]
     fn a_visible_gpu_without_its_backend_is_said_with_what_to_install() {
         let nvidia = [Visible { vendor: "NVIDIA", evidence: "/usr/bin/nvidia-smi".into() }];
-        let w = unused_warning(&nvidia, &[]).unwrap();
-        assert!(w.contains("NVIDIA (/usr/bin/nvidia-smi)") && w.contains("--features cuda"), "{w}");
-        assert_eq!(unused_warning(&nvidia, &["cuda"]), None);
-        assert_eq!(unused_warning(&nvidia, &["vulkan"]), None, "Vulkan drives NVIDIA cards too");
+        let cpu = [Backend::compiled_in("CPU", 1)];
+        let w = unused_warning(&nvidia, &cpu).unwrap();
+        assert!(w.contains("NVIDIA (/usr/bin/nvidia-smi)") && w.contains("CUDA toolkit (nvcc)"), "{w}");
+        assert!(w.contains("bash scripts/setup.sh"), "{w}");
+        assert_eq!(unused_warning(&nvidia, &[Backend::compiled_in("CUDA", 1)]), None);
+        assert_eq!(
+            unused_warning(&nvidia, &[Backend::compiled_in("Vulkan", 1)]),
+            None,
+            "Vulkan drives NVIDIA cards too"
+        );
+        let idle = unused_warning(&nvidia, &[Backend::compiled_in("CUDA", 0)]).unwrap();
+        assert!(idle.contains("is the driver loaded?"), "{idle}");
         let amd = [Visible { vendor: "AMD", evidence: "/dev/dri/renderD128".into() }];
-        assert!(unused_warning(&amd, &["cuda"]).unwrap().contains("--features vulkan"));
-        assert_eq!(unused_warning(&[], &[]), None);
+        assert!(unused_warning(&amd, &[Backend::compiled_in("CUDA", 1)]).unwrap().contains("glslc"));
+        assert_eq!(unused_warning(&[], &cpu), None);
+    }
+
+    #[test]
+    fn a_gpu_whose_module_did_not_load_is_told_why() {
+        let nvidia = [Visible { vendor: "NVIDIA", evidence: "/dev/nvidiactl".into() }];
+        let module = Backend {
+            name: "CUDA".into(),
+            module: Some("/opt/run-fit/libggml-cuda.so".into()),
+            loaded: false,
+            devices: 0,
+            why_not: Some("needs the NVIDIA driver (libcuda.so.1), which is not installed".into()),
+            built_for: None,
+        };
+        let w = unused_warning(&nvidia, &[Backend::compiled_in("CPU", 1), module]).unwrap();
+        assert!(
+            w.ends_with("/opt/run-fit/libggml-cuda.so needs the NVIDIA driver (libcuda.so.1), which is not installed"),
+            "{w}"
+        );
     }
 }

@@ -7,16 +7,19 @@ use sysinfo::{MemoryRefreshKind, RefreshKind, System};
 
 use crate::engine::Engine;
 use crate::error::Failure;
-use crate::fit::hardware::{Hardware, Host, Link};
+use crate::fit::hardware::{Backend, Hardware, Host, Link};
 use crate::machine::rpc as machine_rpc;
 
 /// Measure this machine. `engine` is None in a CPU-only build (see [`crate::engine::CAN_OFFLOAD`]).
 pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
     let devices = engine.map(Engine::devices).unwrap_or_default();
-    let warnings = crate::machine::gpus::unused_warning(&crate::machine::gpus::visible(), crate::engine::GPU_BACKENDS)
-        .into_iter()
-        .collect();
-    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()?, warnings })
+    // Without an engine this is the static CPU-only build: its backends are compiled in.
+    let backends = engine
+        .map(Engine::backends)
+        .unwrap_or_else(|| ["CPU", "RPC"].iter().map(|n| Backend::compiled_in(n, usize::from(*n == "CPU"))).collect());
+    let warnings =
+        crate::machine::gpus::unused_warning(&crate::machine::gpus::visible(), &backends).into_iter().collect();
+    Ok(Hardware { source: "this machine".into(), devices, host: measure_host()?, warnings, backends })
 }
 
 pub fn measure_host() -> Result<Host> {

@@ -140,6 +140,7 @@ pub fn plan_text(report: &PlanReport) -> String {
     }
     out += &model_line(&report.model);
     out += &machine_line(report.hardware);
+    out += &plan_backend_lines(report.hardware);
     out += &decision_lines(report);
     if let Some(s) = &report.speed {
         out += &format!(
@@ -392,7 +393,7 @@ fn signed_human(bytes: i64) -> String {
     if bytes < 0 { format!("-{}", human(bytes.unsigned_abs())) } else { human(bytes as u64) }
 }
 
-pub fn devices_text(hw: &Hardware, can_offload: bool, backends: &[&str]) -> String {
+pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
     let mut table = Table::new();
     table.load_preset(ASCII_MARKDOWN);
     table.set_header(["device", "backend", "type", "description", "free", "total", "measured"]);
@@ -436,15 +437,83 @@ pub fn devices_text(hw: &Hardware, can_offload: bool, backends: &[&str]) -> Stri
     ]);
     let mut out = table.to_string();
     out.push('\n');
-    let gpu: Vec<String> = backends
-        .iter()
-        .map(|b| if *b == "dynamic" { "modules beside the binary".into() } else { b.to_uppercase() })
-        .collect();
-    out += &format!("backends: CPU, RPC{} (compiled in)\n", gpu.iter().map(|b| format!(", {b}")).collect::<String>());
+    out += &backend_lines(hw);
     if !can_offload {
-        out += "this run-fit is a CPU-only build: rebuild with --features cuda, vulkan or metal to use a GPU\n";
+        out += "this run-fit is a CPU-only build: where a CUDA toolkit (nvcc) or the Vulkan toolchain (glslc, \
+                libvulkan-dev, spirv-headers) is installed, `bash scripts/setup.sh` builds for the GPU\n";
     } else if hw.devices.is_empty() {
         out += "no GPU found: llama.cpp will run every layer on the CPU\n";
+    }
+    out
+}
+
+/// The plan's short form: the backends loaded, and GPU modules that did not load (CPU variants for
+/// other CPUs are normal and left to `run-fit devices`).
+fn plan_backend_lines(hw: &Hardware) -> String {
+    let Some(first) = backend_lines(hw).lines().next().map(str::to_string) else { return String::new() };
+    let mut out = format!("backends {}\n", first.trim_start_matches("backends: "));
+    for b in hw.backends.iter().filter(|b| !b.loaded && b.name != "CPU") {
+        let file = b.module.as_deref().and_then(|m| std::path::Path::new(m).file_name()).map(|f| f.to_string_lossy());
+        let why = b.why_not.as_deref().unwrap_or("did not load");
+        out += &format!("         not loaded: {} {why}\n", file.unwrap_or_else(|| b.name.as_str().into()));
+    }
+    out
+}
+
+/// The backends loaded (compiled in, or each with its module file) and the modules that were found
+/// but not loaded, each with why.
+pub fn backend_lines(hw: &Hardware) -> String {
+    let file = |m: &str| std::path::Path::new(m).file_name().map_or(m.to_string(), |f| f.to_string_lossy().into());
+    let loaded: Vec<&crate::fit::hardware::Backend> = hw.backends.iter().filter(|b| b.loaded).collect();
+    if loaded.is_empty() {
+        return String::new();
+    }
+    let mut out = if loaded.iter().all(|b| b.module.is_none()) {
+        let names: Vec<&str> = loaded.iter().map(|b| b.name.as_str()).collect();
+        format!("backends: {} (compiled in)\n", names.join(", "))
+    } else {
+        let each: Vec<String> = loaded
+            .iter()
+            .map(|b| {
+                let devices = match (b.name.as_str(), b.devices) {
+                    ("CPU" | "RPC", _) => String::new(),
+                    (_, 1) => "1 device, ".into(),
+                    (_, n) => format!("{n} devices, "),
+                };
+                // Only a CUDA module's architectures can disagree with the card (Vulkan compiles at load).
+                let built = b.built_for.as_ref().filter(|f| f.starts_with("cuda ")).map_or(String::new(), |f| {
+                    format!(", built for compute capability {}", f.trim_start_matches("cuda ").replace(';', ", "))
+                });
+                format!("{} ({devices}{}{built})", b.name, b.module.as_deref().map_or("compiled in".into(), file))
+            })
+            .collect();
+        format!("backends: {}\n", each.join(", "))
+    };
+    // CPU variants that lost to a better one are normal: one line names them all.
+    let lost = |b: &&crate::fit::hardware::Backend| b.why_not.as_deref().is_some_and(|w| w.starts_with("a variant"));
+    let mut not_loaded: Vec<String> = hw
+        .backends
+        .iter()
+        .filter(|b| !b.loaded && !lost(b))
+        .map(|b| {
+            let why = b.why_not.as_deref().unwrap_or("did not load");
+            format!("  {} {why}\n", b.module.as_deref().map_or(b.name.clone(), file))
+        })
+        .collect();
+    let variants: Vec<String> = hw
+        .backends
+        .iter()
+        .filter(|b| !b.loaded && lost(b))
+        .filter_map(|b| {
+            Some(file(b.module.as_deref()?).trim_start_matches("libggml-cpu-").trim_end_matches(".so").into())
+        })
+        .collect();
+    if !variants.is_empty() {
+        not_loaded.push(format!("  {} other CPU variants, for other CPUs: {}\n", variants.len(), variants.join(", ")));
+    }
+    if !not_loaded.is_empty() {
+        out += "modules found, not loaded:\n";
+        out += &not_loaded.concat();
     }
     out
 }
