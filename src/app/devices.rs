@@ -29,6 +29,14 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
             hw.host.matmul_tflops = engine.measure_matmul_tflops("CPU", hw.host.threads).ok();
             return Ok(hw);
         }
+        if let (Some(engine), true) = (&engine, req.measure_local) {
+            // This machine's GPUs, through ggml on each (about a second each), unless known.
+            for d in hw.devices.iter_mut().filter(|d| d.endpoint.is_none()) {
+                if !req.known_devices.contains(&probe::local_key(d)) {
+                    d.measured = engine.measure_rates(&d.name, hw.host.threads).ok();
+                }
+            }
+        }
         if let (Some(engine), true) = (&engine, req.probe_child) {
             if req.rpc_link.is_none() {
                 measure_links(engine, &mut hw, &req.known_links);
@@ -43,8 +51,11 @@ pub(super) fn run_devices(req: &DevicesRequest, printer: &Printer) -> Result<(),
     };
     let Some(interval) = req.watch else {
         let mut hw = measure()?;
-        if !req.measure_host && !req.probe_child {
+        if !req.measure_host && !req.probe_child && !req.measure_local {
             super::cached_host_rates(&mut hw);
+            if !isolated {
+                probe::fill_local_rates(&mut hw, false);
+            }
         }
         if !req.json {
             hw.warnings.iter().for_each(|w| printer.warn(w));

@@ -28,7 +28,9 @@ pub(super) fn run_plan(req: &PlanRequest, printer: &Printer) -> Result<(), Failu
             if CAN_OFFLOAD || req.compare_llama {
                 engine = Some(Engine::init(printer.verbose())?);
             }
-            probe::measure(engine.as_ref())?
+            let mut hw = probe::measure(engine.as_ref())?;
+            probe::fill_local_rates(&mut hw, req.fresh);
+            hw
         }
     };
     let mut hardware =

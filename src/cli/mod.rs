@@ -171,6 +171,9 @@ pub struct DevicesRequest {
     pub known_links: Vec<String>,
     /// This process is run-fit's own child measuring the host CPU's matrix rate.
     pub measure_host: bool,
+    /// This process is run-fit's own child measuring the local GPUs, but for the known ones.
+    pub measure_local: bool,
+    pub known_devices: Vec<String>,
     pub rpc_link: Option<crate::fit::hardware::Link>,
     /// `--watch`: read again at this interval, at most `count` times.
     pub watch: Option<std::time::Duration>,
@@ -224,6 +227,8 @@ impl DevicesArgs {
             probe_child: self.probe_child,
             known_links: self.known_links.clone(),
             measure_host: self.measure_host,
+            measure_local: self.measure_local,
+            known_devices: self.known_devices.clone(),
         })
     }
 }
@@ -450,6 +455,12 @@ pub struct DevicesArgs {
     /// Set by run-fit to measure this machine's CPU matrix rate through ggml in a child of its own.
     #[arg(long, hide = true, requires = "json")]
     pub measure_host: bool,
+    /// Set by run-fit to measure this machine's GPUs through ggml in a child of its own, but for the
+    /// `--known-devices` (`NAME:DESCRIPTION;…`) it measured before.
+    #[arg(long, hide = true, requires = "json")]
+    pub measure_local: bool,
+    #[arg(long, hide = true, value_delimiter = ';', requires = "measure_local")]
+    pub known_devices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

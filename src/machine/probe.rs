@@ -78,6 +78,14 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
     let known: std::collections::BTreeMap<String, Link> =
         cache.rpc_links.iter().filter(|(e, _)| rpc.contains(e)).map(|(e, l)| (e.clone(), *l)).collect();
     let mut args = vec!["devices".to_string(), "--json".into()];
+    if crate::engine::CAN_OFFLOAD {
+        args.push("--measure-local".into());
+        let known: Vec<&str> =
+            if fresh { vec![] } else { cache.device_rates.keys().filter_map(|k| k.strip_prefix(LOCAL_KEY)).collect() };
+        if !known.is_empty() {
+            args.extend(["--known-devices".into(), known.join(";")]);
+        }
+    }
     if !rpc.is_empty() {
         args.extend(["--rpc".into(), rpc.join(","), "--probe-child".into()]);
         // A link given is not measured (that sends 8 MiB to each server), nor one measured before.
@@ -94,10 +102,14 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
     let mut measured = false;
     let mut on_server: std::collections::BTreeMap<String, usize> = Default::default();
     for d in hw.devices.iter_mut() {
-        let Some(endpoint) = &d.endpoint else { continue };
-        let index = on_server.entry(endpoint.clone()).or_insert(0);
-        let key = format!("{endpoint}#{index}");
-        *index += 1;
+        let key = match &d.endpoint {
+            Some(endpoint) => {
+                let index = on_server.entry(endpoint.clone()).or_insert(0);
+                *index += 1;
+                format!("{endpoint}#{}", *index - 1)
+            }
+            None => format!("{LOCAL_KEY}{}", local_key(d)),
+        };
         // A reading taken while the machine was busy must not replace a better one (unless --fresh).
         let old = cache.device_rates.get(&key).copied();
         let best = |f: fn(&crate::fit::hardware::Rates) -> f64| {
@@ -112,6 +124,7 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
             cache.device_rates.insert(key, rates);
         }
         d.measured = kept;
+        let Some(endpoint) = &d.endpoint else { continue };
         match (link, d.link) {
             (Some(given), _) => d.link = Some(given),
             (None, Some(new)) => {
@@ -126,6 +139,38 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
         let _ = crate::machine::cache::save(&cache);
     }
     Ok(hw)
+}
+
+/// This machine's GPUs' own rates, for a process that measured its devices itself (`plan`,
+/// `devices`): the cached ones, or — for a GPU not measured before, or with `fresh` — measured once
+/// through ggml in a child (a GPU backend keeps its context, VRAM included, until its process ends).
+/// A GPU that cannot be measured stays unmeasured: the catalogue speaks for it.
+pub fn fill_local_rates(hw: &mut Hardware, fresh: bool) {
+    let (cache, _) = crate::machine::cache::load();
+    let cached =
+        |d: &crate::fit::hardware::Device| cache.device_rates.get(&format!("{LOCAL_KEY}{}", local_key(d))).copied();
+    let local = |d: &&mut crate::fit::hardware::Device| d.endpoint.is_none();
+    if fresh || hw.devices.iter().any(|d| d.endpoint.is_none() && cached(d).is_none()) {
+        if let Ok(there) = measure_isolated_with(&[], None, fresh) {
+            for d in hw.devices.iter_mut().filter(local) {
+                let same = there.devices.iter().find(|m| m.endpoint.is_none() && local_key(m) == local_key(d));
+                d.measured = same.and_then(|m| m.measured);
+            }
+            return;
+        }
+    }
+    for d in hw.devices.iter_mut().filter(local) {
+        d.measured = cached(d);
+    }
+}
+
+/// The calibration cache's keys for this machine's own devices start so; remote ones are `host:port#i`.
+const LOCAL_KEY: &str = "local:";
+
+/// A local device as the cache knows it: its name and what it is ("CUDA0:NVIDIA GeForce RTX 3060"),
+/// so a card swapped in under the same name is measured anew.
+pub fn local_key(d: &crate::fit::hardware::Device) -> String {
+    format!("{}:{}", d.name, d.description)
 }
 
 /// llama.cpp's default thread count: physical cores (hyper-threads slow generation down).

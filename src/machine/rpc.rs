@@ -17,6 +17,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 /// What measuring one server's devices and link may add to that.
 pub const MEASURE_TIME_PER_SERVER: Duration = Duration::from_secs(3);
+/// What measuring this machine's GPUs may add (see `probe::fill_local_rates`).
+pub const LOCAL_MEASURE_TIME: Duration = Duration::from_secs(30);
 
 /// Each endpoint accepts a TCP connection, or the first that does not is an error naming it.
 pub fn check_reachable(endpoints: &[String]) -> Result<(), Failure> {
@@ -77,7 +79,9 @@ pub fn run_child(args: &[String], rpc: &[String], what: &str) -> Result<Vec<u8>,
     let out = read_all(child.stdout.take().map(|p| Box::new(p) as _)).context("starting a thread to read a child")?;
     let err = read_all(child.stderr.take().map(|p| Box::new(p) as _)).context("starting a thread to read a child")?;
     // Measuring a device through ggml takes about a second: each server adds its time.
-    let allowed = PROBE_TIMEOUT + MEASURE_TIME_PER_SERVER * rpc.len() as u32;
+    // This machine's own GPUs: a second or two each, more on a software device (llvmpipe: ~10 s).
+    let local = if args.iter().any(|a| a == "--measure-local") { LOCAL_MEASURE_TIME } else { Duration::ZERO };
+    let allowed = PROBE_TIMEOUT + MEASURE_TIME_PER_SERVER * rpc.len() as u32 + local;
     let deadline = std::time::Instant::now() + allowed;
     let status = loop {
         if let Some(status) = child.try_wait().with_context(|| format!("waiting for {what}"))? {

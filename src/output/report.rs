@@ -402,9 +402,9 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
     for d in &hw.devices {
         let measured = match (d.measured, d.link) {
             (Some(m), l) => format!(
-                "{:.0} GB/s copy, {:.2} TFLOPS Q4_0{}",
-                m.bandwidth_gb_per_s,
-                m.matmul_tflops,
+                "{} GB/s copy, {} TFLOPS Q4_0{}",
+                two_digits(m.bandwidth_gb_per_s),
+                two_digits(m.matmul_tflops),
                 l.map_or(String::new(), |l| format!("; {}", link(l)))
             ),
             (None, Some(l)) => link(l),
@@ -464,7 +464,9 @@ fn plan_backend_lines(hw: &Hardware) -> String {
 /// but not loaded, each with why.
 pub fn backend_lines(hw: &Hardware) -> String {
     let file = |m: &str| std::path::Path::new(m).file_name().map_or(m.to_string(), |f| f.to_string_lossy().into());
-    let loaded: Vec<&crate::fit::hardware::Backend> = hw.backends.iter().filter(|b| b.loaded).collect();
+    // Each RPC server registers a backend of its own ("RPC[host:port]"); the machine line names them.
+    let loaded: Vec<&crate::fit::hardware::Backend> =
+        hw.backends.iter().filter(|b| b.loaded && !b.name.starts_with("RPC[")).collect();
     if loaded.is_empty() {
         return String::new();
     }
@@ -516,6 +518,12 @@ pub fn backend_lines(hw: &Hardware) -> String {
         out += &not_loaded.concat();
     }
     out
+}
+
+/// A rate with two significant digits at least: 400, 40, 4.0, 0.42, 0.0026 (a software device's).
+fn two_digits(x: f64) -> String {
+    let decimals = if x >= 10.0 || x <= 0.0 { 0 } else { (1.0 - x.log10().floor()).min(6.0) as usize };
+    format!("{x:.decimals$}")
 }
 
 pub fn devices_json(hw: &Hardware) -> String {
@@ -570,4 +578,13 @@ pub fn memory_use_text(hw: &Hardware) -> String {
     }
     row("RAM".into(), hw.host.available_bytes, hw.host.total_bytes);
     format!("{table}\n")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rates_keep_two_significant_digits() {
+        let shown: Vec<String> = [400.4, 42.0, 4.04, 0.42, 0.0026, 0.0].map(super::two_digits).into();
+        assert_eq!(shown, ["400", "42", "4.0", "0.42", "0.0026", "0"]);
+    }
 }
