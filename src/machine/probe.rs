@@ -150,14 +150,13 @@ pub fn fill_local_rates(hw: &mut Hardware, fresh: bool) {
     let cached =
         |d: &crate::fit::hardware::Device| cache.device_rates.get(&format!("{LOCAL_KEY}{}", local_key(d))).copied();
     let local = |d: &&mut crate::fit::hardware::Device| d.endpoint.is_none();
-    if fresh || hw.devices.iter().any(|d| d.endpoint.is_none() && cached(d).is_none()) {
-        if let Ok(there) = measure_isolated_with(&[], None, fresh) {
-            for d in hw.devices.iter_mut().filter(local) {
-                let same = there.devices.iter().find(|m| m.endpoint.is_none() && local_key(m) == local_key(d));
-                d.measured = same.and_then(|m| m.measured);
-            }
-            return;
+    let unmeasured = fresh || hw.devices.iter().any(|d| d.endpoint.is_none() && cached(d).is_none());
+    if unmeasured && let Ok(there) = measure_isolated_with(&[], None, fresh) {
+        for d in hw.devices.iter_mut().filter(local) {
+            let same = there.devices.iter().find(|m| m.endpoint.is_none() && local_key(m) == local_key(d));
+            d.measured = same.and_then(|m| m.measured);
         }
+        return;
     }
     for d in hw.devices.iter_mut().filter(local) {
         d.measured = cached(d);
