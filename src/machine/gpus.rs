@@ -84,6 +84,41 @@ pub fn unused_warning(visible: &[Visible], backends: &[Backend]) -> Option<Strin
     ))
 }
 
+/// The compute capabilities of this machine's NVIDIA cards (`8.6` → 86), from `nvidia-smi`; empty
+/// without it.
+pub fn nvidia_compute_caps() -> Vec<u32> {
+    let Some(smi) = on_path("nvidia-smi") else { return vec![] };
+    let Ok(out) = std::process::Command::new(smi)
+        .args(["--query-gpu=compute_cap", "--format=csv,noheader"])
+        .stderr(std::process::Stdio::null())
+        .output()
+    else {
+        return vec![];
+    };
+    String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| l.trim().replace('.', "").parse().ok()).collect()
+}
+
+/// A CUDA module built for architectures none of which runs on a card here: CUDA runs a kernel built
+/// for the card's own architecture, or compiles the PTX of an older one at start, never a newer one
+/// ("no kernel image is available for execution on the device" at the first product).
+pub fn cuda_arch_warning(backends: &[Backend], caps: &[u32]) -> Option<String> {
+    let built = backends.iter().find(|b| b.name == "CUDA" && b.loaded)?.built_for.as_deref()?;
+    let archs: Vec<u32> = built
+        .strip_prefix("cuda ")?
+        .split(';')
+        .filter_map(|a| a.split('-').next()?.trim().trim_end_matches(['a', 'f']).parse().ok())
+        .collect();
+    let lowest = *archs.iter().min()?;
+    let card = caps.iter().copied().filter(|&c| c < lowest).min()?;
+    let shown = |a: u32| format!("{}.{}", a / 10, a % 10);
+    Some(format!(
+        "the CUDA module was built for compute capability {} but a card here is {}: it cannot run there; \
+         run `CMAKE_CUDA_ARCHITECTURES={card} bash scripts/setup.sh` to build it for this card",
+        archs.iter().map(|&a| shown(a)).collect::<Vec<_>>().join(", "),
+        shown(card)
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +141,23 @@ mod tests {
         let amd = [Visible { vendor: "AMD", evidence: "/dev/dri/renderD128".into() }];
         assert!(unused_warning(&amd, &[Backend::compiled_in("CUDA", 1)]).unwrap().contains("glslc"));
         assert_eq!(unused_warning(&[], &cpu), None);
+    }
+
+    #[test]
+    fn a_cuda_module_built_only_for_newer_cards_is_said_with_the_command_that_fixes_it() {
+        let mut cuda = Backend::compiled_in("CUDA", 1);
+        cuda.module = Some("/r/libggml-cuda.so".into());
+        cuda.built_for = Some("cuda 86;89".into());
+        let w = cuda_arch_warning(std::slice::from_ref(&cuda), &[75]).unwrap();
+        assert!(w.contains("built for compute capability 8.6, 8.9 but a card here is 7.5"), "{w}");
+        assert!(w.contains("CMAKE_CUDA_ARCHITECTURES=75 bash scripts/setup.sh"), "{w}");
+        // A newer card runs the older architecture's PTX; the card's own runs as it is.
+        assert_eq!(cuda_arch_warning(std::slice::from_ref(&cuda), &[86, 90]), None);
+        cuda.built_for = Some("cuda default".into());
+        assert_eq!(cuda_arch_warning(std::slice::from_ref(&cuda), &[50]), None, "llama.cpp's set covers them");
+        cuda.built_for = Some("cuda 75-virtual;80-virtual;86-real".into());
+        assert!(cuda_arch_warning(std::slice::from_ref(&cuda), &[61]).unwrap().contains("7.5, 8.0, 8.6"));
+        assert_eq!(cuda_arch_warning(&[Backend::compiled_in("CPU", 1)], &[61]), None);
     }
 
     #[test]

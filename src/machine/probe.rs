@@ -17,8 +17,12 @@ pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
     let backends = engine
         .map(Engine::backends)
         .unwrap_or_else(|| ["CPU", "RPC"].iter().map(|n| Backend::compiled_in(n, usize::from(*n == "CPU"))).collect());
-    let warnings =
-        crate::machine::gpus::unused_warning(&crate::machine::gpus::visible(), &backends).into_iter().collect();
+    let gpus = crate::machine::gpus::visible();
+    let mut warnings: Vec<String> = crate::machine::gpus::unused_warning(&gpus, &backends).into_iter().collect();
+    if gpus.iter().any(|g| g.vendor == "NVIDIA") {
+        let caps = crate::machine::gpus::nvidia_compute_caps();
+        warnings.extend(crate::machine::gpus::cuda_arch_warning(&backends, &caps));
+    }
     Ok(Hardware { source: "this machine".into(), devices, host: measure_host()?, warnings, backends })
 }
 
