@@ -19,7 +19,9 @@ pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
         .unwrap_or_else(|| ["CPU", "RPC"].iter().map(|n| Backend::compiled_in(n, usize::from(*n == "CPU"))).collect());
     let gpus = crate::machine::gpus::visible();
     let mut warnings: Vec<String> = crate::machine::gpus::unused_warning(&gpus, &backends).into_iter().collect();
-    if gpus.iter().any(|g| g.vendor == "NVIDIA") {
+    // nvidia-smi takes a tenth of a second or more: asked only when a CUDA module says what it was built for.
+    let cuda_built_for = backends.iter().any(|b| b.name == "CUDA" && b.loaded && b.built_for.is_some());
+    if cuda_built_for && gpus.iter().any(|g| g.vendor == "NVIDIA") {
         let caps = crate::machine::gpus::nvidia_compute_caps();
         warnings.extend(crate::machine::gpus::cuda_arch_warning(&backends, &caps));
     }
