@@ -102,7 +102,7 @@ fn is_module(file: &str) -> bool {
 }
 
 /// ggml's name for a module's backend: `libggml-cpu-haswell.so` → "CPU", `libggml-vulkan.so` → "Vulkan".
-pub fn backend_of_file(file: &str) -> &'static str {
+fn backend_of_file(file: &str) -> &'static str {
     let stem = file.strip_prefix("libggml-").and_then(|r| r.strip_suffix(".so")).unwrap_or(file);
     let base = stem.split('-').next().unwrap_or(stem);
     match base {
@@ -150,7 +150,7 @@ fn why_not_loaded(path: &Path, name: &str, loaded: &[Backend]) -> String {
 }
 
 /// The loader's message, in words that say what to install.
-pub fn why_it_did_not_open(message: &str) -> String {
+fn why_it_did_not_open(message: &str) -> String {
     let missing = message.split(':').next().unwrap_or("").trim();
     let detail = if missing.starts_with("libcuda.so") {
         "needs the NVIDIA driver (libcuda.so.1), which is not installed".to_string()
@@ -172,7 +172,7 @@ pub fn why_it_did_not_open(message: &str) -> String {
 
 /// A module that opens but is not loaded: a CPU variant for other CPUs (score 0), one that lost to a
 /// better variant, a second copy of a loaded backend, or one whose start found nothing to run on.
-pub fn why_it_opened_but_not_loaded(score: Option<i32>, loaded_copy: Option<&str>) -> String {
+fn why_it_opened_but_not_loaded(score: Option<i32>, loaded_copy: Option<&str>) -> String {
     match (score, loaded_copy) {
         (Some(0), _) => "needs instructions this CPU lacks (wrong architecture)".into(),
         (Some(_), Some(other)) => format!("a variant that suits this CPU better was loaded ({other})"),

@@ -450,47 +450,55 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
 /// The plan's short form: the backends loaded, and GPU modules that did not load (CPU variants for
 /// other CPUs are normal and left to `run-fit devices`).
 fn plan_backend_lines(hw: &Hardware) -> String {
-    let Some(first) = backend_lines(hw).lines().next().map(str::to_string) else { return String::new() };
-    let mut out = format!("backends {}\n", first.trim_start_matches("backends: "));
+    let Some(loaded) = loaded_backends(hw) else { return String::new() };
+    let mut out = format!("backends {loaded}\n");
     for b in hw.backends.iter().filter(|b| !b.loaded && b.name != "CPU") {
-        let file = b.module.as_deref().and_then(|m| std::path::Path::new(m).file_name()).map(|f| f.to_string_lossy());
         let why = b.why_not.as_deref().unwrap_or("did not load");
-        out += &format!("         not loaded: {} {why}\n", file.unwrap_or_else(|| b.name.as_str().into()));
+        out += &format!("         not loaded: {} {why}\n", b.module.as_deref().map_or(b.name.clone(), file_name));
     }
     out
 }
 
-/// The backends loaded (compiled in, or each with its module file) and the modules that were found
-/// but not loaded, each with why.
-pub fn backend_lines(hw: &Hardware) -> String {
-    let file = |m: &str| std::path::Path::new(m).file_name().map_or(m.to_string(), |f| f.to_string_lossy().into());
+/// A module's file name, from its path.
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path).file_name().map_or(path.to_string(), |f| f.to_string_lossy().into())
+}
+
+/// The backends loaded: "CPU, RPC (compiled in)", or each with its module (and devices, and what a CUDA
+/// module was built for); None when nothing is known of them (a profile).
+fn loaded_backends(hw: &Hardware) -> Option<String> {
     // Each RPC server registers a backend of its own ("RPC[host:port]"); the machine line names them.
     let loaded: Vec<&crate::fit::hardware::Backend> =
         hw.backends.iter().filter(|b| b.loaded && !b.name.starts_with("RPC[")).collect();
     if loaded.is_empty() {
-        return String::new();
+        return None;
     }
-    let mut out = if loaded.iter().all(|b| b.module.is_none()) {
+    if loaded.iter().all(|b| b.module.is_none()) {
         let names: Vec<&str> = loaded.iter().map(|b| b.name.as_str()).collect();
-        format!("backends: {} (compiled in)\n", names.join(", "))
-    } else {
-        let each: Vec<String> = loaded
-            .iter()
-            .map(|b| {
-                let devices = match (b.name.as_str(), b.devices) {
-                    ("CPU" | "RPC", _) => String::new(),
-                    (_, 1) => "1 device, ".into(),
-                    (_, n) => format!("{n} devices, "),
-                };
-                // Only a CUDA module's architectures can disagree with the card (Vulkan compiles at load).
-                let built = b.built_for.as_ref().filter(|f| f.starts_with("cuda ")).map_or(String::new(), |f| {
-                    format!(", built for compute capability {}", f.trim_start_matches("cuda ").replace(';', ", "))
-                });
-                format!("{} ({devices}{}{built})", b.name, b.module.as_deref().map_or("compiled in".into(), file))
-            })
-            .collect();
-        format!("backends: {}\n", each.join(", "))
-    };
+        return Some(format!("{} (compiled in)", names.join(", ")));
+    }
+    let each: Vec<String> = loaded
+        .iter()
+        .map(|b| {
+            let devices = match (b.name.as_str(), b.devices) {
+                ("CPU" | "RPC", _) => String::new(),
+                (_, 1) => "1 device, ".into(),
+                (_, n) => format!("{n} devices, "),
+            };
+            // Only a CUDA module's architectures can disagree with the card (Vulkan compiles at load).
+            let built = b.built_for.as_ref().filter(|f| f.starts_with("cuda ")).map_or(String::new(), |f| {
+                format!(", built for compute capability {}", f.trim_start_matches("cuda ").replace(';', ", "))
+            });
+            format!("{} ({devices}{}{built})", b.name, b.module.as_deref().map_or("compiled in".into(), file_name))
+        })
+        .collect();
+    Some(each.join(", "))
+}
+
+/// The backends loaded and the modules that were found but not loaded, each with why.
+pub fn backend_lines(hw: &Hardware) -> String {
+    let Some(loaded) = loaded_backends(hw) else { return String::new() };
+    let mut out = format!("backends: {loaded}\n");
     // CPU variants that lost to a better one are normal: one line names them all.
     let lost = |b: &&crate::fit::hardware::Backend| b.why_not.as_deref().is_some_and(|w| w.starts_with("a variant"));
     let mut not_loaded: Vec<String> = hw
@@ -499,7 +507,7 @@ pub fn backend_lines(hw: &Hardware) -> String {
         .filter(|b| !b.loaded && !lost(b))
         .map(|b| {
             let why = b.why_not.as_deref().unwrap_or("did not load");
-            format!("  {} {why}\n", b.module.as_deref().map_or(b.name.clone(), file))
+            format!("  {} {why}\n", b.module.as_deref().map_or(b.name.clone(), file_name))
         })
         .collect();
     let variants: Vec<String> = hw
@@ -507,7 +515,7 @@ pub fn backend_lines(hw: &Hardware) -> String {
         .iter()
         .filter(|b| !b.loaded && lost(b))
         .filter_map(|b| {
-            Some(file(b.module.as_deref()?).trim_start_matches("libggml-cpu-").trim_end_matches(".so").into())
+            Some(file_name(b.module.as_deref()?).trim_start_matches("libggml-cpu-").trim_end_matches(".so").into())
         })
         .collect();
     if !variants.is_empty() {
