@@ -209,7 +209,7 @@ fn direct(args: &[String]) -> Result<()> {
 }
 
 fn speed_published() -> Result<()> {
-    use run_fit::dev::speed::{PUBLISHED, Published, predict_published, published_median_error_of};
+    use run_fit::dev::speed::{CLASSES, PUBLISHED, Published, predict_published, published_median_error_of};
     println!(
         "| source | hardware | model | set | measured tg tok/s | predicted | error | measured pp tok/s | predicted | error |"
     );
@@ -234,28 +234,6 @@ fn speed_published() -> Result<()> {
         );
     }
     println!();
-    // Device classes, as the misses differ between them.
-    let class = |r: &Published| -> &'static str {
-        let g = r.gpu;
-        if g.is_empty() {
-            "CPU"
-        } else if r.n_gpu_layers.is_some() {
-            "partial offload"
-        } else if g.starts_with("Apple") {
-            "Apple"
-        } else if g.starts_with("RX") || g.starts_with("Radeon") {
-            "AMD"
-        } else if g.starts_with("Arc") {
-            "Intel"
-        } else if ["A100", "H100", "A40", "L40", "RTX A", "RTX 4000 Ada", "RTX 5000 Ada", "RTX 6000 Ada"]
-            .iter()
-            .any(|p| g.starts_with(p))
-        {
-            "NVIDIA datacenter/workstation"
-        } else {
-            "NVIDIA consumer"
-        }
-    };
     println!("| rows | n | median generation error | median prompt error |");
     println!("|---|---:|---:|---:|");
     let line = |label: &str, keep: &dyn Fn(&Published) -> bool| {
@@ -269,9 +247,9 @@ fn speed_published() -> Result<()> {
     };
     line("fit (two thirds)", &|r| !r.held_out);
     line("**held out (one third)**", &|r| r.held_out);
-    for c in ["NVIDIA consumer", "NVIDIA datacenter/workstation", "Apple", "AMD", "Intel", "CPU", "partial offload"] {
-        line(&format!("held out: {c}"), &|r| r.held_out && class(r) == c);
-        line(&format!("all: {c}"), &|r| class(r) == c);
+    for &c in CLASSES {
+        line(&format!("held out: {c}"), &|r| r.held_out && r.class() == c);
+        line(&format!("all: {c}"), &|r| r.class() == c);
     }
     let devices: std::collections::BTreeSet<&str> = PUBLISHED.iter().map(Published::device).collect();
     println!("\n{} rows over {} devices.", PUBLISHED.len(), devices.len());

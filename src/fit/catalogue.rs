@@ -20,26 +20,45 @@ pub struct Entry {
     pub bandwidth_gb_per_s: f64,
     pub fp16_tflops: f64,
     pub memory_gib: Option<f64>,
+    /// The L2 cache, where known (NVIDIA): a large one lets prompts outrun the memory bus.
+    pub l2_mib: Option<f64>,
     pub source: &'static str,
 }
 
 /// Every row of the catalogue (comments and the header skipped; a malformed row is a build-time test
 /// failure, `every_row_parses`).
 pub fn entries() -> impl Iterator<Item = Entry> {
-    CSV.lines().skip(1).filter(|l| !l.trim().is_empty() && !l.starts_with('#')).filter_map(parse_row)
+    data_rows(CSV).filter_map(parse_row)
+}
+
+/// A compiled-in table's rows: its lines after the header, without blank lines and `#` comments.
+pub(crate) fn data_rows(csv: &'static str) -> impl Iterator<Item = &'static str> {
+    csv.lines().skip(1).filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+}
+
+/// Test helper for both tables: each part is listed once (names compared without case).
+#[cfg(test)]
+pub(crate) fn assert_listed_once<'a>(names: impl Iterator<Item = &'a str>) {
+    let mut upper: Vec<String> = names.map(str::to_ascii_uppercase).collect();
+    let n = upper.len();
+    upper.sort();
+    upper.dedup();
+    assert_eq!(upper.len(), n, "a part listed twice");
 }
 
 fn parse_row(line: &'static str) -> Option<Entry> {
-    let mut cols = line.splitn(5, ',');
+    let mut cols = line.splitn(6, ',');
     let name = cols.next()?.trim();
     let bandwidth_gb_per_s = cols.next()?.trim().parse().ok()?;
     let fp16_tflops = cols.next()?.trim().parse().ok()?;
     let memory_gib = cols.next()?.trim().parse().ok();
+    let l2_mib = cols.next()?.trim().parse().ok();
     let source = cols.next()?.trim();
-    Some(Entry { name, bandwidth_gb_per_s, fp16_tflops, memory_gib, source })
+    Some(Entry { name, bandwidth_gb_per_s, fp16_tflops, memory_gib, l2_mib, source })
 }
 
-fn words(text: &str) -> Vec<String> {
+/// A name's words, upper-cased, without the (R) and (TM) marks drivers add.
+pub(crate) fn words(text: &str) -> Vec<String> {
     let cleaned = text.replace("(R)", " ").replace("(TM)", " ").replace("(tm)", " ").replace("(r)", " ");
     cleaned
         .split(|c: char| c.is_whitespace() || matches!(c, '-' | '(' | ')' | ',' | '/'))
@@ -81,15 +100,16 @@ pub fn vendor(reported: &str) -> Vendor {
 /// The catalogue's row for a device as its driver names it, if there is one.
 pub fn find(reported: &str) -> Option<Entry> {
     let text = words(reported);
-    entries()
-        .filter(|e| {
-            let row = words(e.name);
-            (0..=text.len().saturating_sub(row.len())).any(|at| {
-                text[at..].starts_with(&row)
-                    && text.get(at + row.len()).is_none_or(|next| !VARIANTS.contains(&next.as_str()))
-            })
-        })
-        .max_by_key(|e| words(e.name).len())
+    entries().filter(|e| names_part(&text, e.name)).max_by_key(|e| words(e.name).len())
+}
+
+/// Whether a reported name's `text` (its words) names the part `row`: the row's words stand in it in
+/// order, and the word after them does not make it another part.
+pub(crate) fn names_part(text: &[String], row: &str) -> bool {
+    let row = words(row);
+    (0..=text.len().saturating_sub(row.len())).any(|at| {
+        text[at..].starts_with(&row) && text.get(at + row.len()).is_none_or(|next| !VARIANTS.contains(&next.as_str()))
+    })
 }
 
 #[cfg(test)]
@@ -98,17 +118,13 @@ mod tests {
 
     #[test]
     fn every_row_parses_and_names_its_source() {
-        let rows = CSV.lines().skip(1).filter(|l| !l.trim().is_empty() && !l.starts_with('#')).count();
         let parsed: Vec<Entry> = entries().collect();
-        assert_eq!(parsed.len(), rows, "a malformed row in devices.csv");
+        assert_eq!(parsed.len(), data_rows(CSV).count(), "a malformed row in devices.csv");
         assert!(parsed.len() >= 80, "{} rows", parsed.len());
         for e in &parsed {
             assert!(e.bandwidth_gb_per_s > 50.0 && e.fp16_tflops > 1.0 && !e.source.is_empty(), "{e:?}");
         }
-        let mut names: Vec<String> = parsed.iter().map(|e| e.name.to_ascii_uppercase()).collect();
-        names.sort();
-        names.dedup();
-        assert_eq!(names.len(), parsed.len(), "a device listed twice");
+        assert_listed_once(parsed.iter().map(|e| e.name));
     }
 
     #[test]

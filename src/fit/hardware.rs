@@ -102,6 +102,10 @@ pub struct Host {
     /// (`engine::rates`) or given by a profile; None: estimated from the thread count.
     #[serde(default)]
     pub matmul_tflops: Option<f64>,
+    /// The CPU's name as the system reports it or a profile gives it ("" when unknown): the CPU
+    /// catalogue's prompt rate where nothing was measured.
+    #[serde(default)]
+    pub cpu: String,
 }
 
 fn yes() -> bool {
@@ -227,6 +231,9 @@ struct HostSpec {
     /// The CPU's prompt-sized Q4_0 matrix rate (`run-fit devices` shows this machine's).
     #[serde(default)]
     matmul_tflops: Option<f64>,
+    /// The CPU's name ("Core i7-8550U"): the CPU catalogue then gives its prompt rate.
+    #[serde(default)]
+    cpu: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,6 +338,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
             unified_memory: h.unified_memory,
             cpu_repack: h.cpu_repack.unwrap_or(!h.unified_memory),
             matmul_tflops: h.matmul_tflops,
+            cpu: h.cpu.clone().unwrap_or_default(),
         },
     })
 }
@@ -368,6 +376,7 @@ pub fn hypothetical(vram_bytes: &[u64], ram_bytes: u64) -> Hardware {
             unified_memory: false,
             cpu_repack: true,
             matmul_tflops: None,
+            cpu: String::new(),
         },
     }
 }

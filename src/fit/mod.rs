@@ -7,6 +7,7 @@ pub mod advice;
 pub mod backoff;
 pub mod calibration;
 pub mod catalogue;
+pub mod cpus;
 pub mod fastest;
 pub mod footprint;
 pub mod hardware;

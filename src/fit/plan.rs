@@ -958,6 +958,7 @@ mod tests {
                 unified_memory: false,
                 cpu_repack: true,
                 matmul_tflops: None,
+                cpu: String::new(),
             },
         }
     }

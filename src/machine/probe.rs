@@ -3,7 +3,7 @@
 //! container's cgroup limit applied — llama.cpp's CPU device reports physical RAM as free.
 
 use anyhow::{Context, Result};
-use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+use sysinfo::{CpuRefreshKind, MemoryRefreshKind, RefreshKind, System};
 
 use crate::engine::Engine;
 use crate::error::Failure;
@@ -50,7 +50,16 @@ pub fn measure_host() -> Result<Host> {
         unified_memory: false,
         cpu_repack: cpu_repacks(),
         matmul_tflops: None,
+        cpu: cpu_name(),
     })
+}
+
+/// The CPU's name as the system reports it ("" when it reports none).
+fn cpu_name() -> String {
+    let Ok(sys) = System::new_with_specifics(RefreshKind::nothing().with_cpu(CpuRefreshKind::nothing())) else {
+        return String::new();
+    };
+    sys.cpus().first().map(|c| c.brand().trim().to_string()).unwrap_or_default()
 }
 
 /// Whether llama.cpp's CPU backend here repacks weights by the x86 AVX2 rule the memory model knows.

@@ -162,6 +162,7 @@ pub fn plan_text(report: &PlanReport) -> String {
             unknown.join(", ") + if unknown.len() == 1 { " is" } else { " are" }
         );
     }
+    out += &cpu_guess_line(report);
     for t in &report.network {
         let how = match (t.seconds, t.link) {
             (Some(s), Some(l)) => format!(
@@ -188,6 +189,24 @@ pub fn plan_text(report: &PlanReport) -> String {
     out += &format!("llama.cpp  {}\n", report.llama_args.join(" "));
     out += &llama_fit_lines(report);
     out
+}
+
+/// When a CPU-only plan's prompt rate is a guess from the thread count: the CPU was not measured and
+/// the CPU catalogue does not know it.
+fn cpu_guess_line(report: &PlanReport) -> String {
+    let host = &report.hardware.host;
+    if report.speed.is_none() || !report.hardware.devices.is_empty() || host.matmul_tflops.is_some() {
+        return String::new();
+    }
+    if crate::fit::cpus::find(&host.cpu).is_some() {
+        return String::new();
+    }
+    let what = if host.cpu.is_empty() {
+        "name the CPU (cpu = \"Core i7-8550U\") or give matmul_tflops under [host] in a profile".to_string()
+    } else {
+        format!("{} is not in run-fit's CPU catalogue; give matmul_tflops under [host] in a profile", host.cpu)
+    };
+    format!("speed    the prompt rate is a guess from the {} threads: {what}\n", host.threads)
 }
 
 /// Why RAM's resident bytes are fewer than its total: mapped pages nothing reads.
@@ -425,7 +444,12 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
         "RAM".to_string(),
         "CPU".into(),
         "host".into(),
-        format!("{} threads, swap free {}", h.threads, human(h.swap_free_bytes)),
+        format!(
+            "{}{} threads, swap free {}",
+            if h.cpu.is_empty() { String::new() } else { format!("{}, ", h.cpu) },
+            h.threads,
+            human(h.swap_free_bytes)
+        ),
         human(h.available_bytes),
         human(h.total_bytes),
         match (h.bandwidth_gb_per_s, h.matmul_tflops) {
