@@ -2,7 +2,7 @@
 //! device, whether a backoff was needed, and the host's measured memory bandwidth — and the rules that
 //! turn a record into a plan adjustment (`adjust`). The file itself is `machine::cache`'s.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,10 @@ pub struct Cache {
     /// measures again (and keeps the better reading).
     #[serde(default)]
     pub host_busy: BTreeMap<String, bool>,
+    /// This machine's devices whose measurement through ggml failed (cache keys): not tried again on
+    /// every plan — each try starts a child and can take seconds — until `--fresh`.
+    #[serde(default)]
+    pub unmeasurable: BTreeSet<String>,
 }
 
 /// Another program's share of the machine's CPU time above which a measurement is not trusted as
@@ -88,6 +92,9 @@ impl Cache {
         self.version = VERSION;
         self.host_bandwidth_gb_per_s.extend(newer.host_bandwidth_gb_per_s);
         self.rpc_links.extend(newer.rpc_links);
+        // A device measured now is no longer one that failed.
+        self.unmeasurable.retain(|k| !newer.device_rates.contains_key(k));
+        self.unmeasurable.extend(newer.unmeasurable);
         self.device_rates.extend(newer.device_rates);
         self.host_matmul_tflops.extend(newer.host_matmul_tflops);
         self.host_busy.extend(newer.host_busy);
@@ -290,6 +297,21 @@ mod tests {
         stale.record(old);
         on_disk.merge(stale);
         assert_eq!(on_disk.latest("m", "x").unwrap().n_ctx_tokens, 4096);
+    }
+
+    #[test]
+    fn a_device_that_failed_to_measure_is_remembered_until_it_measures() {
+        let mut on_disk = Cache::default();
+        let mut failed = Cache::default();
+        failed.unmeasurable.insert("local:CUDA0:card".into());
+        on_disk.merge(failed);
+        assert!(on_disk.unmeasurable.contains("local:CUDA0:card"));
+        // measured later (--fresh): no longer one that failed
+        let mut measured = Cache::default();
+        let rates = crate::fit::hardware::Rates { bandwidth_gb_per_s: 800.0, matmul_tflops: 50.0 };
+        measured.device_rates.insert("local:CUDA0:card".into(), rates);
+        on_disk.merge(measured);
+        assert!(on_disk.unmeasurable.is_empty() && on_disk.device_rates.contains_key("local:CUDA0:card"));
     }
 
     #[test]

@@ -95,8 +95,9 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
     let mut args = vec!["devices".to_string(), "--json".into()];
     if crate::engine::CAN_OFFLOAD {
         args.push("--measure-local".into());
-        let known: Vec<&str> =
-            if fresh { vec![] } else { cache.device_rates.keys().filter_map(|k| k.strip_prefix(LOCAL_KEY)).collect() };
+        // Measured before, or failed before: either way not measured again unless --fresh.
+        let tried = cache.device_rates.keys().chain(cache.unmeasurable.iter());
+        let known: Vec<&str> = if fresh { vec![] } else { tried.filter_map(|k| k.strip_prefix(LOCAL_KEY)).collect() };
         if !known.is_empty() {
             args.extend(["--known-devices".into(), known.join(";")]);
         }
@@ -136,9 +137,13 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
             });
         if let Some(rates) = kept.filter(|&r| Some(r) != old) {
             measured = true;
-            cache.device_rates.insert(key, rates);
+            cache.device_rates.insert(key.clone(), rates);
         }
         d.measured = kept;
+        if d.endpoint.is_none() && crate::engine::CAN_OFFLOAD {
+            // A local GPU the child tried and could not measure: remembered, so plans stop retrying.
+            measured |= if kept.is_some() { cache.unmeasurable.remove(&key) } else { cache.unmeasurable.insert(key) };
+        }
         let Some(endpoint) = &d.endpoint else { continue };
         match (link, d.link) {
             (Some(given), _) => d.link = Some(given),
@@ -162,10 +167,11 @@ pub fn measure_isolated_with(rpc: &[String], link: Option<Link>, fresh: bool) ->
 /// A GPU that cannot be measured stays unmeasured: the catalogue speaks for it.
 pub fn fill_local_rates(hw: &mut Hardware, fresh: bool) {
     let (cache, _) = crate::machine::cache::load();
-    let cached =
-        |d: &crate::fit::hardware::Device| cache.device_rates.get(&format!("{LOCAL_KEY}{}", local_key(d))).copied();
+    let key = |d: &crate::fit::hardware::Device| format!("{LOCAL_KEY}{}", local_key(d));
+    let cached = |d: &crate::fit::hardware::Device| cache.device_rates.get(&key(d)).copied();
     let local = |d: &&mut crate::fit::hardware::Device| d.endpoint.is_none();
-    let unmeasured = fresh || hw.devices.iter().any(|d| d.endpoint.is_none() && cached(d).is_none());
+    let untried = |d: &crate::fit::hardware::Device| cached(d).is_none() && !cache.unmeasurable.contains(&key(d));
+    let unmeasured = fresh || hw.devices.iter().any(|d| d.endpoint.is_none() && untried(d));
     if unmeasured && let Ok(there) = measure_isolated_with(&[], None, fresh) {
         for d in hw.devices.iter_mut().filter(local) {
             let same = there.devices.iter().find(|m| m.endpoint.is_none() && local_key(m) == local_key(d));
