@@ -99,13 +99,19 @@ pub fn vendor(reported: &str) -> Vendor {
 
 /// The catalogue's row for a device as its driver names it, if there is one.
 pub fn find(reported: &str) -> Option<Entry> {
+    best_match(reported, entries(), |e| e.name)
+}
+
+/// Of a table's `rows`, the one whose name the `reported` name names (`names_part`); of several, the
+/// one with the most words. Both catalogues (GPUs here, CPUs in `fit::cpus`) match by this rule.
+pub(crate) fn best_match<E>(reported: &str, rows: impl Iterator<Item = E>, name: fn(&E) -> &str) -> Option<E> {
     let text = words(reported);
-    entries().filter(|e| names_part(&text, e.name)).max_by_key(|e| words(e.name).len())
+    rows.filter(|e| names_part(&text, name(e))).max_by_key(|e| words(name(e)).len())
 }
 
 /// Whether a reported name's `text` (its words) names the part `row`: the row's words stand in it in
 /// order, and the word after them does not make it another part.
-pub(crate) fn names_part(text: &[String], row: &str) -> bool {
+fn names_part(text: &[String], row: &str) -> bool {
     let row = words(row);
     (0..=text.len().saturating_sub(row.len())).any(|at| {
         text[at..].starts_with(&row) && text.get(at + row.len()).is_none_or(|next| !VARIANTS.contains(&next.as_str()))

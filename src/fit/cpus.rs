@@ -9,7 +9,7 @@
 //! turbo frequency. This is what separates parts of one design: an i7-8550U (15 W, base 1.8 GHz) reads a
 //! prompt at 0.6 of an i7-7820HQ's (45 W, 2.9 GHz), both Kaby Lake cores at four threads.
 
-use crate::fit::catalogue::{data_rows, names_part, words};
+use crate::fit::catalogue::{best_match, data_rows};
 
 const CSV: &str = include_str!("cpus.csv");
 
@@ -93,8 +93,7 @@ fn parse_row(line: &'static str) -> Option<Entry> {
 
 /// The catalogue's row for a CPU as the system names it, if there is one (of several, the longest).
 pub fn find(reported: &str) -> Option<Entry> {
-    let text = words(reported);
-    entries().filter(|e| names_part(&text, e.name)).max_by_key(|e| words(e.name).len())
+    best_match(reported, entries(), |e| e.name)
 }
 
 /// The clock `busy` cores hold: the base frequency shared by fewer cores, up to the turbo frequency

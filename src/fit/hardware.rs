@@ -233,7 +233,7 @@ struct HostSpec {
     matmul_tflops: Option<f64>,
     /// The CPU's name ("Core i7-8550U"): the CPU catalogue then gives its prompt rate.
     #[serde(default)]
-    cpu: Option<String>,
+    cpu: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -338,7 +338,7 @@ pub fn parse_profile(text: &str, file: &str) -> Result<Hardware, ProfileError> {
             unified_memory: h.unified_memory,
             cpu_repack: h.cpu_repack.unwrap_or(!h.unified_memory),
             matmul_tflops: h.matmul_tflops,
-            cpu: h.cpu.clone().unwrap_or_default(),
+            cpu: h.cpu.clone(),
         },
     })
 }

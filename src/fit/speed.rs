@@ -247,15 +247,20 @@ fn prompt_token_seconds(
     Some(prompt_seconds + network_seconds(facts, plan, hw, ub) / ub as f64)
 }
 
-/// The host CPU's rate on a prompt: its measured matrix rate where there is one, else the CPU
-/// catalogue's for its name, else an estimate from its threads.
+/// The host CPU's rate on a prompt.
 fn cpu_flops_per_s(host: &crate::fit::hardware::Host) -> f64 {
+    cpu_prompt_rate(host).0
+}
+
+/// The host CPU's prompt rate (operations per second) and whether it is a guess: its measured matrix
+/// rate where there is one, else the CPU catalogue's for its name, else (guessed) one from its threads.
+pub fn cpu_prompt_rate(host: &crate::fit::hardware::Host) -> (f64, bool) {
     if let Some(tflops) = host.matmul_tflops {
-        return tflops * 1e12 * CPU_MATMUL_EFFICIENCY;
+        return (tflops * 1e12 * CPU_MATMUL_EFFICIENCY, false);
     }
     match crate::fit::cpus::find(&host.cpu) {
-        Some(cpu) => crate::fit::cpus::prompt_flops_per_s(&cpu, host.threads),
-        None => host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD,
+        Some(cpu) => (crate::fit::cpus::prompt_flops_per_s(&cpu, host.threads), false),
+        None => (host.threads.max(1) as f64 * CPU_FLOPS_PER_THREAD, true),
     }
 }
 
@@ -295,10 +300,7 @@ fn prompt_tflops(d: &crate::fit::hardware::Device, bandwidth_gb_per_s: f64, tflo
         Vendor::Intel => return tflops * INTEL_TENSOR_EFFICIENCY,
         Vendor::Nvidia | Vendor::Apple => {}
     }
-    let large_l2 = catalogue::find(&d.description)
-        .or_else(|| catalogue::find(&d.name))
-        .and_then(|e| e.l2_mib)
-        .is_some_and(|mib| mib >= LARGE_L2_MIB);
+    let large_l2 = catalogue_entry(d).and_then(|e| e.l2_mib).is_some_and(|mib| mib >= LARGE_L2_MIB);
     let fed = if d.kind == DeviceKind::IntegratedGpu {
         f64::INFINITY
     } else if bandwidth_gb_per_s >= 1500.0 {
@@ -465,7 +467,7 @@ pub fn device_rates(d: &crate::fit::hardware::Device) -> Option<(f64, f64)> {
         let tflops = d.fp16_tflops.unwrap_or(m.matmul_tflops / GPU_TENSOR_EFFICIENCY);
         return Some((m.bandwidth_gb_per_s * GPU_COPY_TO_DATASHEET, tflops));
     }
-    let known = known_gpu(&d.description).or_else(|| known_gpu(&d.name));
+    let known = catalogue_entry(d).map(|e| (e.bandwidth_gb_per_s, e.fp16_tflops));
     // What the profile (or the user) gives wins over the catalogue.
     let tflops = d.fp16_tflops.or(known.map(|k| k.1));
     match (d.bandwidth_gb_per_s.or(known.map(|k| k.0)), tflops) {
@@ -473,6 +475,11 @@ pub fn device_rates(d: &crate::fit::hardware::Device) -> Option<(f64, f64)> {
         (Some(bw), None) => Some((bw, bw / 10.0)), // unknown compute: ~1 TFLOPS per 10 GB/s, as consumer GPUs run
         (None, _) => None,
     }
+}
+
+/// The device catalogue's row for a device: by its driver's description, else its llama.cpp name.
+fn catalogue_entry(d: &crate::fit::hardware::Device) -> Option<catalogue::Entry> {
+    catalogue::find(&d.description).or_else(|| catalogue::find(&d.name))
 }
 
 /// Parameters in the input embedding (a lookup, not a matrix product).

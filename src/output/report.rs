@@ -195,10 +195,8 @@ pub fn plan_text(report: &PlanReport) -> String {
 /// the CPU catalogue does not know it.
 fn cpu_guess_line(report: &PlanReport) -> String {
     let host = &report.hardware.host;
-    if report.speed.is_none() || !report.hardware.devices.is_empty() || host.matmul_tflops.is_some() {
-        return String::new();
-    }
-    if crate::fit::cpus::find(&host.cpu).is_some() {
+    let guessed = crate::fit::speed::cpu_prompt_rate(host).1;
+    if report.speed.is_none() || !report.hardware.devices.is_empty() || !guessed {
         return String::new();
     }
     let what = if host.cpu.is_empty() {
