@@ -234,20 +234,37 @@ fn a_reply_that_fills_the_context_stops_cleanly() {
 
 #[test]
 fn ctrl_c_during_a_long_prompt_stops_at_once() {
-    // ~1700 prompt tokens take seconds on this CPU; SIGINT (Ctrl-C) lands in the middle of them.
+    // ~1700 prompt tokens take seconds on one thread of this CPU; SIGINT (Ctrl-C) lands in the middle
+    // of them. It is sent a second after llama.cpp's last context-creation line (-v), not after a fixed
+    // time from the start: a cold first load on a slow machine took longer than any fixed guess.
     let prompt = "The quick brown fox jumps over the lazy dog near the river bank. ".repeat(120);
-    let child = run_fit_command()
-        .args([smollm2().to_str().unwrap(), "-p", &prompt, "-c", "4096", "-t", "1"])
+    let mut child = run_fit_command()
+        .args([smollm2().to_str().unwrap(), "-p", &prompt, "-c", "4096", "-t", "1", "-v"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let stderr_pipe = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stderr_pipe)).map_while(Result::ok) {
+            if line.starts_with("sched_reserve: reserve took") {
+                let _ = ready_tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    let ready = ready_rx.recv_timeout(std::time::Duration::from_secs(120));
+    std::thread::sleep(std::time::Duration::from_millis(1000));
     let sent = std::time::Instant::now();
     Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    let out = child.wait_with_output().unwrap();
-    let e = stderr(&out);
-    assert_eq!(out.status.code(), Some(130), "{e}");
+    let status = child.wait().unwrap();
+    let e = reader.join().unwrap();
+    assert!(ready.is_ok(), "the context was never made: {e}");
+    assert_eq!(status.code(), Some(130), "{e}");
     assert!(e.contains("run-fit: stopped"), "{e}");
     assert!(sent.elapsed() < std::time::Duration::from_secs(2), "took {:?} to stop", sent.elapsed());
     // the statistics count what was evaluated (whole micro-batches of 512), not the ~1700 asked for
