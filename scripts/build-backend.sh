@@ -13,6 +13,23 @@ dest=${3:?the folder of the run-fit that loads it}
 archs=${4:-default}
 build=${RUN_FIT_BACKEND_BUILD_DIR:-$dest/build-$backend}
 log="$dest/build-$backend.log"
+root=${RUN_FIT_SYSROOT:-} # where the driver's libcuda.so is looked for (tests fake a machine there)
+# The driver library CMake's FindCUDAToolkit links ggml-cuda to: the toolkit's stub, or the driver's own.
+toolkit_top() {
+  local nvcc
+  nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+  dirname "$(dirname "$(readlink -f "$nvcc")")"
+}
+driver_stub() {
+  local top
+  top=$(toolkit_top)
+  for stub in "$top"/lib64/stubs/libcuda.so "$top"/lib/stubs/libcuda.so "$top"/targets/*/lib/stubs/libcuda.so \
+    "$top"/lib/x86_64-linux-gnu/stubs/libcuda.so \
+    "$root"/usr/lib/x86_64-linux-gnu/libcuda.so "$root"/usr/lib64/libcuda.so; do
+    [ -e "$stub" ] && return 0
+  done
+  command -v ldconfig >/dev/null && ldconfig -p | grep -q 'libcuda\.so '
+}
 # The same switches llama-cpp-sys-2 gives the ggml it builds for run-fit (dynamic-backends), so the
 # module matches the libggml-base.so beside it.
 flags=(-DGGML_BACKEND_DL=ON -DBUILD_SHARED_LIBS=ON -DGGML_NATIVE=OFF -DCMAKE_BUILD_TYPE=Release
@@ -21,6 +38,22 @@ case "$backend" in
   cuda)
     flags+=(-DGGML_CUDA=ON)
     [ "$archs" = default ] || flags+=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
+    # ggml links the driver's libcuda.so for CUDA's virtual-memory pool; a toolkit without the
+    # driver stub (NVIDIA's pip wheels) cannot, so ggml's pool without it (GGML_CUDA_NO_VMM) is built.
+    # The module is copied beside run-fit, not installed, so its build RUNPATH is the one it keeps:
+    # the toolkit's own lib folders go in it, so libcudart/libcublas are found where they were linked
+    # even when the toolkit is not known to the loader (pip wheels, a toolkit with no ld.so.conf entry).
+    top=$(toolkit_top) rpath=""
+    for dir in "$top"/lib64 "$top"/lib "$top"/targets/*/lib; do
+      [ -d "$dir" ] || continue
+      dir=$(readlink -f "$dir")
+      [[ ";$rpath;" == *";$dir;"* ]] || rpath+="${rpath:+;}$dir"
+    done
+    [ -z "$rpath" ] || flags+=(-DCMAKE_BUILD_RPATH="$rpath")
+    if ! driver_stub; then
+      flags+=(-DGGML_CUDA_NO_VMM=ON)
+      echo "run-fit: no libcuda.so to link (the toolkit has no lib64/stubs): building CUDA without its virtual-memory pool (GGML_CUDA_NO_VMM)" >&2
+    fi
     ;;
   vulkan)
     flags+=(-DGGML_VULKAN=ON)

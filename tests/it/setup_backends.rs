@@ -19,11 +19,8 @@ impl Machine {
         let m = Machine { dir: tempfile::tempdir().unwrap() };
         std::fs::create_dir_all(m.bin()).unwrap();
         std::fs::create_dir_all(m.root()).unwrap();
-        let path = std::env::var_os("PATH").unwrap_or_default();
         for tool in ["bash", "cat", "dirname", "grep", "head", "ls", "paste", "sed", "sort", "tr", "uname"] {
-            let real = std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file());
-            let real = real.unwrap_or_else(|| panic!("{tool} is not on PATH"));
-            std::os::unix::fs::symlink(real, m.bin().join(tool)).unwrap();
+            m.link(tool);
         }
         m
     }
@@ -35,10 +32,21 @@ impl Machine {
     }
     /// A script `name` on the fake PATH that prints `output`.
     fn tool(&self, name: &str, output: &str) -> &Machine {
-        let path = self.bin().join(name);
-        std::fs::write(&path, format!("#!/bin/sh\ncat <<'END'\n{output}\nEND\n")).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        self.script(name, &format!("#!/bin/sh\ncat <<'END'\n{output}\nEND\n"));
         self
+    }
+    /// A shell script `name` on the fake PATH.
+    fn script(&self, name: &str, text: &str) {
+        let path = self.bin().join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    /// The machine's own `tool` on the fake PATH too.
+    fn link(&self, tool: &str) {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let real = std::env::split_paths(&path).map(|d| d.join(tool)).find(|p| p.is_file());
+        let real = real.unwrap_or_else(|| panic!("{tool} is not on PATH"));
+        std::os::unix::fs::symlink(real, self.bin().join(tool)).unwrap();
     }
     fn file(&self, path: &str, text: &str) -> &Machine {
         let p = self.root().join(path);
@@ -181,4 +189,127 @@ fn a_backend_build_refuses_an_unknown_backend_or_source() {
     assert_eq!(code, Some(2));
     assert!(err.contains("is not ggml's source"), "{err}");
     assert!(!Path::new(d).join("libggml-rpc.so").exists());
+}
+
+/// scripts/build-backend.sh cuda on a fake machine whose `cmake` writes down what it was asked and
+/// makes an empty module: the switches given to ggml's CMake, and what the script said.
+fn cuda_build_switches(m: &Machine, toolkit_stub: bool) -> (String, String) {
+    let toolkit = m.dir.path().join("cuda");
+    std::fs::create_dir_all(toolkit.join("bin")).unwrap();
+    std::fs::create_dir_all(toolkit.join("lib64/stubs")).unwrap();
+    if toolkit_stub {
+        std::fs::write(toolkit.join("lib64/stubs/libcuda.so"), "").unwrap();
+    }
+    // nvcc in its toolkit's bin, as /usr/local/cuda has it: the stub is looked for beside it.
+    let nvcc = toolkit.join("bin/nvcc");
+    std::fs::write(&nvcc, format!("#!/bin/sh\ncat <<'END'\n{NVCC_12_4}\nEND\n")).unwrap();
+    std::fs::set_permissions(&nvcc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let args = m.dir.path().join("cmake-args");
+    let cmake = format!(
+        "#!/bin/sh\necho \"$@\" >> {}\nif [ \"$1\" = --build ]; then mkdir -p \"$2\" && : > \"$2/libggml-cuda.so\"; fi\n",
+        args.display()
+    );
+    let src = m.dir.path().join("ggml");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("CMakeLists.txt"), "").unwrap();
+    std::fs::write(src.join("ggml.pc.in"), "").unwrap();
+    m.script("cmake", &cmake);
+    for tool in ["cp", "cut", "date", "du", "find", "mkdir", "nproc", "readlink", "rm", "tail"] {
+        m.link(tool);
+    }
+    let dest = m.dir.path().join("out");
+    let o = Command::new(m.bin().join("bash"))
+        .arg(repo().join("scripts/build-backend.sh"))
+        .args(["cuda".as_ref(), src.as_os_str(), dest.as_os_str(), "86".as_ref()])
+        .env("PATH", format!("{}:{}", toolkit.join("bin").display(), m.bin().display()))
+        .env("RUN_FIT_SYSROOT", m.root())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(dest.join("libggml-cuda.so").is_file());
+    (std::fs::read_to_string(args).unwrap(), stderr(&o))
+}
+
+#[test]
+fn a_cuda_toolkit_without_the_driver_stub_builds_ggml_without_its_vmm_pool() {
+    // NVIDIA's PyPI wheels (scripts/cuda-from-pypi.sh) have no lib64/stubs/libcuda.so to link.
+    let m = Machine::new();
+    let (switches, err) = cuda_build_switches(&m, false);
+    assert!(switches.contains("-DGGML_CUDA=ON") && switches.contains("-DCMAKE_CUDA_ARCHITECTURES=86"), "{switches}");
+    assert!(switches.contains("-DGGML_CUDA_NO_VMM=ON"), "{switches}");
+    // The module keeps its build RUNPATH beside run-fit: the toolkit's libcudart is found there.
+    let lib = m.dir.path().join("cuda/lib64").canonicalize().unwrap();
+    assert!(switches.contains(&format!("-DCMAKE_BUILD_RPATH={}", lib.display())), "{switches}");
+    assert!(err.contains("no libcuda.so to link") && err.contains("built libggml-cuda.so"), "{err}");
+}
+
+#[test]
+fn a_full_cuda_toolkit_builds_ggml_with_its_vmm_pool() {
+    let m = Machine::new();
+    let (switches, err) = cuda_build_switches(&m, true);
+    assert!(switches.contains("-DGGML_CUDA=ON"), "{switches}");
+    assert!(!switches.contains("NO_VMM") && !err.contains("no libcuda.so"), "{switches}\n{err}");
+}
+
+/// A `python3` whose `pip download` leaves one wheel laid out as NVIDIA's CUDA 13 wheels are
+/// (nvidia/cu13/{bin,lib}, execute bits lost by the zip) and writes down what it was asked for;
+/// everything else goes to the real python3 (the script unzips with `python3 -m zipfile`).
+fn fake_pip(m: &Machine) -> std::path::PathBuf {
+    let wheel = m.dir.path().join("wheel");
+    std::fs::create_dir_all(wheel.join("nvidia/cu13/bin")).unwrap();
+    std::fs::create_dir_all(wheel.join("nvidia/cu13/lib")).unwrap();
+    std::fs::create_dir_all(wheel.join("nvidia/cu13/nvvm/bin")).unwrap();
+    std::fs::write(wheel.join("nvidia/cu13/bin/nvcc"), format!("#!/bin/sh\ncat <<'END'\n{NVCC_12_4}\nEND\n")).unwrap();
+    std::fs::write(wheel.join("nvidia/cu13/nvvm/bin/cicc"), "").unwrap();
+    std::fs::write(wheel.join("nvidia/cu13/lib/libcudart.so.13"), "").unwrap();
+    let asked = m.dir.path().join("pip-args");
+    // The interpreter itself: the python3 on PATH may be a shim (pyenv) that needs more of PATH.
+    let real = Command::new("python3").args(["-c", "import sys; print(sys.executable)"]).output().unwrap();
+    let real = String::from_utf8_lossy(&real.stdout).trim().to_string();
+    let script = format!(
+        "#!/bin/sh\nif [ \"$1 $2 $3\" = '-m pip download' ]; then\n  echo \"$@\" > {asked}\n  \
+         while [ \"$1\" != --dest ]; do shift; done\n  cd {wheel} && exec {real} -m zipfile -c \"$2/n.whl\" nvidia\nfi\n\
+         exec {real} \"$@\"\n",
+        asked = asked.display(),
+        wheel = wheel.display(),
+    );
+    m.script("python3", &script);
+    asked
+}
+
+#[test]
+fn cuda_from_pypi_lays_the_wheels_out_as_usr_local_cuda() {
+    let m = Machine::new();
+    for tool in ["basename", "chmod", "cp", "ln", "mkdir", "realpath", "rm"] {
+        m.link(tool);
+    }
+    let run = |m: &Machine| {
+        Command::new(m.bin().join("bash"))
+            .arg(repo().join("scripts/cuda-from-pypi.sh"))
+            .arg(m.dir.path().join("cuda"))
+            .env("PATH", m.bin())
+            .output()
+            .unwrap()
+    };
+    let o = run(&m);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("python3 (with pip) is needed"), "{}", stderr(&o));
+
+    m.script("python3", "#!/bin/sh\nexit 1\n");
+    let o = run(&m);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("pip could not fetch NVIDIA's CUDA 13.5.37 wheels"), "{}", stderr(&o));
+
+    let asked = fake_pip(&m);
+    let o = run(&m);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let cuda = m.dir.path().join("cuda");
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), cuda.join("bin").display().to_string());
+    let asked = std::fs::read_to_string(asked).unwrap();
+    assert!(asked.contains("nvidia-cuda-nvcc==13.5.37") && asked.contains("nvidia-cublas=="), "{asked}");
+    assert!(std::fs::metadata(cuda.join("bin/nvcc")).unwrap().permissions().mode() & 0o111 != 0);
+    // FindCUDAToolkit links the unversioned name in lib64.
+    assert_eq!(std::fs::read_link(cuda.join("lib/libcudart.so")).unwrap(), Path::new("libcudart.so.13"));
+    assert!(cuda.join("lib64/libcudart.so").exists());
+    assert!(!m.dir.path().join("cuda.download").exists(), "the downloaded wheels are removed");
 }
