@@ -68,7 +68,7 @@ pub fn unused_warning(visible: &[Visible], backends: &[Backend]) -> Option<Strin
     // A backend for it that loaded with no device, or a module for it that did not load.
     let module = backends.iter().find(|b| drives(first.vendor, b) && (b.loaded || b.module.is_some()));
     let how = match module {
-        Some(b) if b.loaded => format!("its {} backend loaded but found no device: is the driver loaded?", b.name),
+        Some(b) if b.loaded => format!("its {} backend loaded but found no device: {}", b.name, no_device_hint(b)),
         Some(b) => {
             format!("{} {}", b.module.as_deref().unwrap_or_default(), b.why_not.as_deref().unwrap_or("did not load"))
         }
@@ -82,6 +82,37 @@ pub fn unused_warning(visible: &[Visible], backends: &[Backend]) -> Option<Strin
     Some(format!(
         "a GPU is visible — {what} — but this run-fit has no backend for it, so every layer runs on the CPU: {how}"
     ))
+}
+
+/// A GPU backend that loaded and registered no device on a machine that shows no GPU either (a
+/// container without the GPU passed in, no driver at all); [`unused_warning`] speaks when one shows.
+pub fn deviceless_warning(backends: &[Backend]) -> Option<String> {
+    let gpu = |b: &&Backend| b.loaded && !matches!(b.name.as_str(), "CPU" | "RPC");
+    if backends.iter().filter(gpu).any(|b| b.devices > 0) {
+        return None;
+    }
+    let b = backends.iter().find(gpu)?;
+    Some(format!(
+        "the {} backend loaded but found no device, so every layer runs on the CPU: {}",
+        b.name,
+        no_device_hint(b)
+    ))
+}
+
+/// What to check when a GPU backend finds no device: the driver under it. CUDA's runtime also refuses
+/// a driver older than itself ("CUDA driver version is insufficient for CUDA runtime version").
+fn no_device_hint(b: &Backend) -> &'static str {
+    match b.name.as_str() {
+        "CUDA" => {
+            "is the driver loaded? CUDA needs one at least as new as the toolkit run-fit was built with \
+                   (`nvidia-smi` shows the CUDA version the driver supports)"
+        }
+        "Vulkan" => {
+            "is the driver loaded? (ggml's Vulkan backend leaves out software devices such as Mesa's \
+                     llvmpipe unless GGML_VK_VISIBLE_DEVICES names them)"
+        }
+        _ => "is the driver loaded?",
+    }
 }
 
 /// The compute capabilities of this machine's NVIDIA cards (`8.6` → 86), from `nvidia-smi`; empty
@@ -141,6 +172,19 @@ mod tests {
         let amd = [Visible { vendor: "AMD", evidence: "/dev/dri/renderD128".into() }];
         assert!(unused_warning(&amd, &[Backend::compiled_in("CUDA", 1)]).unwrap().contains("glslc"));
         assert_eq!(unused_warning(&[], &cpu), None);
+    }
+
+    #[test]
+    fn a_gpu_module_without_devices_is_blamed_on_the_driver() {
+        let plain = [Backend::compiled_in("RPC", 0), Backend::compiled_in("CPU", 1)];
+        assert_eq!(deviceless_warning(&plain), None);
+        let w = deviceless_warning(&[Backend::compiled_in("CUDA", 0), plain[0].clone(), plain[1].clone()]).unwrap();
+        assert!(w.starts_with("the CUDA backend loaded but found no device, so every layer runs on the CPU"), "{w}");
+        assert!(w.contains("as new as the toolkit run-fit was built with"), "{w}");
+        let w = deviceless_warning(&[Backend::compiled_in("Vulkan", 0)]).unwrap();
+        assert!(w.contains("Vulkan backend loaded but found no device") && w.contains("is the driver loaded?"), "{w}");
+        // Another GPU backend that found a device: the layers do not all run on the CPU.
+        assert_eq!(deviceless_warning(&[Backend::compiled_in("CUDA", 0), Backend::compiled_in("Vulkan", 1)]), None);
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub fn measure(engine: Option<&Engine>) -> Result<Hardware> {
         .map(Engine::backends)
         .unwrap_or_else(|| ["CPU", "RPC"].iter().map(|n| Backend::compiled_in(n, usize::from(*n == "CPU"))).collect());
     let gpus = crate::machine::gpus::visible();
-    let mut warnings: Vec<String> = crate::machine::gpus::unused_warning(&gpus, &backends).into_iter().collect();
+    let unused = crate::machine::gpus::unused_warning(&gpus, &backends);
+    let mut warnings: Vec<String> =
+        unused.or_else(|| crate::machine::gpus::deviceless_warning(&backends)).into_iter().collect();
     // nvidia-smi takes a tenth of a second or more: asked only when a CUDA module says what it was built for.
     let cuda_built_for = backends.iter().any(|b| b.name == "CUDA" && b.loaded && b.built_for.is_some());
     if cuda_built_for && gpus.iter().any(|g| g.vendor == "NVIDIA") {

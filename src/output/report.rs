@@ -464,30 +464,9 @@ pub fn devices_text(hw: &Hardware, can_offload: bool) -> String {
         out += "this run-fit is a CPU-only build: where a CUDA toolkit (nvcc) or the Vulkan toolchain (glslc, \
                 libvulkan-dev, spirv-headers) is installed, `bash scripts/setup.sh` builds for the GPU\n";
     } else if hw.devices.is_empty() {
-        out += &no_gpu_line(hw);
+        out += "no GPU found: llama.cpp will run every layer on the CPU\n";
     }
     out
-}
-
-/// Why no GPU is there to use.
-fn no_gpu_line(hw: &Hardware) -> String {
-    let why = driverless_gpu_backend(hw).map_or(String::new(), |why| format!("{why}; "));
-    format!("no GPU found: {why}llama.cpp will run every layer on the CPU\n")
-}
-
-/// A GPU module that loads and registers no device was built fine but has no driver under it (a
-/// container without the GPU passed in, a driver older than the toolkit): what to check.
-fn driverless_gpu_backend(hw: &Hardware) -> Option<String> {
-    if !hw.devices.is_empty() {
-        return None;
-    }
-    let b = hw.backends.iter().find(|b| b.loaded && b.devices == 0 && !matches!(b.name.as_str(), "CPU" | "RPC"))?;
-    Some(match b.name.as_str() {
-        "CUDA" => "CUDA loaded but found no device: no NVIDIA driver, or one older than the CUDA toolkit \
-                   run-fit was built with (`nvidia-smi` shows the driver and the CUDA it supports)"
-            .to_string(),
-        name => format!("{name} loaded but found no device: is the GPU's driver installed and visible here?"),
-    })
 }
 
 /// The plan's short form: the backends loaded, and GPU modules that did not load (CPU variants for
@@ -498,9 +477,6 @@ fn plan_backend_lines(hw: &Hardware) -> String {
     for b in hw.backends.iter().filter(|b| !b.loaded && b.name != "CPU") {
         let why = b.why_not.as_deref().unwrap_or("did not load");
         out += &format!("         not loaded: {} {why}\n", b.module.as_deref().map_or(b.name.clone(), file_name));
-    }
-    if let Some(why) = driverless_gpu_backend(hw) {
-        out += &format!("         {why}\n");
     }
     out
 }
@@ -640,18 +616,5 @@ mod tests {
     fn rates_keep_two_significant_digits() {
         let shown: Vec<String> = [400.4, 42.0, 4.04, 0.42, 0.0026, 0.0].map(super::two_digits).into();
         assert_eq!(shown, ["400", "42", "4.0", "0.42", "0.0026", "0"]);
-    }
-
-    #[test]
-    fn a_gpu_module_without_devices_is_blamed_on_the_driver() {
-        use crate::fit::hardware::{Backend, hypothetical};
-        let mut hw = hypothetical(&[], 8 << 30);
-        hw.backends = vec![Backend::compiled_in("RPC", 0), Backend::compiled_in("CPU", 1)];
-        assert_eq!(super::no_gpu_line(&hw), "no GPU found: llama.cpp will run every layer on the CPU\n");
-        hw.backends.insert(0, Backend::compiled_in("CUDA", 0));
-        let line = super::no_gpu_line(&hw);
-        assert!(line.starts_with("no GPU found: CUDA loaded but found no device: no NVIDIA driver"), "{line}");
-        hw.backends[0] = Backend::compiled_in("Vulkan", 0);
-        assert!(super::no_gpu_line(&hw).contains("Vulkan loaded but found no device"));
     }
 }
