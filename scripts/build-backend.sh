@@ -14,15 +14,16 @@ archs=${4:-default}
 build=${RUN_FIT_BACKEND_BUILD_DIR:-$dest/build-$backend}
 log="$dest/build-$backend.log"
 root=${RUN_FIT_SYSROOT:-} # where the driver's libcuda.so is looked for (tests fake a machine there)
-# The driver library CMake's FindCUDAToolkit links ggml-cuda to: the toolkit's stub, or the driver's own.
+# The CUDA toolkit's top folder (/usr/local/cuda), from the nvcc that CMake will find.
 toolkit_top() {
   local nvcc
   nvcc=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
   dirname "$(dirname "$(readlink -f "$nvcc")")"
 }
+# Whether there is a libcuda.so for FindCUDAToolkit to link ggml-cuda to: toolkit TOP's stub, or the
+# driver's own.
 driver_stub() {
-  local top
-  top=$(toolkit_top)
+  local top=$1
   for stub in "$top"/lib64/stubs/libcuda.so "$top"/lib/stubs/libcuda.so "$top"/targets/*/lib/stubs/libcuda.so \
     "$top"/lib/x86_64-linux-gnu/stubs/libcuda.so \
     "$root"/usr/lib/x86_64-linux-gnu/libcuda.so "$root"/usr/lib64/libcuda.so; do
@@ -38,8 +39,6 @@ case "$backend" in
   cuda)
     flags+=(-DGGML_CUDA=ON)
     [ "$archs" = default ] || flags+=(-DCMAKE_CUDA_ARCHITECTURES="$archs")
-    # ggml links the driver's libcuda.so for CUDA's virtual-memory pool; a toolkit without the
-    # driver stub (NVIDIA's pip wheels) cannot, so ggml's pool without it (GGML_CUDA_NO_VMM) is built.
     # The module is copied beside run-fit, not installed, so its build RUNPATH is the one it keeps:
     # the toolkit's own lib folders go in it, so libcudart/libcublas are found where they were linked
     # even when the toolkit is not known to the loader (pip wheels, a toolkit with no ld.so.conf entry).
@@ -50,7 +49,9 @@ case "$backend" in
       [[ ";$rpath;" == *";$dir;"* ]] || rpath+="${rpath:+;}$dir"
     done
     [ -z "$rpath" ] || flags+=(-DCMAKE_BUILD_RPATH="$rpath")
-    if ! driver_stub; then
+    # ggml links the driver's libcuda.so for CUDA's virtual-memory pool; a toolkit without the
+    # driver stub (NVIDIA's pip wheels) cannot, so ggml's pool without it (GGML_CUDA_NO_VMM) is built.
+    if ! driver_stub "$top"; then
       flags+=(-DGGML_CUDA_NO_VMM=ON)
       echo "run-fit: no libcuda.so to link (the toolkit has no lib64/stubs): building CUDA without its virtual-memory pool (GGML_CUDA_NO_VMM)" >&2
     fi

@@ -25,7 +25,7 @@ echo "run-fit: fetching CUDA $version from NVIDIA's PyPI wheels (about 600 MB) i
 python3 -m pip download --quiet --no-deps --dest "$work" \
   "nvidia-cuda-nvcc==$version" "nvidia-nvvm==$version" "nvidia-cuda-crt==$version" \
   "nvidia-cuda-runtime==$version" "nvidia-cublas==$cublas" "nvidia-cuda-cccl==$cccl" >&2 ||
-  { echo "run-fit: pip could not fetch NVIDIA's CUDA $version wheels: is PyPI reachable? (versions: RUN_FIT_CUDA_VERSION and the others above)" >&2; exit 1; }
+  { echo "run-fit: pip could not fetch NVIDIA's CUDA $version wheels: is PyPI reachable, and the versions there? (RUN_FIT_CUDA_VERSION, RUN_FIT_CUBLAS_VERSION, RUN_FIT_CCCL_VERSION set them)" >&2; exit 1; }
 rm -rf "$dest" && mkdir -p "$dest"
 for wheel in "$work"/*.whl; do python3 -m zipfile -e "$wheel" "$work/unpacked" >&2; done
 # CUDA 13's wheels all unpack into nvidia/cu13/{bin,include,lib,nvvm}, /usr/local/cuda's layout.

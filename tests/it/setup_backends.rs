@@ -37,9 +37,7 @@ impl Machine {
     }
     /// A shell script `name` on the fake PATH.
     fn script(&self, name: &str, text: &str) {
-        let path = self.bin().join(name);
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        executable(&self.bin().join(name), text);
     }
     /// The machine's own `tool` on the fake PATH too.
     fn link(&self, tool: &str) {
@@ -69,6 +67,12 @@ impl Machine {
         let o = cmd.output().unwrap();
         (o.status.code().unwrap_or(-1), stdout(&o), stderr(&o))
     }
+}
+
+/// A file at `path` holding `text`, executable.
+fn executable(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
 
 const NVCC_12_4: &str = "nvcc: NVIDIA (R) Cuda compiler driver\nCuda compilation tools, release 12.4, V12.4.131";
@@ -201,9 +205,7 @@ fn cuda_build_switches(m: &Machine, toolkit_stub: bool) -> (String, String) {
         std::fs::write(toolkit.join("lib64/stubs/libcuda.so"), "").unwrap();
     }
     // nvcc in its toolkit's bin, as /usr/local/cuda has it: the stub is looked for beside it.
-    let nvcc = toolkit.join("bin/nvcc");
-    std::fs::write(&nvcc, format!("#!/bin/sh\ncat <<'END'\n{NVCC_12_4}\nEND\n")).unwrap();
-    std::fs::set_permissions(&nvcc, std::fs::Permissions::from_mode(0o755)).unwrap();
+    executable(&toolkit.join("bin/nvcc"), &format!("#!/bin/sh\ncat <<'END'\n{NVCC_12_4}\nEND\n"));
     let args = m.dir.path().join("cmake-args");
     let cmake = format!(
         "#!/bin/sh\necho \"$@\" >> {}\nif [ \"$1\" = --build ]; then mkdir -p \"$2\" && : > \"$2/libggml-cuda.so\"; fi\n",
